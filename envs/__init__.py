@@ -1,0 +1,48 @@
+"""worldsim's environments and their Gymnasium registration.
+
+``import worldsim`` registers:
+
+* ``worldsim/MarioReal-v0``: Super Mario Bros through the NES emulator, with the dream's
+  preprocessing (64x64 RGB uint8, Discrete(7), frame skip 4 with max-pool of the last two frames);
+* ``worldsim/PointMaze-UMaze-v0``, ``-Medium-v0``, ``-Large-v0``: Gymnasium-Robotics PointMaze (v3)
+  with D4RL maze2d episode limits; ``goal_cell="d4rl"`` gives the single-task goal.
+"""
+
+from __future__ import annotations
+
+from gymnasium.envs.registration import register, registry
+
+# A stuck agent (walking into a pipe) would otherwise run until the in-game clock ends the episode,
+# about 2400 steps; a good run clears World 1-1 in about 400.
+MARIO_MAX_EPISODE_STEPS = 1000
+
+POINTMAZE_IDS = {
+    "umaze": "worldsim/PointMaze-UMaze-v0",
+    "medium": "worldsim/PointMaze-Medium-v0",
+    "large": "worldsim/PointMaze-Large-v0",
+}
+# D4RL maze2d episode lengths (the normalized score is defined over these horizons).
+POINTMAZE_MAX_EPISODE_STEPS = {"umaze": 300, "medium": 600, "large": 800}
+
+
+def _register(env_id: str, **kwargs) -> None:
+    if env_id not in registry:  # re-importing must not warn about re-registration
+        register(id=env_id, **kwargs)
+
+
+def register_envs() -> None:
+    _register(
+        "worldsim/MarioReal-v0",
+        entry_point="worldsim.envs.real.mario:MarioEnv",
+        max_episode_steps=MARIO_MAX_EPISODE_STEPS,
+    )
+    for maze, env_id in POINTMAZE_IDS.items():
+        _register(
+            env_id,
+            entry_point="worldsim.envs.real.pointmaze:PointMazeEnv",
+            max_episode_steps=POINTMAZE_MAX_EPISODE_STEPS[maze],
+            kwargs={"maze": maze},
+        )
+
+
+register_envs()

@@ -1,0 +1,1 @@
+"""Adapters for the real simulators that worldsim learns from and benchmarks against."""

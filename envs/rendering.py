@@ -1,0 +1,45 @@
+"""Rendering shared by the real and the dream envs, so both look the same on screen and in videos."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def upscale(frame: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscale of ``uint8[H, W, C]`` to ``uint8[H*scale, W*scale, C]``."""
+    if scale == 1:
+        return frame.copy()
+    return np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
+
+
+class HumanRenderer:
+    """A pygame window that shows RGB frames at a fixed frame rate (render_mode="human")."""
+
+    def __init__(self, title: str, fps: int):
+        try:
+            import pygame
+        except ImportError as error:  # pygame is the optional `play` extra
+            raise ImportError("render_mode='human' needs pygame: pip install 'worldsim[play]'") from error
+        self._pygame = pygame
+        self._title = title
+        self._fps = fps
+        self._screen = None
+        self._clock = None
+
+    def show(self, frame: np.ndarray) -> None:
+        pygame = self._pygame
+        if self._screen is None:
+            pygame.display.init()  # display only: no audio device is needed (or present on servers)
+            pygame.display.set_caption(self._title)
+            self._screen = pygame.display.set_mode((frame.shape[1], frame.shape[0]))
+            self._clock = pygame.time.Clock()
+        pygame.event.pump()
+        # pygame surfaces are (width, height, channels)
+        self._screen.blit(pygame.surfarray.make_surface(frame.swapaxes(0, 1)), (0, 0))
+        pygame.display.flip()
+        self._clock.tick(self._fps)
+
+    def close(self) -> None:
+        if self._screen is not None:
+            self._pygame.display.quit()
+            self._screen = None

@@ -1,0 +1,1 @@
+"""Datasets: collecting episodes into Minari and reading them back."""
