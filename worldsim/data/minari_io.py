@@ -1,0 +1,76 @@
+"""Where Minari datasets live, and loading them with checks that give one clear error."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import gymnasium as gym
+import minari
+from minari.dataset.minari_dataset import parse_dataset_id
+
+from worldsim.errors import WorldsimError
+
+
+def datasets_root() -> Path:
+    """Minari's own setting: ``$MINARI_DATASETS_PATH``, else ``~/.minari/datasets``."""
+    return Path(os.environ.get("MINARI_DATASETS_PATH") or Path.home() / ".minari" / "datasets")
+
+
+def dataset_dir(dataset_id: str) -> Path:
+    return datasets_root() / dataset_id
+
+
+def check_dataset_id(dataset_id: str) -> None:
+    """Raise WorldsimError unless ``dataset_id`` reads ``[namespace/]name-vN``."""
+    try:
+        _, _, version = parse_dataset_id(dataset_id)
+    except Exception as error:  # minari raises bare ValueErrors with long texts
+        raise WorldsimError(f"dataset id {dataset_id!r} is not valid: use 'worldsim/<env>-<agent>-v<N>'") from error
+    if version is None:
+        raise WorldsimError(f"dataset id {dataset_id!r} has no version: end it with -v0, -v1, ...")
+
+
+@contextmanager
+def minari_root(path: Path) -> Iterator[None]:
+    """Point Minari at another datasets folder for the duration (it reads the variable on each call)."""
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["MINARI_DATASETS_PATH"]
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+
+
+def load_dataset(dataset_id: str, env: gym.Env | None = None) -> minari.MinariDataset:
+    """``minari.load_dataset`` with worldsim's errors; ``env`` checks the spaces match it."""
+    check_dataset_id(dataset_id)
+    if not (dataset_dir(dataset_id) / "data").is_dir():
+        raise WorldsimError(
+            f"no dataset {dataset_id!r} in {datasets_root()}: collect it with `worldsim collect --dataset-id {dataset_id} ...` "
+            "or set MINARI_DATASETS_PATH to where it is"
+        )
+    try:
+        dataset = minari.load_dataset(dataset_id)
+    except Exception as error:
+        raise WorldsimError(f"dataset {dataset_id!r} could not be read ({error}): delete {dataset_dir(dataset_id)} and collect it again") from error
+    if env is not None:
+        check_spaces_match(dataset, env)
+    return dataset
+
+
+def check_spaces_match(dataset: minari.MinariDataset, env: gym.Env) -> None:
+    for what, stored, expected in (
+        ("observation", dataset.observation_space, env.observation_space),
+        ("action", dataset.action_space, env.action_space),
+    ):
+        if stored != expected:
+            raise WorldsimError(
+                f"dataset {dataset.id!r} has {what} space {stored} but the env has {expected}: "
+                "use the env it was collected in, or collect a new dataset for this env"
+            )

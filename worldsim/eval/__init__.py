@@ -1,0 +1,1 @@
+"""Evaluation: agents in envs (episodes), and later world-model fidelity and speed."""
