@@ -56,7 +56,7 @@ class ScriptedMarioAgent:
         action_set = getattr(env.unwrapped, "action_set", None)
         if action_set is None:
             raise WorldsimError(
-                f"the scripted Mario agent needs a Mario env with an action_set, got {env.unwrapped!r}: "
+                f"the scripted Mario agent needs a Mario env with an action_set, got {type(env.unwrapped).__name__}: "
                 "use --env mario"
             )
         self.run = _find_action(action_set, {"right", "B"} if sprint else {"right"})

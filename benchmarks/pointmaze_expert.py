@@ -1,12 +1,11 @@
-"""How good is the PointMaze waypoint expert, and how fast is the real PointMaze env?
+"""How good is the PointMaze waypoint expert?
 
 For each maze, the expert plays ``--episodes`` single-task episodes under D4RL maze2d's evaluation
 protocol: D4RL's goal cell, the registered step limit (300/600/800), ``continuing_task=True`` and
 ``reset_target=False`` (the episode runs to the limit; the sparse return counts the steps spent
 within 0.45 of the goal). Episode ``i`` uses seed ``i`` for both the env and the expert.
 
-Also measures the env's raw speed: steps per second under random actions (actions drawn before
-timing), median of 5 timed runs of 2000 steps through ``gym.make`` (the wrappers users get).
+The env's own speed is measured by ``benchmarks/env_speed.py``.
 
 Prints a markdown table. Usage::
 
@@ -16,8 +15,6 @@ Prints a markdown table. Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import gymnasium as gym
 import numpy as np
@@ -26,10 +23,6 @@ from tqdm import tqdm
 import worldsim  # noqa: F401  (registers the worldsim/PointMaze-* ids)
 from worldsim.agents.waypoint_expert import WaypointExpert
 from worldsim.envs import POINTMAZE_IDS
-
-SPEED_RUNS = 5
-SPEED_STEPS = 2000
-
 
 def evaluate_expert(maze: str, episodes: int, action_noise: float) -> dict[str, float]:
     """Success rate, median steps to first reach (over successes), mean sparse return."""
@@ -60,24 +53,6 @@ def evaluate_expert(maze: str, episodes: int, action_noise: float) -> dict[str, 
     }
 
 
-def env_steps_per_second(maze: str) -> float:
-    """Median over SPEED_RUNS timed runs of SPEED_STEPS random-action steps (resets included)."""
-    env = gym.make(POINTMAZE_IDS[maze])
-    env.action_space.seed(0)
-    actions = [env.action_space.sample() for _ in range(SPEED_STEPS)]
-    rates = []
-    for run in tqdm(range(SPEED_RUNS), desc=f"{maze} env speed", unit="run", leave=False):
-        env.reset(seed=run)
-        start = time.perf_counter()
-        for action in actions:
-            _, _, terminated, truncated, _ = env.step(action)
-            if terminated or truncated:
-                env.reset()
-        rates.append(SPEED_STEPS / (time.perf_counter() - start))
-    env.close()
-    return statistics.median(rates)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--episodes", type=int, default=100, help="episodes per maze (seeds 0..N-1)")
@@ -90,21 +65,20 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for maze in args.mazes:
         result = evaluate_expert(maze, args.episodes, args.action_noise)
-        rows.append((maze, result, env_steps_per_second(maze)))
+        rows.append((maze, result))
 
     print(
         f"\nPointMaze waypoint expert (action noise {args.action_noise:g}; "
         "D4RL goal cell, registered step limit, continuing task)\n"
     )
     print(
-        "| maze | episodes | success rate | median steps to first reach | mean sparse return "
-        "| env steps/s (random actions) |"
+        "| maze | episodes | success rate | median steps to first reach | mean sparse return |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
-    for maze, result, rate in rows:
+    print("|---|---:|---:|---:|---:|")
+    for maze, result in rows:
         print(
             f"| {maze} | {args.episodes} | {100 * result['success']:.0f}% | {result['median_steps']:.0f} "
-            f"| {result['mean_return']:.1f} | {rate:,.0f} |"
+            f"| {result['mean_return']:.1f} |"
         )
 
 

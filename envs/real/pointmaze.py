@@ -33,13 +33,18 @@ cell is 1 x 1 in xy, and the maze is centred on the origin.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from typing import Any
 
 import numpy as np
 from gymnasium.utils.ezpickle import EzPickle
-from gymnasium_robotics.envs.maze import maps
-from gymnasium_robotics.envs.maze.point_maze import PointMazeEnv as RoboticsPointMazeEnv
+
+# Importing gymnasium_robotics prints a notice about its Adroit hand envs to stderr; worldsim does
+# not use them, and the notice would break the one-line errors of the command line.
+with contextlib.redirect_stderr(io.StringIO()):
+    from gymnasium_robotics.envs.maze import maps
+    from gymnasium_robotics.envs.maze.point_maze import PointMazeEnv as RoboticsPointMazeEnv
 
 from worldsim.errors import WorldsimError
 

@@ -151,8 +151,9 @@ def collect_dataset(
                     staged = _checkpoint(collector, staged, dataset_id, run_config, description)
                     since_checkpoint = 0
         finally:
+            # No collector.close(): it would close the caller's env. The collector's temporary folder
+            # is inside the staging folder, which publishing removes.
             bar.close()
-            collector.close()
 
     _publish(staging_root, dataset_id, final_dir)
     dataset = minari.load_dataset(dataset_id)

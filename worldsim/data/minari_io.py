@@ -26,11 +26,9 @@ def dataset_dir(dataset_id: str) -> Path:
 def check_dataset_id(dataset_id: str) -> None:
     """Raise WorldsimError unless ``dataset_id`` reads ``[namespace/]name-vN``."""
     try:
-        _, _, version = parse_dataset_id(dataset_id)
+        parse_dataset_id(dataset_id)  # also rejects an id without its -vN version
     except Exception as error:  # minari raises bare ValueErrors with long texts
         raise WorldsimError(f"dataset id {dataset_id!r} is not valid: use 'worldsim/<env>-<agent>-v<N>'") from error
-    if version is None:
-        raise WorldsimError(f"dataset id {dataset_id!r} has no version: end it with -v0, -v1, ...")
 
 
 @contextmanager

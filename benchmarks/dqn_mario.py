@@ -1,0 +1,94 @@
+"""DQN on Super Mario Bros World 1-1: CPU training speed, learning curve, and the baselines.
+
+* training speed: a fresh DQN agent (the shipped defaults) on ``worldsim/MarioReal-v0``; env steps/s
+  while the replay buffer fills (acting only) and while training (one gradient step of batch 32
+  every 4 env steps), with ``--threads`` torch threads;
+* learning curve: ``eval.csv`` of a ``worldsim learn`` run (median x_pos over 10 evaluation
+  episodes, epsilon 0.05, every 25k steps);
+* baselines under the same evaluation protocol as the curve (the ``mario`` env config, 10 episodes
+  with seeds 10000-10009, random no-op starts): random, scripted, and the run's final agent.
+
+Prints markdown tables. Usage::
+
+    python benchmarks/dqn_mario.py --run runs/dqn-mario [--threads 1] [--speed-steps 4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import torch
+
+from worldsim.agents import make_agent
+from worldsim.agents.dqn import DQNAgent
+from worldsim.config import load_config, make_env
+from worldsim.eval.episodes import evaluate_agent
+
+EVAL_SEED = 10_000  # the seeds `worldsim learn` evaluates on
+EVAL_EPISODES = 10
+
+
+def training_speed(fill_steps: int, train_steps: int) -> tuple[float, float]:
+    """(acting-only steps/s while the buffer fills, training steps/s)."""
+    env = make_env("mario")
+    agent = DQNAgent(env, seed=0, hyperparameters={"learning_starts": fill_steps})
+    start = time.perf_counter()
+    agent.learn(env, fill_steps, progress_bar=False)
+    fill_rate = fill_steps / (time.perf_counter() - start)
+    start = time.perf_counter()
+    agent.learn(env, train_steps, progress_bar=False)
+    train_rate = train_steps / (time.perf_counter() - start)
+    env.close()
+    return fill_rate, train_rate
+
+
+def baselines(run: Path | None) -> list[tuple[str, dict[str, float]]]:
+    env = make_env("mario")
+    agents = [
+        ("random", make_agent("random", env)),
+        ("scripted (epsilon 0.05)", make_agent("scripted", env, **load_config("agent", "scripted"))),
+    ]
+    if run is not None and (run / "agent.zip").exists():
+        dqn = make_agent("dqn", env, path=run / "agent.zip", epsilon=0.05)
+        agents.append((f"DQN, {dqn.trained_steps:,} steps (epsilon 0.05)", dqn))
+    results = [(name, evaluate_agent(env, agent, EVAL_EPISODES, EVAL_SEED)) for name, agent in agents]
+    env.close()
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, help="a `worldsim learn` run folder (eval.csv, agent.zip)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--fill-steps", type=int, default=2000)
+    parser.add_argument("--speed-steps", type=int, default=4000, help="training steps timed after the fill")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    fill_rate, train_rate = training_speed(args.fill_steps, args.speed_steps)
+    print(f"\nDQN training speed on CPU ({args.threads} torch thread(s)): "
+          f"{fill_rate:,.0f} env steps/s while the buffer fills, {train_rate:,.0f} env steps/s while training\n")
+
+    if args.run is not None and (args.run / "eval.csv").exists():
+        print(f"Learning curve ({args.run / 'eval.csv'}): median x_pos over {EVAL_EPISODES} episodes\n")
+        print("| training steps | x_pos median | x_pos max | return median | flag rate |")
+        print("|---:|---:|---:|---:|---:|")
+        with (args.run / "eval.csv").open() as handle:
+            for row in csv.DictReader(handle):
+                print(f"| {int(row['steps']):,} | {float(row['x_pos_median']):.0f} | {float(row['x_pos_max']):.0f} "
+                      f"| {float(row['return_median']):.0f} | {float(row['flag_rate']):.1f} |")
+        print()
+
+    print(f"Agents on World 1-1 ({EVAL_EPISODES} episodes, seeds {EVAL_SEED}-{EVAL_SEED + EVAL_EPISODES - 1}, env config `mario`)\n")
+    print("| agent | x_pos median | x_pos max | return median | flag rate |")
+    print("|---|---:|---:|---:|---:|")
+    for name, metrics in baselines(args.run):
+        print(f"| {name} | {metrics['x_pos_median']:.0f} | {metrics['x_pos_max']:.0f} "
+              f"| {metrics['return_median']:.0f} | {metrics['flag_rate']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The worldsim command line: the commands work, and bad input gives one clear line and writes nothing."""
+
+import subprocess
+import sys
+
+import minari
+import pytest
+
+from worldsim.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, expected):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("worldsim: error: ") and expected in lines[0], lines[0]
+
+
+def test_console_script_help_lists_the_commands():
+    result = subprocess.run([sys.executable, "-m", "worldsim.cli", "--help"], capture_output=True, text=True, check=True)
+    for command in ("collect", "learn", "rollout", "dataset", "list"):
+        assert command in result.stdout
+
+
+def test_list_names_envs_and_agents(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    for name in ("mario", "pointmaze-umaze", "worldsim/MarioReal-v0", "scripted", "dqn", "waypoint"):
+        assert name in out
+
+
+def test_collect_writes_a_dataset_and_prints_a_summary(capsys, minari_path):
+    code, out, _ = run(capsys, "collect", "--env", "mario", "--agent", "scripted", "--steps", "150", "--quiet")
+    assert code == 0
+    assert "episodes" in out and "x_pos" in out
+    assert minari.load_dataset("worldsim/mario-scripted-v0").total_steps == 150
+    code, out, _ = run(capsys, "dataset", "worldsim/mario-scripted-v0", "--env", "mario")
+    assert code == 0 and "spaces match" in out and "x_pos" in out
+
+
+def test_collect_with_overrides_for_env_and_agent(capsys, minari_path):
+    code, _, err = run(capsys, "collect", "--env", "mario", "--agent", "random:1,scripted:3", "--steps", "60",
+                       "--dataset-id", "worldsim/mario12-mix-v3", "--quiet", "env.kwargs.level=1-2", "scripted.epsilon=0.5")
+    assert code == 0, err
+    dataset = minari.load_dataset("worldsim/mario12-mix-v3")
+    assert dataset.spec.env_spec.kwargs["level"] == "1-2"
+    assert int(dataset[0].infos["stage"][0]) == 2
+
+
+def test_rollout_writes_an_mp4(capsys, tmp_path):
+    video = tmp_path / "out" / "mario.mp4"
+    code, out, err = run(capsys, "rollout", "--env", "mario", "--agent", "scripted", "--max-steps", "30", "--video", str(video))
+    assert code == 0, err
+    assert video.stat().st_size > 1000
+    assert sorted(p.name for p in video.parent.iterdir()) == ["mario.mp4"]  # no temporary file left
+    assert "x_pos" in out
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["collect", "--env", "zelda", "--agent", "random", "--steps", "10"], "unknown env 'zelda'"),
+    (["collect", "--env", "mario", "--agent", "genius", "--steps", "10"], "unknown agent 'genius'"),
+    (["collect", "--env", "mario", "--agent", "random", "--steps", "-3"], "--steps must be a positive"),
+    (["collect", "--env", "mario", "--agent", "dqn", "--steps", "10"], "must be trained first"),
+    (["collect", "--env", "mario", "--agent", "random:x", "--steps", "10"], "is not a number"),
+    (["collect", "--env", "mario", "--agent", "random", "--steps", "10", "env.kwargs.levle=1-2"], "bad override"),
+    (["collect", "--env", "mario", "--agent", "random", "--steps", "10", "zelda.x=1"], "not in this command"),
+    (["collect", "--env", "mario", "--agent", "random", "--steps", "10", "env.kwargs.level=9-9"], "not a Super Mario Bros level"),
+    (["collect", "--env", "pointmaze-umaze", "--agent", "scripted", "--steps", "10"], "needs a Mario env"),
+    (["collect", "--env", "pointmaze-umaze", "--agent", "random", "--steps", "10", "env.kwargs.goal_cell=[0,0]"], "is a wall"),
+    (["collect", "--env", "mario", "--agent", "dqn", "--steps", "10", "dqn.path=/nonexistent/agent.zip"], "no DQN agent at"),
+    (["dataset", "worldsim/nothing-here-v0"], "no dataset 'worldsim/nothing-here-v0'"),
+    (["learn", "--env", "mario", "--agent", "scripted", "--steps", "10", "--out", "x"], "does not learn"),
+    (["rollout", "--env", "mario", "--agent", "random", "--video", "out.avi"], "must end in .mp4 or .gif"),
+])
+def test_bad_input_is_one_clear_line_and_writes_nothing(capsys, minari_path, argv, expected):
+    code, _, err = run(capsys, *argv)
+    assert_one_line_error(code, err, expected)
+    assert not minari_path.exists() or not any(minari_path.rglob("*.hdf5"))
+
+
+def test_dataset_for_another_env_is_one_clear_line(capsys, minari_path):
+    assert run(capsys, "collect", "--env", "mario", "--agent", "random", "--steps", "20", "--quiet")[0] == 0
+    code, _, err = run(capsys, "dataset", "worldsim/mario-random-v0", "--env", "pointmaze-umaze")
+    assert_one_line_error(code, err, "has observation space")
