@@ -88,3 +88,21 @@ def test_dataset_for_another_env_is_one_clear_line(capsys, minari_path):
     assert run(capsys, "collect", "--env", "mario", "--agent", "random", "--steps", "20", "--quiet")[0] == 0
     code, _, err = run(capsys, "dataset", "worldsim/mario-random-v0", "--env", "pointmaze-umaze")
     assert_one_line_error(code, err, "has observation space")
+
+
+def test_learn_checkpoints_and_resumes_from_its_run_folder(capsys, tmp_path):
+    out = tmp_path / "dqn"
+    tiny = ["env.max_episode_steps=60", "+dqn.hyperparameters.learning_starts=50", "+dqn.hyperparameters.buffer_size=500",
+            "+dqn.hyperparameters.batch_size=8"]
+    common = ["learn", "--env", "mario", "--agent", "dqn", "--out", str(out), "--eval-every", "100", "--eval-episodes", "1", *tiny]
+    code, out_text, err = run(capsys, *common, "--steps", "200")
+    assert code == 0, err
+    assert (out / "agent.zip").exists() and not list(out.glob("*.tmp*"))
+    assert [line.split(",")[0] for line in (out / "eval.csv").read_text().splitlines()] == ["steps", "100", "200"]
+
+    # A run stopped after its checkpoint at 200 steps continues from there to the new total.
+    code, out_text, err = run(capsys, *common, "--steps", "300")
+    assert code == 0, err
+    assert "resuming" in out_text and "at step 200" in out_text
+    assert "trained 300 steps" in out_text
+    assert (out / "eval.csv").read_text().splitlines()[-1].startswith("300,")
