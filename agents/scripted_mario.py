@@ -99,21 +99,11 @@ class ScriptedMarioAgent:
     def _scripted_action(self, observation: np.ndarray, info: dict[str, Any] | None) -> int:
         stuck = self._update_stuck(observation, info)
         cue = stuck or self._gap_ahead(observation) or self._obstacle_ahead(observation)
-        rising = self._update_height(info)
-        previous, self._previous = self._previous, None
-        if rising is None:  # no y_pos (pixels only): hold each jump for a fixed time
-            if self._jump_left > 0:
-                self._jump_left -= 1
-                action = self.jump
-            elif cue and previous != self.jump:
-                self._jump_left = self.jump_steps - 1
-                action = self.jump
-            else:
-                action = self.run
-        elif rising and previous == self.jump and self._jump_left > 0:
+        rising = self._update_height(info)  # None without y_pos: then each jump is held a fixed time
+        if self._previous == self.jump and self._jump_left > 0 and rising is not False:
             self._jump_left -= 1  # holding A while rising makes the jump higher
             action = self.jump
-        elif cue and previous != self.jump:
+        elif cue and self._previous != self.jump:
             # A jump only starts on a fresh press of A from the ground. Pressing on every other step
             # while a cue lasts catches the landing, even when Mario is still in the air now.
             self._jump_left = self.jump_steps - 1
