@@ -62,6 +62,13 @@ def test_rollout_writes_an_mp4(capsys, tmp_path):
     assert "x_pos" in out
 
 
+def test_rollout_renders_pointmaze_offscreen(capsys, tmp_path):
+    video = tmp_path / "maze.gif"
+    code, out, err = run(capsys, "rollout", "--env", "pointmaze-umaze", "--agent", "waypoint", "--max-steps", "20", "--video", str(video))
+    assert code == 0, err
+    assert video.stat().st_size > 1000 and "21 frames" in out
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["collect", "--env", "zelda", "--agent", "random", "--steps", "10"], "unknown env 'zelda'"),
     (["collect", "--env", "mario", "--agent", "genius", "--steps", "10"], "unknown agent 'genius'"),

@@ -40,6 +40,11 @@ from typing import Any
 import numpy as np
 from gymnasium.utils.ezpickle import EzPickle
 
+# MuJoCo picks its OpenGL backend when first imported; without a display its default (GLFW) cannot
+# render, while EGL renders off-screen. Only a default: an explicit MUJOCO_GL wins.
+if not os.environ.get("DISPLAY"):
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
 # Importing gymnasium_robotics prints a notice about its Adroit hand envs to stderr; worldsim does
 # not use them, and the notice would break the one-line errors of the command line.
 with contextlib.redirect_stderr(io.StringIO()):
