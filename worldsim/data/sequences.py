@@ -1,0 +1,121 @@
+"""Fixed-length windows of consecutive steps from Minari episodes, for training world models.
+
+A window never crosses an episode boundary: each one lies inside a single episode. Frames and
+actions are aligned the way the dream env's ``reset(options=...)`` takes them: ``actions[i]`` is
+the action whose step produced ``frames[i]`` (the first frame of an episode has action 0, "nothing
+before"). So for Minari's ``observations[0..T]`` and ``actions[0..T-1]``, frame ``i`` pairs with
+``actions[i - 1]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import minari
+import numpy as np
+import torch
+from torch.utils.data import Dataset, WeightedRandomSampler
+
+from worldsim.errors import WorldsimError
+
+
+@dataclass
+class EpisodeArrays:
+    """One episode in memory: ``frames uint8[T+1, H, W, C]``, ``actions int64[T+1]`` (aligned as
+    above), ``rewards float32[T+1]`` and ``ends bool[T+1]`` (reward and termination of the step
+    that produced each frame; 0 and False for the first), and ``labels`` (each ``[T+1]``)."""
+
+    frames: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    ends: np.ndarray
+    labels: dict[str, np.ndarray]
+
+    @classmethod
+    def from_minari(cls, episode, label_keys: Sequence[str]) -> "EpisodeArrays":
+        steps = len(episode.actions)
+        missing = [key for key in label_keys if key not in episode.infos]
+        if missing:
+            raise WorldsimError(
+                f"episode {episode.id} has no info labels {missing}: collect the dataset with `worldsim collect` "
+                "(it records the env's info) or drop those labels"
+            )
+
+        def shifted(values, dtype) -> np.ndarray:
+            out = np.zeros(steps + 1, dtype)
+            out[1:] = np.asarray(values, dtype).reshape(steps)
+            return out
+
+        return cls(
+            frames=np.asarray(episode.observations),
+            actions=shifted(episode.actions, np.int64),
+            rewards=shifted(episode.rewards, np.float32),
+            ends=shifted(episode.terminations, np.bool_),
+            labels={key: np.asarray(episode.infos[key]) for key in label_keys},
+        )
+
+
+class SequenceDataset(Dataset):
+    """All windows of ``length`` consecutive frames inside the episodes of a Minari dataset.
+
+    ``dataset[i]`` is a dict of tensors: ``frames uint8[length, H, W, C]``, ``actions
+    int64[length]``, ``rewards float32[length]``, ``ends bool[length]`` and one ``[length]`` tensor
+    per label key. Episodes shorter than ``length`` frames give no window.
+
+    Args:
+        dataset: a Minari dataset with image observations (``worldsim collect`` writes these).
+        length: frames per window, e.g. context length + 1 for next-frame training, or
+            context length + unroll steps for autoregressive training.
+        label_keys: ``info`` keys to carry along (Mario: ``x_pos``, ``life``, ``is_dying``, ...).
+    """
+
+    def __init__(self, dataset: minari.MinariDataset, length: int, label_keys: Sequence[str] = ()):
+        if length < 1:
+            raise WorldsimError(f"window length must be >= 1, got {length}")
+        self.length = int(length)
+        self.label_keys = tuple(label_keys)
+        self.episodes = [EpisodeArrays.from_minari(episode, self.label_keys) for episode in dataset.iterate_episodes()]
+        # (episode index, first frame) of every window; frames [start, start + length) of one episode
+        starts = [
+            np.stack([np.full(len(ep.frames) - self.length + 1, i), np.arange(len(ep.frames) - self.length + 1)], axis=1)
+            for i, ep in enumerate(self.episodes)
+            if len(ep.frames) >= self.length
+        ]
+        if not starts:
+            raise WorldsimError(
+                f"no episode of {dataset.id!r} has {self.length} frames: collect longer episodes or shorten the window"
+            )
+        self.windows = np.concatenate(starts).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        episode_index, start = self.windows[index]
+        episode = self.episodes[episode_index]
+        window = slice(start, start + self.length)
+        item = {
+            "frames": torch.from_numpy(episode.frames[window]),
+            "actions": torch.from_numpy(episode.actions[window]),
+            "rewards": torch.from_numpy(episode.rewards[window]),
+            "ends": torch.from_numpy(episode.ends[window]),
+        }
+        item |= {key: torch.from_numpy(episode.labels[key][window]) for key in self.label_keys}
+        return item
+
+    def target_actions(self) -> np.ndarray:
+        """The action that produced each window's last frame (the one a next-frame model predicts)."""
+        last = self.windows[:, 1] + self.length - 1
+        return np.array([self.episodes[e].actions[f] for e, f in zip(self.windows[:, 0], last)])
+
+    def action_balanced_sampler(self, num_samples: int, generator: torch.Generator | None = None) -> WeightedRandomSampler:
+        """Draws windows so that every action is the target action equally often.
+
+        Agents that mostly run right leave NOOP, left and jumping in place rare; a world model
+        trained on such data ignores them. Each window is weighted by 1 / (count of its target action).
+        """
+        actions = self.target_actions()
+        counts = np.bincount(actions)
+        weights = 1.0 / counts[actions]
+        return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples, replacement=True, generator=generator)
