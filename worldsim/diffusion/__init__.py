@@ -1,0 +1,1 @@
+"""Diffusion for world models: EDM preconditioning and training loss, and the sampler."""
