@@ -44,8 +44,6 @@ def make_env(name: str, overrides: list[str] | None = None, **kwargs: Any) -> gy
 
     ``kwargs`` (for example ``render_mode``) are passed to ``gymnasium.make`` on top of the config.
     """
-    import worldsim  # noqa: F401  (registers the env ids)
-
     if name in available("env"):
         config = load_config("env", name, overrides)
         env_kwargs = {**config.get("kwargs", {}), **kwargs}
