@@ -99,7 +99,7 @@ def test_dqn_learns_saves_and_loads_the_same_policy(tmp_path):
     before = [p.detach().clone() for p in agent.model.q_net.parameters()]
     agent.learn(env, 200, progress_bar=False)
     assert agent.trained_steps == 200
-    assert any(not np.allclose(a, b.detach()) for a, b in zip(before, agent.model.q_net.parameters()))
+    assert any(not np.allclose(a, b.detach()) for a, b in zip(before, agent.model.q_net.parameters(), strict=True))
 
     agent.save(tmp_path / "agent.zip")
     loaded = make_agent("dqn", env, path=tmp_path / "agent.zip")

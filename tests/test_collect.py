@@ -96,7 +96,7 @@ def test_interrupted_collection_leaves_no_dataset_and_resumes_to_the_same_data(m
     assert resumed.steps == 500
     a, b = minari.load_dataset("worldsim/mario-a-v0"), minari.load_dataset("worldsim/mario-b-v0")
     assert a.total_episodes == b.total_episodes
-    for episode_a, episode_b in zip(a.iterate_episodes(), b.iterate_episodes()):
+    for episode_a, episode_b in zip(a.iterate_episodes(), b.iterate_episodes(), strict=True):
         np.testing.assert_array_equal(episode_a.actions, episode_b.actions)
         np.testing.assert_array_equal(episode_a.observations, episode_b.observations)
     assert not (minari_path / ".staging").exists()

@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ class CollectionSummary:
     episodes: int
     steps: int
     seconds: float
+    # Per episode played in this run (a resumed run does not replay the staged episodes):
     episode_returns: list[float] = field(default_factory=list)
     final_x_pos: list[int] = field(default_factory=list)  # Mario only: x_pos at each episode's end
     flags: int = 0
@@ -61,7 +62,7 @@ class CollectionSummary:
         returns = np.asarray(self.episode_returns or [np.nan])
         lines = [
             f"dataset   {self.dataset_id}  ({self.path})",
-            f"episodes  {self.episodes}  ({', '.join(f'{k}: {v}' for k, v in self.episodes_per_agent.items())})",
+            f"episodes  {self.episodes}  (played in this run: {', '.join(f'{k} {v}' for k, v in self.episodes_per_agent.items())})",
             f"steps     {self.steps}  ({self.steps / max(self.seconds, 1e-9):.0f} steps/s in this run)",
             f"return    mean {np.mean(returns):.1f}, median {np.median(returns):.1f}, max {np.max(returns):.1f}",
         ]
@@ -219,7 +220,3 @@ def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def summary_json(summary: CollectionSummary) -> str:
-    return json.dumps(asdict(summary), indent=2)

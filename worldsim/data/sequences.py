@@ -107,7 +107,7 @@ class SequenceDataset(Dataset):
     def target_actions(self) -> np.ndarray:
         """The action that produced each window's last frame (the one a next-frame model predicts)."""
         last = self.windows[:, 1] + self.length - 1
-        return np.array([self.episodes[e].actions[f] for e, f in zip(self.windows[:, 0], last)])
+        return np.array([self.episodes[e].actions[f] for e, f in zip(self.windows[:, 0], last, strict=True)])
 
     def action_balanced_sampler(self, num_samples: int, generator: torch.Generator | None = None) -> WeightedRandomSampler:
         """Draws windows so that every action is the target action equally often.

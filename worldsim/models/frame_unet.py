@@ -18,7 +18,7 @@ which is what makes real-time dreaming on a CPU possible.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from diffusers import UNet2DModel
