@@ -1,0 +1,1 @@
+"""Training: checkpoints (and, with the world model, the trainer)."""
