@@ -146,8 +146,10 @@ class DQNAgent:
 
         With ``run_dir``, a checkpoint ``run_dir/agent.zip`` is written atomically every
         ``checkpoint_every`` steps and at the end, and ``evaluate(agent)`` results are appended to
-        ``run_dir/eval.csv`` every ``eval_every`` steps (the learning curve). The replay buffer is
-        not checkpointed (2-3 GB); a resumed run refills it before training again.
+        ``run_dir/eval.csv`` every ``eval_every`` steps (the learning curve); the agent with the best
+        evaluation ``return_median`` so far is kept as ``run_dir/best.zip`` (DQN's greedy policy
+        often swings between evaluations, as SB3's EvalCallback also acknowledges by keeping a best
+        model). The replay buffer is not checkpointed (2-3 GB); a resumed run refills it first.
         """
         if total_steps < 0:
             raise WorldsimError(f"total_steps must be >= 0, got {total_steps}")
@@ -246,6 +248,8 @@ class _Checkpoint(BaseCallback):
     def _record(self, steps: int, metrics: dict[str, float]) -> None:
         path = self._run_dir / "eval.csv"
         new = not path.exists()
+        if metrics.get("return_median", -np.inf) > _best_return(path):
+            self._agent.save(self._run_dir / "best.zip")
         with path.open("a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=["steps", *metrics])
             if new:
@@ -254,3 +258,11 @@ class _Checkpoint(BaseCallback):
         for key, value in metrics.items():
             self.logger.record(f"eval/{key}", value)
         tqdm.write(f"[dqn] step {steps}: " + ", ".join(f"{k}={v:g}" for k, v in metrics.items()))
+
+
+def _best_return(eval_csv: Path) -> float:
+    """The best ``return_median`` recorded so far in a run's eval.csv (-inf for none)."""
+    if not eval_csv.exists():
+        return -np.inf
+    with eval_csv.open() as handle:
+        return max((float(row["return_median"]) for row in csv.DictReader(handle)), default=-np.inf)

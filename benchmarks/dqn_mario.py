@@ -6,7 +6,8 @@
 * learning curve: ``eval.csv`` of a ``worldsim learn`` run (median x_pos over 10 evaluation
   episodes, epsilon 0.05, every 25k steps);
 * baselines under the same evaluation protocol as the curve (the ``mario`` env config, 10 episodes
-  with seeds 10000-10009, random no-op starts): random, scripted, and the run's final agent.
+  with seeds 10000-10009, random no-op starts): random, scripted, and the run's final agent (and
+  its best-evaluated one, ``best.zip``, when the run kept one).
 
 Prints markdown tables. Usage::
 
@@ -51,9 +52,10 @@ def baselines(run: Path | None) -> list[tuple[str, dict[str, float]]]:
         ("random", make_agent("random", env)),
         ("scripted (epsilon 0.05)", make_agent("scripted", env, **load_config("agent", "scripted"))),
     ]
-    if run is not None and (run / "agent.zip").exists():
-        dqn = make_agent("dqn", env, path=run / "agent.zip", epsilon=0.05)
-        agents.append((f"DQN, {dqn.trained_steps:,} steps (epsilon 0.05)", dqn))
+    for label, file in (("final", "agent.zip"), ("best evaluation", "best.zip")):
+        if run is not None and (run / file).exists():
+            dqn = make_agent("dqn", env, path=run / file, epsilon=0.05)
+            agents.append((f"DQN {label}, {dqn.trained_steps:,} steps (epsilon 0.05)", dqn))
     results = [(name, evaluate_agent(env, agent, EVAL_EPISODES, EVAL_SEED)) for name, agent in agents]
     env.close()
     return results

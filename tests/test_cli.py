@@ -104,7 +104,7 @@ def test_learn_checkpoints_and_resumes_from_its_run_folder(capsys, tmp_path):
     common = ["learn", "--env", "mario", "--agent", "dqn", "--out", str(out), "--eval-every", "100", "--eval-episodes", "1", *tiny]
     code, out_text, err = run(capsys, *common, "--steps", "200")
     assert code == 0, err
-    assert (out / "agent.zip").exists() and not list(out.glob("*.tmp*"))
+    assert (out / "agent.zip").exists() and (out / "best.zip").exists() and not list(out.glob("*.tmp*"))
     assert [line.split(",")[0] for line in (out / "eval.csv").read_text().splitlines()] == ["steps", "100", "200"]
 
     # A run stopped after its checkpoint at 200 steps continues from there to the new total.
