@@ -20,7 +20,7 @@ EPILOG = """examples:
   worldsim rollout --env mario --agent scripted --video mario.mp4
   worldsim collect --env mario --agent scripted --steps 2000
   worldsim collect --env mario --agent dqn:0.7,scripted:0.3 --steps 100000 dqn.path=runs/dqn-mario/agent.zip
-  worldsim learn --env mario --agent dqn --steps 250000 --out runs/dqn-mario
+  worldsim learn --env mario --agent dqn --steps 200000 --out runs/dqn-mario
   worldsim dataset worldsim/mario-scripted-v0 --env mario
 """
 
@@ -222,21 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("overrides", nargs="*", help=overrides_help)
 
     learn = add("learn", "train a learning agent (dqn) in an env; resumes from --out after an interruption", _cmd_learn)
-    learn.add_argument("--env", required=True)
-    learn.add_argument("--agent", required=True)
+    learn.add_argument("--env", required=True, help="env config (see `worldsim list`) or Gymnasium id")
+    learn.add_argument("--agent", required=True, help="a learning agent: dqn")
     learn.add_argument("--steps", type=int, required=True, help="total env steps of training")
     learn.add_argument("--out", type=Path, required=True, help="run folder: agent.zip, eval.csv, tensorboard/")
     learn.add_argument("--eval-every", type=int, default=25_000, help="evaluate and checkpoint every N steps (default 25000)")
-    learn.add_argument("--eval-episodes", type=int, default=10)
-    learn.add_argument("--seed", type=int, default=0)
+    learn.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation (seeds 10000...)")
+    learn.add_argument("--seed", type=int, default=0, help="seed of the agent's network and exploration")
     learn.add_argument("overrides", nargs="*", help=overrides_help)
 
     rollout = add("rollout", "play episodes with an agent, optionally writing a video", _cmd_rollout)
-    rollout.add_argument("--env", required=True)
-    rollout.add_argument("--agent", required=True)
+    rollout.add_argument("--env", required=True, help="env config (see `worldsim list`) or Gymnasium id")
+    rollout.add_argument("--agent", required=True, help="agent name (see `worldsim list`)")
     rollout.add_argument("--episodes", type=int, default=1)
     rollout.add_argument("--max-steps", type=int, default=None, help="cut each episode after N steps")
-    rollout.add_argument("--seed", type=int, default=0)
+    rollout.add_argument("--seed", type=int, default=0, help="episode k is seeded with seed + k (default 0)")
     rollout.add_argument("--video", help="write the frames to this .mp4 or .gif")
     rollout.add_argument("overrides", nargs="*", help=overrides_help)
 
