@@ -5,13 +5,14 @@
   every 4 env steps), with ``--threads`` torch threads;
 * learning curve: ``eval.csv`` of a ``worldsim learn`` run (median x_pos over 10 evaluation
   episodes, epsilon 0.05, every 25k steps);
-* baselines under the same evaluation protocol as the curve (the ``mario`` env config, 10 episodes
-  with seeds 10000-10009, random no-op starts): random, scripted, and the run's final agent (and
-  its best-evaluated one, ``best.zip``, when the run kept one).
+* agents compared on 10 held-out episodes (the ``mario`` env config, seeds 20000-20009, random
+  no-op starts; the curve's seeds 10000-10009 chose ``best.zip``, so they are not reused): random,
+  scripted, the run's final agent, its best-evaluated one (``best.zip``) when the run kept one, and
+  any agent zips in ``--snapshots``.
 
 Prints markdown tables. Usage::
 
-    python benchmarks/dqn_mario.py --run runs/dqn-mario [--threads 1] [--speed-steps 4000]
+    python benchmarks/dqn_mario.py --run runs/dqn-mario [--snapshots DIR] [--threads 1] [--speed-steps 4000]
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from worldsim.agents.dqn import DQNAgent
 from worldsim.config import load_config, make_env
 from worldsim.eval.episodes import evaluate_agent
 
-EVAL_SEED = 10_000  # the seeds `worldsim learn` evaluates on
+CURVE_SEED = 10_000  # the seeds `worldsim learn` evaluates on (and picks best.zip by)
+HELD_OUT_SEED = 20_000  # the seeds agents are compared on here
 EVAL_EPISODES = 10
 
 
@@ -46,17 +48,19 @@ def training_speed(fill_steps: int, train_steps: int) -> tuple[float, float]:
     return fill_rate, train_rate
 
 
-def baselines(run: Path | None) -> list[tuple[str, dict[str, float]]]:
+def compare_agents(run: Path | None, snapshots: Path | None) -> list[tuple[str, dict[str, float]]]:
     env = make_env("mario")
     agents = [
         ("random", make_agent("random", env)),
         ("scripted (epsilon 0.05)", make_agent("scripted", env, **load_config("agent", "scripted"))),
     ]
-    for label, file in (("final", "agent.zip"), ("best evaluation", "best.zip")):
-        if run is not None and (run / file).exists():
-            dqn = make_agent("dqn", env, path=run / file, epsilon=0.05)
+    zips = [("final", run / "agent.zip"), ("best evaluation", run / "best.zip")] if run is not None else []
+    zips += [("snapshot", path) for path in sorted(snapshots.glob("*.zip"))] if snapshots is not None else []
+    for label, path in zips:
+        if path.exists():
+            dqn = make_agent("dqn", env, path=path, epsilon=0.05)
             agents.append((f"DQN {label}, {dqn.trained_steps:,} steps (epsilon 0.05)", dqn))
-    results = [(name, evaluate_agent(env, agent, EVAL_EPISODES, EVAL_SEED)) for name, agent in agents]
+    results = [(name, evaluate_agent(env, agent, EVAL_EPISODES, HELD_OUT_SEED)) for name, agent in agents]
     env.close()
     return results
 
@@ -64,6 +68,7 @@ def baselines(run: Path | None) -> list[tuple[str, dict[str, float]]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, help="a `worldsim learn` run folder (eval.csv, agent.zip)")
+    parser.add_argument("--snapshots", type=Path, help="a folder of further DQN agent zips to compare")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--fill-steps", type=int, default=2000)
     parser.add_argument("--speed-steps", type=int, default=4000, help="training steps timed after the fill")
@@ -75,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{fill_rate:,.0f} env steps/s while the buffer fills, {train_rate:,.0f} env steps/s while training\n")
 
     if args.run is not None and (args.run / "eval.csv").exists():
-        print(f"Learning curve ({args.run / 'eval.csv'}): median x_pos over {EVAL_EPISODES} episodes\n")
+        print(f"Learning curve ({args.run / 'eval.csv'}): {EVAL_EPISODES} episodes, seeds {CURVE_SEED}-{CURVE_SEED + EVAL_EPISODES - 1}\n")
         print("| training steps | x_pos median | x_pos max | return median | flag rate |")
         print("|---:|---:|---:|---:|---:|")
         with (args.run / "eval.csv").open() as handle:
@@ -84,10 +89,10 @@ def main(argv: list[str] | None = None) -> None:
                       f"| {float(row['return_median']):.0f} | {float(row['flag_rate']):.1f} |")
         print()
 
-    print(f"Agents on World 1-1 ({EVAL_EPISODES} episodes, seeds {EVAL_SEED}-{EVAL_SEED + EVAL_EPISODES - 1}, env config `mario`)\n")
+    print(f"Agents on World 1-1 ({EVAL_EPISODES} held-out episodes, seeds {HELD_OUT_SEED}-{HELD_OUT_SEED + EVAL_EPISODES - 1}, env config `mario`)\n")
     print("| agent | x_pos median | x_pos max | return median | flag rate |")
     print("|---|---:|---:|---:|---:|")
-    for name, metrics in baselines(args.run):
+    for name, metrics in compare_agents(args.run, args.snapshots):
         print(f"| {name} | {metrics['x_pos_median']:.0f} | {metrics['x_pos_max']:.0f} "
               f"| {metrics['return_median']:.0f} | {metrics['flag_rate']:.1f} |")
 
