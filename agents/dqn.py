@@ -20,7 +20,7 @@ import cv2
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.wrappers import FrameStackObservation, TransformObservation
+from gymnasium.wrappers import FrameStackObservation, TransformObservation, TransformReward
 from stable_baselines3 import DQN
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from tqdm.auto import tqdm
@@ -53,10 +53,18 @@ def grayscale_resize(frame: np.ndarray, frame_size: int) -> np.ndarray:
     return cv2.resize(gray, (frame_size, frame_size), interpolation=cv2.INTER_AREA)
 
 
+# Training rewards are divided by this and clipped to [-1, 1]. DQN's Huber loss and target updates
+# are tuned for rewards of about unit size (Atari clips them); raw Mario rewards reach +20 and -25
+# a step, and a run trained on them collapsed to below random play (BENCHMARKS.md, run 1). 15 is
+# gym-super-mario-bros' historical per-frame reward range.
+REWARD_SCALE = 15.0
+
+
 def preprocess_env(env: gym.Env, frame_size: int, frame_stack: int) -> gym.Env:
-    """Wrap ``env`` with the agent's preprocessing, for SB3 training."""
+    """Wrap ``env`` with the agent's preprocessing (observations; training rewards), for SB3."""
     frame_space = spaces.Box(0, 255, (frame_size, frame_size), np.uint8)
     env = TransformObservation(env, lambda frame: grayscale_resize(frame, frame_size), frame_space)
+    env = TransformReward(env, lambda reward: float(np.clip(reward / REWARD_SCALE, -1.0, 1.0)))
     # padding_type="reset" repeats the first frame, exactly as `DQNAgent.act` fills its stack.
     return FrameStackObservation(env, frame_stack, padding_type="reset")
 
