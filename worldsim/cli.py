@@ -20,7 +20,7 @@ EPILOG = """examples:
   worldsim rollout --env mario --agent scripted --video mario.mp4
   worldsim collect --env mario --agent scripted --steps 2000
   worldsim collect --env mario --agent dqn:0.7,scripted:0.3 --steps 100000 dqn.path=runs/dqn-mario/agent.zip
-  worldsim learn --env mario --agent dqn --steps 200000 --out runs/dqn-mario
+  worldsim learn --env mario --agent dqn --steps 100000 --out runs/dqn-mario
   worldsim dataset worldsim/mario-scripted-v0 --env mario
 """
 
