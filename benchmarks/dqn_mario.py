@@ -71,13 +71,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--snapshots", type=Path, help="a folder of further DQN agent zips to compare")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--fill-steps", type=int, default=2000)
-    parser.add_argument("--speed-steps", type=int, default=4000, help="training steps timed after the fill")
+    parser.add_argument("--speed-steps", type=int, default=4000, help="training steps timed after the fill (0: skip the speed measurement)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    fill_rate, train_rate = training_speed(args.fill_steps, args.speed_steps)
-    print(f"\nDQN training speed on CPU ({args.threads} torch thread(s)): "
-          f"{fill_rate:,.0f} env steps/s while the buffer fills, {train_rate:,.0f} env steps/s while training\n")
+    if args.speed_steps > 0:
+        fill_rate, train_rate = training_speed(args.fill_steps, args.speed_steps)
+        print(f"\nDQN training speed on CPU ({args.threads} torch thread(s)): "
+              f"{fill_rate:,.0f} env steps/s while the buffer fills, {train_rate:,.0f} env steps/s while training\n")
 
     if args.run is not None and (args.run / "eval.csv").exists():
         print(f"Learning curve ({args.run / 'eval.csv'}): {EVAL_EPISODES} episodes, seeds {CURVE_SEED}-{CURVE_SEED + EVAL_EPISODES - 1}\n")
