@@ -306,3 +306,21 @@ def test_expert_rejects_bad_options():
     with pytest.raises(WorldsimError, match="PointMaze env"):
         WaypointExpert(gym.make("CartPole-v1"))
     env.close()
+
+
+def test_rendering_a_maze_then_training_with_torch_does_not_crash():
+    # Mesa's llvmpipe (behind EGL here) and Triton (imported by torch's first optimizer) each bring
+    # an LLVM; loading Triton second used to segfault. A fresh process, so earlier imports don't hide it.
+    import subprocess
+    import sys
+
+    script = (
+        "import gymnasium as gym, torch, worldsim\n"
+        "env = gym.make('worldsim/PointMaze-UMaze-v0', render_mode='rgb_array')\n"
+        "env.reset(seed=0)\n"
+        "assert env.render().ndim == 3\n"
+        "torch.optim.Adam(torch.nn.Linear(2, 2).parameters())\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]

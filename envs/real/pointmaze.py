@@ -53,6 +53,18 @@ with contextlib.redirect_stderr(io.StringIO()):
 
 from worldsim.errors import WorldsimError
 
+
+def _import_triton_before_opengl() -> None:
+    """Load Triton (torch's CUDA build ships it) before MuJoCo opens an OpenGL context.
+
+    Mesa's software OpenGL (llvmpipe, what EGL gives on a machine without a GPU) and Triton each
+    carry their own LLVM; importing Triton after Mesa loaded its LLVM crashes the process with a
+    segfault. torch imports Triton lazily (its first optimizer does), so a script that renders a
+    maze and then trains would crash. Loaded in this order, both work.
+    """
+    with contextlib.suppress(ImportError):
+        import triton  # noqa: F401
+
 MAZE_MAPS: dict[str, list[list[int | str]]] = {
     "umaze": maps.U_MAZE,
     "medium": maps.MEDIUM_MAZE,
@@ -108,6 +120,8 @@ class PointMazeEnv(RoboticsPointMazeEnv):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             modes = ", ".join(self.metadata["render_modes"])
             raise WorldsimError(f"render_mode {render_mode!r} is not supported: use None or one of {modes}")
+        if render_mode is not None:
+            _import_triton_before_opengl()
         # a copy, so that nothing done to this env's map can change the module-level maps
         maze_map = [list(row) for row in MAZE_MAPS[maze]]
         super().__init__(
