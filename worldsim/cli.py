@@ -129,8 +129,9 @@ def _cmd_learn(args) -> int:
 
     agent.learn(env, remaining, run_dir=args.out, evaluate=evaluate, eval_every=args.eval_every, checkpoint_every=args.eval_every)
     print(f"trained {agent.trained_steps} steps; agent saved to {checkpoint}")
-    final = evaluate(agent)
-    print("evaluation: " + ", ".join(f"{k}={v:g}" for k, v in final.items()))
+    if agent.trained_steps % args.eval_every:  # otherwise the run's last evaluation already scored this agent
+        final = evaluate(agent)
+        print("evaluation: " + ", ".join(f"{k}={v:g}" for k, v in final.items()))
     return 0
 
 
