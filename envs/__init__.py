@@ -2,6 +2,8 @@
 
 ``import worldsim`` registers:
 
+* ``worldsim/Mario-v0``: Super Mario Bros World 1-1 dreamed by the world model shipped in the
+  package (``checkpoint=PATH`` loads another); ``gym.make_vec`` batches N dreams in one pass;
 * ``worldsim/MarioReal-v0``: Super Mario Bros through the NES emulator, with the dream's
   preprocessing (64x64 RGB uint8, Discrete(7), frame skip 4 with max-pool of the last two frames);
 * ``worldsim/PointMaze-UMaze-v0``, ``-Medium-v0``, ``-Large-v0``: Gymnasium-Robotics PointMaze (v3)
@@ -31,6 +33,12 @@ def _register(env_id: str, **kwargs) -> None:
 
 
 def register_envs() -> None:
+    _register(
+        "worldsim/Mario-v0",
+        entry_point="worldsim.envs.dream:WorldModelEnv",
+        vector_entry_point="worldsim.envs.dream_vector:WorldModelVectorEnv",
+        max_episode_steps=MARIO_MAX_EPISODE_STEPS,
+    )
     _register(
         "worldsim/MarioReal-v0",
         entry_point="worldsim.envs.real.mario:MarioEnv",

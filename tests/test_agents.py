@@ -3,10 +3,10 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-
 from worldsim.agents import Agent, make_agent
 from worldsim.agents.dqn import DQNAgent, preprocess_env
 from worldsim.envs.real.mario import MarioEnv
+
 from worldsim.errors import WorldsimError
 from worldsim.eval.episodes import run_episode
 

@@ -4,11 +4,11 @@ import gymnasium as gym
 import minari
 import numpy as np
 import pytest
-
 from worldsim.agents import make_agent
+from worldsim.envs.real.mario import MARIO_INFO_KEYS
+
 from worldsim.data.collect import AgentShare, collect_dataset
 from worldsim.data.minari_io import load_dataset
-from worldsim.envs.real.mario import MARIO_INFO_KEYS
 from worldsim.errors import WorldsimError
 
 

@@ -7,7 +7,13 @@ import torch
 from diffusers import EDMEulerScheduler
 
 from worldsim.diffusion.edm import FrameDenoiser, skip_and_out_scales
-from worldsim.diffusion.sampler import NextFrameSampler, SamplerConfig, from_uint8, quantize, to_uint8
+from worldsim.diffusion.sampler import (
+    NextFrameSampler,
+    SamplerConfig,
+    from_uint8,
+    quantize,
+    to_uint8,
+)
 from worldsim.models.context import FrameStackContext
 from worldsim.models.frame_unet import FrameUNet, FrameUNetConfig
 

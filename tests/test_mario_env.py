@@ -7,7 +7,6 @@ from gym_super_mario_bros import SuperMarioBrosEnv
 from gym_super_mario_bros.actions import SIMPLE_MOVEMENT
 from gymnasium.utils.env_checker import check_env
 from nes_py.wrappers import JoypadSpace
-
 from worldsim.envs.real.mario import MARIO_INFO_KEYS, MarioEnv
 
 

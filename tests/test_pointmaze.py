@@ -1,7 +1,5 @@
 """PointMaze (worldsim/PointMaze-*-v0) and the waypoint expert, on the real MuJoCo envs."""
 
-import worldsim  # noqa: F401  (registers the env ids)
-
 import os
 import warnings
 
@@ -11,11 +9,12 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from gymnasium_robotics.envs.maze import maps
 from gymnasium_robotics.envs.maze.point_maze import PointMazeEnv as RoboticsPointMazeEnv
-
 from worldsim.agents import make_agent
 from worldsim.agents.waypoint_expert import WaypointExpert
 from worldsim.envs import POINTMAZE_IDS, POINTMAZE_MAX_EPISODE_STEPS
 from worldsim.envs.real.pointmaze import D4RL_GOAL_CELLS, PointMazeEnv
+
+import worldsim  # noqa: F401  (registers the env ids)
 from worldsim.errors import WorldsimError
 
 MAZES = list(POINTMAZE_IDS)

@@ -5,8 +5,8 @@ import minari
 import numpy as np
 import pytest
 import torch
-
 from worldsim.agents import make_agent
+
 from worldsim.data.collect import AgentShare, collect_dataset
 from worldsim.data.sequences import SequenceDataset
 from worldsim.errors import WorldsimError

@@ -22,6 +22,7 @@ EPILOG = """examples:
   worldsim collect --env mario --agent dqn:0.7,scripted:0.3 --steps 100000 dqn.path=runs/dqn-mario/agent.zip
   worldsim learn --env mario --agent dqn --steps 100000 --out runs/dqn-mario
   worldsim dataset worldsim/mario-scripted-v0 --env mario
+  worldsim train --model mario --train mario --out runs/wm-mario train.steps=8000
 """
 
 
@@ -182,6 +183,28 @@ def _cmd_dataset(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    import shlex
+
+    from worldsim.config import load_config
+    from worldsim.train.trainer import train_world_model
+
+    model_overrides, train_overrides = [], []
+    for override in args.overrides:
+        key = override.lstrip("+~")
+        head, _, rest = key.partition(".")
+        if "=" not in override or head not in ("model", "train") or not rest:
+            raise WorldsimError(f"unexpected argument {override!r}: overrides look like model.unet.space_to_depth=2 or train.steps=100")
+        prefix = override[: len(override) - len(key)]
+        (model_overrides if head == "model" else train_overrides).append(f"{prefix}{head}.{rest}")
+    model_config = load_config("model", args.model, model_overrides)
+    train_config = load_config("train", args.train, train_overrides)
+    command = "worldsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command is None else args.record_command
+    path = train_world_model(model_config, train_config, args.out, command=command, progress=not args.quiet)
+    print(f"model written to {path}")
+    return 0
+
+
 def _cmd_list(args) -> int:
     from worldsim.agents import AGENT_CLASSES
     from worldsim.config import available, load_config
@@ -240,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     rollout.add_argument("--seed", type=int, default=0, help="episode k is seeded with seed + k (default 0)")
     rollout.add_argument("--video", help="write the frames to this .mp4 or .gif")
     rollout.add_argument("overrides", nargs="*", help=overrides_help)
+
+    train = add("train", "train a world model on Minari datasets; running it again resumes from --out", _cmd_train)
+    train.add_argument("--model", default="mario", help="model config (configs/model), default mario")
+    train.add_argument("--train", default="mario", help="training config (configs/train), default mario")
+    train.add_argument("--out", type=Path, required=True, help="run folder: checkpoint/, model/, curve.csv, tensorboard/")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--record-command", default=None, help=argparse.SUPPRESS)
+    train.add_argument("overrides", nargs="*", help="Hydra overrides: model.KEY=VALUE, train.KEY=VALUE")
 
     dataset = add("dataset", "describe a Minari dataset; with --env, check that it fits that env", _cmd_dataset)
     dataset.add_argument("dataset_id")

@@ -24,7 +24,6 @@ from gym_super_mario_bros import SuperMarioBrosEnv
 from gym_super_mario_bros.actions import COMPLEX_MOVEMENT, RIGHT_ONLY, SIMPLE_MOVEMENT
 from gymnasium import spaces
 from nes_py.wrappers import JoypadSpace
-
 from worldsim.envs.rendering import HumanRenderer, upscale
 
 ACTION_SETS: dict[str, list[list[str]]] = {

@@ -49,7 +49,9 @@ if not os.environ.get("DISPLAY"):
 # not use them, and the notice would break the one-line errors of the command line.
 with contextlib.redirect_stderr(io.StringIO()):
     from gymnasium_robotics.envs.maze import maps
-    from gymnasium_robotics.envs.maze.point_maze import PointMazeEnv as RoboticsPointMazeEnv
+    from gymnasium_robotics.envs.maze.point_maze import (
+        PointMazeEnv as RoboticsPointMazeEnv,
+    )
 
 from worldsim.errors import WorldsimError
 

@@ -32,7 +32,13 @@ from minari.namespace import create_namespace, list_local_namespaces
 from tqdm.auto import tqdm
 
 from worldsim.agents import Agent
-from worldsim.data.minari_io import check_dataset_id, check_spaces_match, dataset_dir, datasets_root, minari_root
+from worldsim.data.minari_io import (
+    check_dataset_id,
+    check_spaces_match,
+    dataset_dir,
+    datasets_root,
+    minari_root,
+)
 from worldsim.errors import WorldsimError
 
 

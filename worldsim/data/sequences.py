@@ -33,7 +33,7 @@ class EpisodeArrays:
     labels: dict[str, np.ndarray]
 
     @classmethod
-    def from_minari(cls, episode, label_keys: Sequence[str]) -> "EpisodeArrays":
+    def from_minari(cls, episode, label_keys: Sequence[str]) -> EpisodeArrays:
         steps = len(episode.actions)
         missing = [key for key in label_keys if key not in episode.infos]
         if missing:
@@ -64,27 +64,44 @@ class SequenceDataset(Dataset):
     per label key. Episodes shorter than ``length`` frames give no window.
 
     Args:
-        dataset: a Minari dataset with image observations (``worldsim collect`` writes these).
+        dataset: a Minari dataset with image observations (``worldsim collect`` writes these), or
+            several, whose episodes are pooled.
         length: frames per window, e.g. context length + 1 for next-frame training, or
             context length + unroll steps for autoregressive training.
         label_keys: ``info`` keys to carry along (Mario: ``x_pos``, ``life``, ``is_dying``, ...).
+        pad_start: windows may also begin up to this many frames before an episode's first frame;
+            the missing frames repeat the first frame, with action 0 (and zero reward, no end, the
+            first frame's labels). A model trained on such windows can start a dream from a single
+            real frame, which is what a real env's ``reset`` gives.
     """
 
-    def __init__(self, dataset: minari.MinariDataset, length: int, label_keys: Sequence[str] = ()):
+    def __init__(
+        self,
+        dataset: minari.MinariDataset | Sequence[minari.MinariDataset],
+        length: int,
+        label_keys: Sequence[str] = (),
+        pad_start: int = 0,
+    ):
         if length < 1:
             raise WorldsimError(f"window length must be >= 1, got {length}")
+        if not 0 <= pad_start < length:
+            raise WorldsimError(f"pad_start must be in [0, {length - 1}] for windows of {length} frames, got {pad_start}")
         self.length = int(length)
         self.label_keys = tuple(label_keys)
-        self.episodes = [EpisodeArrays.from_minari(episode, self.label_keys) for episode in dataset.iterate_episodes()]
-        # (episode index, first frame) of every window; frames [start, start + length) of one episode
+        self.pad_start = int(pad_start)
+        datasets = [dataset] if isinstance(dataset, minari.MinariDataset) else list(dataset)
+        self.dataset_ids = [d.id for d in datasets]
+        self.episodes = [EpisodeArrays.from_minari(ep, self.label_keys) for d in datasets for ep in d.iterate_episodes()]
+        # (episode index, first frame) of every window; frames [start, start + length) of one
+        # episode, where a negative start means padding before the first frame.
         starts = [
-            np.stack([np.full(len(ep.frames) - self.length + 1, i), np.arange(len(ep.frames) - self.length + 1)], axis=1)
+            np.stack([np.full(count, i), np.arange(count) - self.pad_start], axis=1)
             for i, ep in enumerate(self.episodes)
-            if len(ep.frames) >= self.length
+            if (count := len(ep.frames) - self.length + 1 + self.pad_start) > 0
         ]
         if not starts:
             raise WorldsimError(
-                f"no episode of {dataset.id!r} has {self.length} frames: collect longer episodes or shorten the window"
+                f"no episode of {', '.join(self.dataset_ids)} has {self.length - self.pad_start} frames: collect longer episodes or shorten the window"
             )
         self.windows = np.concatenate(starts).astype(np.int64)
 
@@ -94,28 +111,42 @@ class SequenceDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         episode_index, start = self.windows[index]
         episode = self.episodes[episode_index]
-        window = slice(start, start + self.length)
+        steps = np.arange(start, start + self.length)
+        window = np.maximum(steps, 0)  # padding repeats the first frame
+        padded = torch.from_numpy(steps < 0)
         item = {
             "frames": torch.from_numpy(episode.frames[window]),
-            "actions": torch.from_numpy(episode.actions[window]),
-            "rewards": torch.from_numpy(episode.rewards[window]),
-            "ends": torch.from_numpy(episode.ends[window]),
+            "actions": torch.from_numpy(episode.actions[window]).masked_fill(padded, 0),
+            "rewards": torch.from_numpy(episode.rewards[window]).masked_fill(padded, 0.0),
+            "ends": torch.from_numpy(episode.ends[window]).masked_fill(padded, False),
         }
         item |= {key: torch.from_numpy(episode.labels[key][window]) for key in self.label_keys}
         return item
 
     def target_actions(self) -> np.ndarray:
         """The action that produced each window's last frame (the one a next-frame model predicts)."""
-        last = self.windows[:, 1] + self.length - 1
-        return np.array([self.episodes[e].actions[f] for e, f in zip(self.windows[:, 0], last, strict=True)])
+        return self._at_last_frame(lambda episode: episode.actions)
 
-    def action_balanced_sampler(self, num_samples: int, generator: torch.Generator | None = None) -> WeightedRandomSampler:
+    def target_ends(self) -> np.ndarray:
+        """Whether each window's last frame ended its episode (a death or the flag)."""
+        return self._at_last_frame(lambda episode: episode.ends)
+
+    def _at_last_frame(self, values) -> np.ndarray:
+        last = self.windows[:, 1] + self.length - 1
+        return np.array([values(self.episodes[e])[f] for e, f in zip(self.windows[:, 0], last, strict=True)])
+
+    def action_balanced_sampler(
+        self, num_samples: int, generator: torch.Generator | None = None, end_weight: float = 1.0
+    ) -> WeightedRandomSampler:
         """Draws windows so that every action is the target action equally often.
 
         Agents that mostly run right leave NOOP, left and jumping in place rare; a world model
         trained on such data ignores them. Each window is weighted by 1 / (count of its target action).
+        ``end_weight`` multiplies the weight of windows whose last frame ends the episode: deaths
+        and flags are under 1% of frames, yet the termination head must not miss them.
         """
         actions = self.target_actions()
         counts = np.bincount(actions)
         weights = 1.0 / counts[actions]
+        weights = np.where(self.target_ends(), weights * end_weight, weights)
         return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples, replacement=True, generator=generator)

@@ -42,7 +42,7 @@ class FrameUNetConfig:
         return {**asdict(self), "block_channels": list(self.block_channels)}
 
     @classmethod
-    def from_dict(cls, values: dict) -> "FrameUNetConfig":
+    def from_dict(cls, values: dict) -> FrameUNetConfig:
         return cls(**{**values, "block_channels": tuple(values["block_channels"])})
 
     @property

@@ -35,6 +35,7 @@ MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TRAINING_TENSORS_FILE = "training.safetensors"
 TRAINING_STATE_FILE = "training.json"
+EXTRA_PREFIX = "extra/"  # training tensors other than the optimizer's (whose keys start "optimizer")
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Checkpoint:
     config: dict[str, Any]
     optimizer_state: dict[str, Any] | None = None
     training_state: dict[str, Any] = field(default_factory=dict)
+    training_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def save_checkpoint(
@@ -55,12 +57,14 @@ def save_checkpoint(
     *,
     optimizer: torch.optim.Optimizer | None = None,
     training_state: dict[str, Any] | None = None,
+    training_tensors: dict[str, torch.Tensor] | None = None,
     files: dict[str, bytes | str] | None = None,
 ) -> Path:
     """Write a checkpoint folder at ``path``, replacing any checkpoint there in one rename.
 
     ``training_state`` (JSON-serialisable: step, epoch, RNG seeds, ...) and the optimizer's state
-    are stored for resuming; ``files`` maps extra file names to their contents.
+    are stored for resuming, with any ``training_tensors`` (e.g. the raw weights behind an EMA
+    ``model``); ``files`` maps extra file names to their contents.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,9 +73,10 @@ def save_checkpoint(
         weights = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
         save_file(weights, staging / MODEL_FILE)
         (staging / CONFIG_FILE).write_text(json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **config}, indent=2))
-        if optimizer is not None or training_state is not None:
+        if optimizer is not None or training_state is not None or training_tensors:
             tensors, structure = _flatten_optimizer_state(optimizer.state_dict()) if optimizer is not None else ({}, None)
-            save_file(tensors, staging / TRAINING_TENSORS_FILE)
+            extra = {f"{EXTRA_PREFIX}{name}": t.detach().contiguous().cpu() for name, t in (training_tensors or {}).items()}
+            save_file(tensors | extra, staging / TRAINING_TENSORS_FILE)
             state = {"optimizer": structure, **(training_state or {})}
             (staging / TRAINING_STATE_FILE).write_text(json.dumps(state, indent=2))
         for name, content in (files or {}).items():
@@ -105,13 +110,15 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
         )
     weights = _load_tensors(path / MODEL_FILE, map_location)
 
-    optimizer_state, training_state = None, {}
+    optimizer_state, training_state, extra = None, {}, {}
     if (path / TRAINING_STATE_FILE).is_file():
         training_state = json.loads((path / TRAINING_STATE_FILE).read_text())
         structure = training_state.pop("optimizer", None)
+        tensors = _load_tensors(path / TRAINING_TENSORS_FILE, map_location)
+        extra = {name.removeprefix(EXTRA_PREFIX): t for name, t in tensors.items() if name.startswith(EXTRA_PREFIX)}
         if structure is not None:
-            optimizer_state = _unflatten_optimizer_state(_load_tensors(path / TRAINING_TENSORS_FILE, map_location), structure)
-    return Checkpoint(path, weights, config, optimizer_state, training_state)
+            optimizer_state = _unflatten_optimizer_state(tensors, structure)
+    return Checkpoint(path, weights, config, optimizer_state, training_state, extra)
 
 
 def load_weights(model: torch.nn.Module, checkpoint: Checkpoint) -> None:
