@@ -6,8 +6,8 @@ import importlib
 from typing import Any
 
 import gymnasium as gym
-
 from worldsim.agents.protocol import Agent, LearningAgent
+
 from worldsim.errors import WorldsimError
 
 # name -> "module:Class"; imported on demand so that `import worldsim` stays light (the DQN agent

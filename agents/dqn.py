@@ -20,7 +20,11 @@ import cv2
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.wrappers import FrameStackObservation, TransformObservation, TransformReward
+from gymnasium.wrappers import (
+    FrameStackObservation,
+    TransformObservation,
+    TransformReward,
+)
 from stable_baselines3 import DQN
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from tqdm.auto import tqdm
@@ -146,7 +150,7 @@ class DQNAgent:
         *,
         run_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 25_000,
-        evaluate: Callable[["DQNAgent"], dict[str, float]] | None = None,
+        evaluate: Callable[[DQNAgent], dict[str, float]] | None = None,
         eval_every: int = 25_000,
         progress_bar: bool = True,
     ) -> None:
@@ -186,7 +190,7 @@ class DQNAgent:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, env: gym.Env | None = None, *, device: str = "auto", **options: Any) -> "DQNAgent":
+    def load(cls, path: str | os.PathLike, env: gym.Env | None = None, *, device: str = "auto", **options: Any) -> DQNAgent:
         """Load a saved agent; ``env`` (optional) checks that its spaces fit the model."""
         path = Path(path)
         if not path.is_file():

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 import torch
-
 from worldsim.agents import make_agent
 from worldsim.agents.dqn import DQNAgent
+
 from worldsim.config import load_config, make_env
 from worldsim.eval.episodes import evaluate_agent
 

@@ -29,9 +29,9 @@ from gym_super_mario_bros import SuperMarioBrosEnv
 from gym_super_mario_bros.actions import SIMPLE_MOVEMENT
 from nes_py.wrappers import JoypadSpace
 from tqdm import tqdm
+from worldsim.agents import make_agent
 
 import worldsim  # noqa: F401  (registers the env ids)
-from worldsim.agents import make_agent
 from worldsim.data.collect import AgentShare, collect_dataset
 
 ENVS = {

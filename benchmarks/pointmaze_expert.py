@@ -19,10 +19,11 @@ import argparse
 import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
-
-import worldsim  # noqa: F401  (registers the worldsim/PointMaze-* ids)
 from worldsim.agents.waypoint_expert import WaypointExpert
 from worldsim.envs import POINTMAZE_IDS
+
+import worldsim  # noqa: F401  (registers the worldsim/PointMaze-* ids)
+
 
 def evaluate_expert(maze: str, episodes: int, action_noise: float) -> dict[str, float]:
     """Success rate, median steps to first reach (over successes), mean sparse return."""
