@@ -34,7 +34,9 @@ def shipped_checkpoint(name: str = SHIPPED_CHECKPOINT) -> Path:
     """The folder of a checkpoint shipped inside the package (``worldsim/checkpoints/<name>``)."""
     path = Path(str(files("worldsim") / "checkpoints" / name))
     if not path.is_dir():
-        raise WorldsimError(f"worldsim ships no checkpoint {name!r} (looked in {path}): pass checkpoint=PATH to a trained model folder")
+        raise WorldsimError(
+            f"worldsim ships no checkpoint {name!r} (looked in {path}): pass checkpoint=PATH to a trained model folder"
+        )
     return path
 
 
@@ -42,7 +44,12 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def context_from_options(options: dict[str, Any], context_length: int, frame_shape: tuple[int, ...], num_actions: int) -> tuple[np.ndarray, np.ndarray]:
+def context_from_options(
+    options: dict[str, Any],
+    context_length: int,
+    frame_shape: tuple[int, ...],
+    num_actions: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate ``options={"frames": uint8[k, H, W, C], "actions": int[k]}`` and make it K long.
 
     A longer history is cut to its last K; a shorter one is padded in front with its first frame
@@ -54,15 +61,27 @@ def context_from_options(options: dict[str, Any], context_length: int, frame_sha
             f"reset options {sorted(options)} not understood: pass options={{'frames': uint8[k, {', '.join(map(str, frame_shape))}], 'actions': int[k]}}"
         )
     frames, actions = np.asarray(options["frames"]), np.asarray(options["actions"])
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != frame_shape or len(frames) == 0:
+    if (
+        frames.dtype != np.uint8
+        or frames.ndim != 4
+        or frames.shape[1:] != frame_shape
+        or len(frames) == 0
+    ):
         raise WorldsimError(
             f"options['frames'] is {frames.dtype}{list(frames.shape)}; it must be uint8[k, {', '.join(map(str, frame_shape))}] with k >= 1"
         )
     if not np.issubdtype(actions.dtype, np.integer) or actions.shape != (len(frames),):
-        raise WorldsimError(f"options['actions'] is {actions.dtype}{list(actions.shape)}; it must be int[{len(frames)}], one action per frame")
+        raise WorldsimError(
+            f"options['actions'] is {actions.dtype}{list(actions.shape)}; it must be int[{len(frames)}], one action per frame"
+        )
     if actions.min() < 0 or actions.max() >= num_actions:
-        raise WorldsimError(f"options['actions'] holds {actions.min()}..{actions.max()}; actions are 0..{num_actions - 1}")
-    frames, actions = frames[-context_length:], actions[-context_length:].astype(np.int64)
+        raise WorldsimError(
+            f"options['actions'] holds {actions.min()}..{actions.max()}; actions are 0..{num_actions - 1}"
+        )
+    frames, actions = (
+        frames[-context_length:],
+        actions[-context_length:].astype(np.int64),
+    )
     missing = context_length - len(frames)
     if missing:
         frames = np.concatenate([np.repeat(frames[:1], missing, axis=0), frames])
@@ -77,10 +96,27 @@ class DreamBatch:
     convention of ``reset(options=...)``).
     """
 
-    def __init__(self, model: WorldModel, start_states: StartStates, num_envs: int, device: torch.device):
-        self.model, self.start_states, self.num_envs, self.device = model, start_states, num_envs, device
+    def __init__(
+        self,
+        model: WorldModel,
+        start_states: StartStates,
+        num_envs: int,
+        device: torch.device,
+    ):
+        self.model, self.start_states, self.num_envs, self.device = (
+            model,
+            start_states,
+            num_envs,
+            device,
+        )
         config = model.config
-        shape = (num_envs, config.context_length, config.image_channels, config.image_size, config.image_size)
+        shape = (
+            num_envs,
+            config.context_length,
+            config.image_channels,
+            config.image_size,
+            config.image_size,
+        )
         self.frames = torch.zeros(shape, device=device)
         self.actions = torch.zeros(shape[:2], dtype=torch.int64, device=device)
         self.x_pos = np.zeros(num_envs, np.float64)
@@ -90,24 +126,37 @@ class DreamBatch:
         """Derive the sampling noise from the env's ``np_random``: same seed, same frames."""
         self.generator.manual_seed(int(rng.integers(2**62)))
 
-    def start(self, index: int, frames: np.ndarray, actions: np.ndarray, x_pos: float) -> None:
+    def start(
+        self, index: int, frames: np.ndarray, actions: np.ndarray, x_pos: float
+    ) -> None:
         self.frames[index] = from_uint8(torch.from_numpy(frames).to(self.device))
         self.actions[index] = torch.from_numpy(actions).to(self.device)
         self.x_pos[index] = x_pos
 
     def start_from_bank(self, index: int, rng: np.random.Generator) -> None:
         i = int(rng.integers(len(self.start_states.frames)))
-        self.start(index, self.start_states.frames[i], self.start_states.actions[i], float(self.start_states.x_pos[i]))
+        self.start(
+            index,
+            self.start_states.frames[i],
+            self.start_states.actions[i],
+            float(self.start_states.x_pos[i]),
+        )
 
     def observation(self, index: int | slice = slice(None)) -> np.ndarray:
         return to_uint8(self.frames[index, -1]).cpu().numpy()
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Advance every dream by one step: ``actions int[N]`` -> next frames ``uint8[N, H, W, C]``,
         rewards ``float64[N]``, terminations ``bool[N]`` and per-dream info arrays."""
         step_actions = torch.as_tensor(actions, dtype=torch.int64, device=self.device)
-        taken = torch.cat([self.actions[:, 1:], step_actions[:, None]], dim=1)  # the action at each context frame
-        next_frames, heads = self.model.predict_step(self.frames, taken, generator=self.generator)
+        taken = torch.cat(
+            [self.actions[:, 1:], step_actions[:, None]], dim=1
+        )  # the action at each context frame
+        next_frames, heads = self.model.predict_step(
+            self.frames, taken, generator=self.generator
+        )
         self.frames = torch.cat([self.frames[:, 1:], next_frames[:, None]], dim=1)
         self.actions = taken
         end = heads["end"].argmax(dim=-1).cpu().numpy()
@@ -116,21 +165,38 @@ class DreamBatch:
             "x_pos": self.x_pos.copy(),
             "flag_get": end == FLAG,
             "is_dying": end == DEATH,
-            "end_probabilities": torch.softmax(heads["end"].float(), dim=-1).cpu().numpy(),
+            "end_probabilities": torch.softmax(heads["end"].float(), dim=-1)
+            .cpu()
+            .numpy(),
         }
-        return to_uint8(next_frames).cpu().numpy(), heads["reward"].double().cpu().numpy(), end != RUNNING, info
+        return (
+            to_uint8(next_frames).cpu().numpy(),
+            heads["reward"].double().cpu().numpy(),
+            end != RUNNING,
+            info,
+        )
 
 
-def load_dream(checkpoint: str | os.PathLike | None, device: str | torch.device | None, sampling_steps: int | None) -> tuple[WorldModel, StartStates, torch.device]:
+def load_dream(
+    checkpoint: str | os.PathLike | None,
+    device: str | torch.device | None,
+    sampling_steps: int | None,
+) -> tuple[WorldModel, StartStates, torch.device]:
     device = torch.device(device) if device is not None else default_device()
-    model, start_states, _ = load_world_model(checkpoint if checkpoint is not None else shipped_checkpoint(), device)
+    model, start_states, _ = load_world_model(
+        checkpoint if checkpoint is not None else shipped_checkpoint(), device
+    )
     if sampling_steps is not None:
         if sampling_steps < 1:
             raise WorldsimError(f"sampling_steps must be >= 1, got {sampling_steps}")
         from worldsim.diffusion.sampler import NextFrameSampler, SamplerConfig
 
-        sampler = SamplerConfig(**{**model.config.sampler.to_dict(), "num_steps": int(sampling_steps)})
-        model.sampler = NextFrameSampler(sampler, sigma_data=model.config.edm.sigma_data)
+        sampler = SamplerConfig(
+            **{**model.config.sampler.to_dict(), "num_steps": int(sampling_steps)}
+        )
+        model.sampler = NextFrameSampler(
+            sampler, sigma_data=model.config.edm.sigma_data
+        )
     return model, start_states, device
 
 
@@ -168,25 +234,45 @@ class WorldModelEnv(gym.Env):
         sampling_steps: int | None = None,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise WorldsimError(f"render_mode {render_mode!r} is not supported: use one of {self.metadata['render_modes']} or None")
-        self.model, self.start_states, self.device = load_dream(checkpoint, device, sampling_steps)
+            raise WorldsimError(
+                f"render_mode {render_mode!r} is not supported: use one of {self.metadata['render_modes']} or None"
+            )
+        self.model, self.start_states, self.device = load_dream(
+            checkpoint, device, sampling_steps
+        )
         config = self.model.config
         self.context_length = config.context_length
-        self.observation_space = spaces.Box(0, 255, (config.image_size, config.image_size, config.image_channels), np.uint8)
+        self.observation_space = spaces.Box(
+            0,
+            255,
+            (config.image_size, config.image_size, config.image_channels),
+            np.uint8,
+        )
         self.action_space = spaces.Discrete(config.num_actions)
         self.render_mode, self.render_scale = render_mode, render_scale
         self._dream = DreamBatch(self.model, self.start_states, 1, self.device)
         self._observation: np.ndarray | None = None
         self._human: HumanRenderer | None = None
 
+    @property
+    def action_set(self) -> list[list[str]]:
+        """The NES buttons of each action, as in ``worldsim/MarioReal-v0`` (agents such as the
+        scripted runner read it)."""
+        return [meaning.split(" ") for meaning in self.model.config.action_meanings]
+
     def get_action_meanings(self) -> list[str]:
-        return list(self.model.config.action_meanings)
+        return ["+".join(buttons) for buttons in self.action_set]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self._dream.seed(self.np_random)
         if options:
-            frames, actions = context_from_options(options, self.context_length, self.observation_space.shape, self.action_space.n)
+            frames, actions = context_from_options(
+                options,
+                self.context_length,
+                self.observation_space.shape,
+                self.action_space.n,
+            )
             self._dream.start(0, frames, actions, float(options.get("x_pos", 0.0)))
         else:
             self._dream.start_from_bank(0, self.np_random)
@@ -199,7 +285,9 @@ class WorldModelEnv(gym.Env):
         if self._observation is None:
             raise WorldsimError("step() before reset(): call env.reset() first")
         if not self.action_space.contains(action):
-            raise WorldsimError(f"action {action!r} is not in {self.action_space}: pass an int in 0..{self.action_space.n - 1}")
+            raise WorldsimError(
+                f"action {action!r} is not in {self.action_space}: pass an int in 0..{self.action_space.n - 1}"
+            )
         frames, rewards, terminated, info = self._dream.step(np.array([int(action)]))
         self._observation = frames[0]
         if self.render_mode == "human":
@@ -210,11 +298,19 @@ class WorldModelEnv(gym.Env):
             "is_dying": bool(info["is_dying"][0]),
             "end_probabilities": info["end_probabilities"][0],
         }
-        return self._observation.copy(), float(rewards[0]), bool(terminated[0]), False, single_info
+        return (
+            self._observation.copy(),
+            float(rewards[0]),
+            bool(terminated[0]),
+            False,
+            single_info,
+        )
 
     def render(self):
         if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' or 'human'")
+            gym.logger.warn(
+                "render() called without a render_mode; pass render_mode='rgb_array' or 'human'"
+            )
             return None
         if self._observation is None:
             raise WorldsimError("render() before reset(): call env.reset() first")
@@ -222,7 +318,9 @@ class WorldModelEnv(gym.Env):
         if self.render_mode == "rgb_array":
             return frame
         if self._human is None:
-            self._human = HumanRenderer("worldsim: Super Mario Bros (dream)", fps=self.metadata["render_fps"])
+            self._human = HumanRenderer(
+                "worldsim: Super Mario Bros (dream)", fps=self.metadata["render_fps"]
+            )
         self._human.show(frame)
         return None
 

@@ -41,7 +41,11 @@ class WorldModelVectorEnv(VectorEnv):
     from its own real context.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 15, "autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata = {
+        "render_modes": ["rgb_array"],
+        "render_fps": 15,
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
 
     def __init__(
         self,
@@ -56,12 +60,21 @@ class WorldModelVectorEnv(VectorEnv):
         if num_envs < 1:
             raise WorldsimError(f"num_envs must be >= 1, got {num_envs}")
         if render_mode not in (None, "rgb_array"):
-            raise WorldsimError(f"render_mode {render_mode!r} is not supported by the vector env: use 'rgb_array' or None")
-        self.model, self.start_states, self.device = load_dream(checkpoint, device, sampling_steps)
+            raise WorldsimError(
+                f"render_mode {render_mode!r} is not supported by the vector env: use 'rgb_array' or None"
+            )
+        self.model, self.start_states, self.device = load_dream(
+            checkpoint, device, sampling_steps
+        )
         config = self.model.config
         self.num_envs = num_envs
         self.context_length = config.context_length
-        self.single_observation_space = spaces.Box(0, 255, (config.image_size, config.image_size, config.image_channels), np.uint8)
+        self.single_observation_space = spaces.Box(
+            0,
+            255,
+            (config.image_size, config.image_size, config.image_channels),
+            np.uint8,
+        )
         self.single_action_space = spaces.Discrete(config.num_actions)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
@@ -73,24 +86,44 @@ class WorldModelVectorEnv(VectorEnv):
         self._needs_reset = np.zeros(num_envs, np.bool_)
         self._np_random, self._np_random_seed = seeding.np_random()
 
-    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+    def reset(
+        self,
+        *,
+        seed: int | list[int] | None = None,
+        options: dict[str, Any] | None = None,
+    ):
         if seed is not None:
             # One random stream drives all N dreams (they share one forward pass); a list of seeds
             # is folded into it.
-            entropy = [int(s) for s in seed] if isinstance(seed, list | tuple) else int(seed)
-            self._np_random = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
+            entropy = (
+                [int(s) for s in seed] if isinstance(seed, list | tuple) else int(seed)
+            )
+            self._np_random = np.random.Generator(
+                np.random.PCG64(np.random.SeedSequence(entropy))
+            )
             self._np_random_seed = seed
         self._dream.seed(self._np_random)
         if options:
-            frames, actions = np.asarray(options.get("frames")), np.asarray(options.get("actions"))
-            if frames.ndim != 5 or len(frames) != self.num_envs or actions.ndim != 2 or len(actions) != self.num_envs:
+            frames, actions = (
+                np.asarray(options.get("frames")),
+                np.asarray(options.get("actions")),
+            )
+            if (
+                frames.ndim != 5
+                or len(frames) != self.num_envs
+                or actions.ndim != 2
+                or len(actions) != self.num_envs
+            ):
                 raise WorldsimError(
                     f"vector reset options need frames uint8[{self.num_envs}, k, H, W, C] and actions int[{self.num_envs}, k], "
                     f"got {frames.dtype}{list(frames.shape)} and {actions.dtype}{list(actions.shape)}"
                 )
             for i in range(self.num_envs):
                 context = context_from_options(
-                    {"frames": frames[i], "actions": actions[i]}, self.context_length, self.single_observation_space.shape, self.single_action_space.n
+                    {"frames": frames[i], "actions": actions[i]},
+                    self.context_length,
+                    self.single_observation_space.shape,
+                    self.single_action_space.n,
                 )
                 self._dream.start(i, *context, x_pos=0.0)
         else:
@@ -105,7 +138,11 @@ class WorldModelVectorEnv(VectorEnv):
         if self._observations is None:
             raise WorldsimError("step() before reset(): call env.reset() first")
         actions = np.asarray(actions)
-        if actions.shape != (self.num_envs,) or not np.issubdtype(actions.dtype, np.integer) or not self.action_space.contains(actions.astype(np.int64)):
+        if (
+            actions.shape != (self.num_envs,)
+            or not np.issubdtype(actions.dtype, np.integer)
+            or not self.action_space.contains(actions.astype(np.int64))
+        ):
             raise WorldsimError(
                 f"actions {actions.tolist()} do not fit {self.action_space}: pass {self.num_envs} ints in 0..{self.single_action_space.n - 1}"
             )
@@ -123,7 +160,9 @@ class WorldModelVectorEnv(VectorEnv):
             self._elapsed[i] = 0
         self._needs_reset = terminated | truncated
         self._observations = observations
-        info = {key: value for key, value in info.items()} | {f"_{key}": np.ones(self.num_envs, np.bool_) for key in info}
+        info = {key: value for key, value in info.items()} | {
+            f"_{key}": np.ones(self.num_envs, np.bool_) for key in info
+        }
         return observations.copy(), rewards, terminated, truncated, info
 
     def render(self):

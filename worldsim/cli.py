@@ -23,6 +23,8 @@ EPILOG = """examples:
   worldsim learn --env mario --agent dqn --steps 100000 --out runs/dqn-mario
   worldsim dataset worldsim/mario-scripted-v0 --env mario
   worldsim train --model mario --train mario --out runs/wm-mario train.steps=8000
+  worldsim dream --agent scripted --steps 300 --video mario_dream.mp4 [--compare]
+  worldsim eval --dataset worldsim/mario-heldout-v0 --json fidelity.json
 """
 
 
@@ -34,21 +36,29 @@ def _parse_agent_mix(spec: str) -> list[tuple[str, float]]:
         try:
             value = float(weight) if weight else 1.0
         except ValueError:
-            raise WorldsimError(f"agent weight {weight!r} in {spec!r} is not a number: write NAME:WEIGHT, e.g. dqn:0.7,scripted:0.3") from None
+            raise WorldsimError(
+                f"agent weight {weight!r} in {spec!r} is not a number: write NAME:WEIGHT, e.g. dqn:0.7,scripted:0.3"
+            ) from None
         mix.append((name, value))
     names = [name for name, _ in mix]
     if len(set(names)) != len(names):
-        raise WorldsimError(f"agent mix {spec!r} names an agent twice: give each agent once with its weight")
+        raise WorldsimError(
+            f"agent mix {spec!r} names an agent twice: give each agent once with its weight"
+        )
     return mix
 
 
-def _split_overrides(overrides: list[str], agent_names: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+def _split_overrides(
+    overrides: list[str], agent_names: list[str]
+) -> tuple[list[str], dict[str, list[str]]]:
     """Route ``env.*`` overrides to the env and ``NAME.*`` / ``agent.*`` to the agents' configs."""
     env_overrides: list[str] = []
     agent_overrides: dict[str, list[str]] = {name: [] for name in agent_names}
     for override in overrides:
         if "=" not in override:
-            raise WorldsimError(f"unexpected argument {override!r}: overrides look like env.kwargs.level=1-2 or scripted.epsilon=0.1")
+            raise WorldsimError(
+                f"unexpected argument {override!r}: overrides look like env.kwargs.level=1-2 or scripted.epsilon=0.1"
+            )
         prefix_symbol = "+" if override.startswith("+") else ""
         key = override.lstrip("+~")
         head, _, rest = key.partition(".")
@@ -59,11 +69,19 @@ def _split_overrides(overrides: list[str], agent_names: list[str]) -> tuple[list
             agent_overrides[target].append(f"{prefix_symbol}agent.{rest}")
         else:
             known = ", ".join(["env", *agent_names])
-            raise WorldsimError(f"override {override!r} names {head!r}, which is not in this command: start it with one of {known}")
+            raise WorldsimError(
+                f"override {override!r} names {head!r}, which is not in this command: start it with one of {known}"
+            )
     return env_overrides, agent_overrides
 
 
-def _build_agents(mix: list[tuple[str, float]], overrides: dict[str, list[str]], env, *, need_trained: bool):
+def _build_agents(
+    mix: list[tuple[str, float]],
+    overrides: dict[str, list[str]],
+    env,
+    *,
+    need_trained: bool,
+):
     from worldsim.agents import agent_class, make_agent
     from worldsim.config import load_config
     from worldsim.data.collect import AgentShare
@@ -86,13 +104,27 @@ def _cmd_collect(args) -> int:
     from worldsim.data.collect import collect_dataset, default_dataset_id
 
     if args.steps <= 0:
-        raise WorldsimError(f"--steps must be a positive number of env steps, got {args.steps}")
+        raise WorldsimError(
+            f"--steps must be a positive number of env steps, got {args.steps}"
+        )
     mix = _parse_agent_mix(args.agent)
-    env_overrides, agent_overrides = _split_overrides(args.overrides, [name for name, _ in mix])
+    env_overrides, agent_overrides = _split_overrides(
+        args.overrides, [name for name, _ in mix]
+    )
     env = make_env(args.env, env_overrides)
     agents = _build_agents(mix, agent_overrides, env, need_trained=True)
-    dataset_id = args.dataset_id or default_dataset_id(args.env, [name for name, _ in mix])
-    summary = collect_dataset(env, agents, args.steps, dataset_id, seed=args.seed, checkpoint_steps=args.checkpoint_steps, progress=not args.quiet)
+    dataset_id = args.dataset_id or default_dataset_id(
+        args.env, [name for name, _ in mix]
+    )
+    summary = collect_dataset(
+        env,
+        agents,
+        args.steps,
+        dataset_id,
+        seed=args.seed,
+        checkpoint_steps=args.checkpoint_steps,
+        progress=not args.quiet,
+    )
     env.close()
     print("\n".join(summary.lines()))
     return 0
@@ -107,11 +139,15 @@ def _cmd_learn(args) -> int:
         raise WorldsimError(f"--steps must be >= 0, got {args.steps}")
     mix = _parse_agent_mix(args.agent)
     if len(mix) != 1:
-        raise WorldsimError(f"learn trains one agent, got {args.agent!r}: pass --agent NAME")
+        raise WorldsimError(
+            f"learn trains one agent, got {args.agent!r}: pass --agent NAME"
+        )
     name = mix[0][0]
     cls = agent_class(name)
     if not hasattr(cls, "learn"):
-        raise WorldsimError(f"agent {name!r} does not learn: choose a learning agent such as dqn")
+        raise WorldsimError(
+            f"agent {name!r} does not learn: choose a learning agent such as dqn"
+        )
     env_overrides, agent_overrides = _split_overrides(args.overrides, [name])
     env = make_env(args.env, env_overrides)
     eval_env = make_env(args.env, env_overrides)
@@ -122,15 +158,28 @@ def _cmd_learn(args) -> int:
         print(f"resuming {checkpoint} at step {agent.trained_steps}")
     else:
         config.pop("path", None)
-        agent = cls(env, seed=args.seed, tensorboard_log=str(args.out / "tensorboard"), **config)
+        agent = cls(
+            env, seed=args.seed, tensorboard_log=str(args.out / "tensorboard"), **config
+        )
     remaining = max(args.steps - agent.trained_steps, 0)
 
     def evaluate(agent_) -> dict[str, float]:
-        return evaluate_agent(eval_env, agent_, episodes=args.eval_episodes, first_seed=10_000)
+        return evaluate_agent(
+            eval_env, agent_, episodes=args.eval_episodes, first_seed=10_000
+        )
 
-    agent.learn(env, remaining, run_dir=args.out, evaluate=evaluate, eval_every=args.eval_every, checkpoint_every=args.eval_every)
+    agent.learn(
+        env,
+        remaining,
+        run_dir=args.out,
+        evaluate=evaluate,
+        eval_every=args.eval_every,
+        checkpoint_every=args.eval_every,
+    )
     print(f"trained {agent.trained_steps} steps; agent saved to {checkpoint}")
-    if agent.trained_steps % args.eval_every:  # otherwise the run's last evaluation already scored this agent
+    if (
+        agent.trained_steps % args.eval_every
+    ):  # otherwise the run's last evaluation already scored this agent
         final = evaluate(agent)
         print("evaluation: " + ", ".join(f"{k}={v:g}" for k, v in final.items()))
     return 0
@@ -146,15 +195,25 @@ def _cmd_rollout(args) -> int:
     video = check_video_path(args.video) if args.video else None
     mix = _parse_agent_mix(args.agent)
     if len(mix) != 1:
-        raise WorldsimError(f"rollout plays one agent, got {args.agent!r}: pass --agent NAME")
+        raise WorldsimError(
+            f"rollout plays one agent, got {args.agent!r}: pass --agent NAME"
+        )
     env_overrides, agent_overrides = _split_overrides(args.overrides, [mix[0][0]])
     env = make_env(args.env, env_overrides, render_mode="rgb_array" if video else None)
     (share,) = _build_agents(mix, agent_overrides, env, need_trained=True)
     frames = []
     for episode in range(args.episodes):
-        result = run_episode(env, share.agent, args.seed + episode, on_step=(lambda _: frames.append(env.render())) if video else None, max_steps=args.max_steps)
+        result = run_episode(
+            env,
+            share.agent,
+            args.seed + episode,
+            on_step=(lambda _: frames.append(env.render())) if video else None,
+            max_steps=args.max_steps,
+        )
         x_pos = f", x_pos {result.x_pos}" if result.x_pos is not None else ""
-        print(f"episode {episode} (seed {result.seed}): {result.steps} steps, return {result.episode_return:.1f}{x_pos}")
+        print(
+            f"episode {episode} (seed {result.seed}): {result.steps} steps, return {result.episode_return:.1f}{x_pos}"
+        )
     if video:
         write_video(frames, video, fps=env.metadata.get("render_fps", 15))
         print(f"wrote {len(frames)} frames to {video}")
@@ -194,14 +253,215 @@ def _cmd_train(args) -> int:
         key = override.lstrip("+~")
         head, _, rest = key.partition(".")
         if "=" not in override or head not in ("model", "train") or not rest:
-            raise WorldsimError(f"unexpected argument {override!r}: overrides look like model.unet.space_to_depth=2 or train.steps=100")
+            raise WorldsimError(
+                f"unexpected argument {override!r}: overrides look like model.unet.space_to_depth=2 or train.steps=100"
+            )
         prefix = override[: len(override) - len(key)]
-        (model_overrides if head == "model" else train_overrides).append(f"{prefix}{head}.{rest}")
+        (model_overrides if head == "model" else train_overrides).append(
+            f"{prefix}{head}.{rest}"
+        )
     model_config = load_config("model", args.model, model_overrides)
     train_config = load_config("train", args.train, train_overrides)
-    command = "worldsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command is None else args.record_command
-    path = train_world_model(model_config, train_config, args.out, command=command, progress=not args.quiet)
+    command = (
+        "worldsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        if args.record_command is None
+        else args.record_command
+    )
+    path = train_world_model(
+        model_config, train_config, args.out, command=command, progress=not args.quiet
+    )
     print(f"model written to {path}")
+    return 0
+
+
+def _dream_env(args, **kwargs):
+    import gymnasium as gym
+
+    options = {
+        "checkpoint": args.checkpoint,
+        "device": args.device,
+        "sampling_steps": args.sampling_steps,
+    }
+    return gym.make(
+        "worldsim/Mario-v0",
+        **{key: value for key, value in options.items() if value is not None},
+        **kwargs,
+    )
+
+
+def _parse_actions(spec: str, num_actions: int) -> list[int]:
+    try:
+        actions = [int(part) for part in spec.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise WorldsimError(
+            f"--actions {spec!r} is not a comma-separated list of action numbers, e.g. 1,1,3,3,0"
+        ) from None
+    if not actions or min(actions) < 0 or max(actions) >= num_actions:
+        raise WorldsimError(
+            f"--actions must be numbers in 0..{num_actions - 1}, got {spec!r}"
+        )
+    return actions
+
+
+def _cmd_dream(args) -> int:
+    import numpy as np
+
+    from worldsim.config import make_env
+    from worldsim.envs.rendering import upscale
+    from worldsim.eval.dream_rollout import dream_rollout
+    from worldsim.video import check_video_path, write_video
+
+    if args.steps <= 0:
+        raise WorldsimError(f"--steps must be positive, got {args.steps}")
+    video = check_video_path(args.video) if args.video else None
+    dream = _dream_env(args)
+    real = make_env("mario") if args.compare else None
+    if args.actions is not None:
+        if args.overrides:
+            raise WorldsimError(
+                f"overrides {args.overrides} configure an agent; --actions plays a fixed list"
+            )
+        result = dream_rollout(
+            dream,
+            actions=_parse_actions(args.actions, dream.action_space.n),
+            steps=args.steps,
+            seed=args.seed,
+            real=real,
+        )
+    else:
+        mix = _parse_agent_mix(args.agent)
+        if len(mix) != 1:
+            raise WorldsimError(
+                f"dream plays one agent, got {args.agent!r}: pass --agent NAME"
+            )
+        env_overrides, agent_overrides = _split_overrides(args.overrides, [mix[0][0]])
+        if env_overrides:
+            raise WorldsimError(
+                f"overrides {env_overrides} change an env; use --checkpoint, --device and --sampling-steps for the dream"
+            )
+        (share,) = _build_agents(
+            mix, agent_overrides, real if real is not None else dream, need_trained=True
+        )
+        result = dream_rollout(
+            dream, agent=share.agent, steps=args.steps, seed=args.seed, real=real
+        )
+    steps = len(result.actions)
+    ended = (
+        f", the dream ended (death or flag) at step {result.dream_end}"
+        if result.dream_end
+        else ""
+    )
+    print(
+        f"dreamed {steps} steps, predicted return {sum(result.dream_rewards):.1f}{ended}"
+    )
+    if real is not None:
+        real_end = f", ended at step {result.real_end}" if result.real_end else ""
+        print(
+            f"real game under the same actions: return {sum(result.real_rewards):.1f}{real_end}"
+        )
+        real.close()
+    if video:
+        scale = args.scale
+        if (
+            real is not None
+        ):  # real on the left, dream on the right, a 2-pixel gap between
+            gap = np.full((64 * scale, 2 * scale, 3), 255, np.uint8)
+            frames = [
+                np.concatenate([upscale(r, scale), gap, upscale(d, scale)], axis=1)
+                for r, d in zip(result.real_frames, result.dream_frames, strict=False)
+            ]
+        else:
+            frames = [upscale(frame, scale) for frame in result.dream_frames]
+        write_video(frames, video, fps=15)
+        print(f"wrote {len(frames)} frames to {video}")
+    dream.close()
+    return 0
+
+
+# SIMPLE_MOVEMENT: NOOP, right, right+A, right+B, right+A+B, A, left. Arrows move, X jumps (A), Z runs (B).
+def _keys_to_action(pressed, pygame) -> int:
+    right, left, jump, run = (
+        pressed[pygame.K_RIGHT],
+        pressed[pygame.K_LEFT],
+        pressed[pygame.K_x] or pressed[pygame.K_UP],
+        pressed[pygame.K_z],
+    )
+    if right:
+        return 4 if jump and run else 2 if jump else 3 if run else 1
+    if left:
+        return 6
+    return 5 if jump else 0
+
+
+def _cmd_play(args) -> int:
+    try:
+        import pygame
+    except ImportError:
+        raise WorldsimError(
+            "worldsim play needs pygame: pip install 'worldsim[play]'"
+        ) from None
+
+    env = _dream_env(args, render_mode="human", render_scale=args.scale)
+    print(
+        "playing the dream: arrows move, X (or up) jumps, Z runs, R restarts, Esc quits"
+    )
+    env.reset(seed=args.seed)
+    episode_return, steps, total = 0.0, 0, 0
+    while args.max_steps is None or total < args.max_steps:
+        total += 1
+        pygame.event.pump()
+        pressed = pygame.key.get_pressed()
+        if pressed[pygame.K_ESCAPE] or any(
+            event.type == pygame.QUIT for event in pygame.event.get(pygame.QUIT)
+        ):
+            break
+        if pressed[pygame.K_r]:
+            env.reset()
+            episode_return, steps = 0.0, 0
+            continue
+        _, reward, terminated, truncated, info = env.step(
+            _keys_to_action(pressed, pygame)
+        )
+        episode_return, steps = episode_return + reward, steps + 1
+        if terminated or truncated:
+            cause = (
+                "flag"
+                if info.get("flag_get")
+                else "death"
+                if info.get("is_dying")
+                else "time limit"
+            )
+            print(
+                f"episode over after {steps} steps ({cause}), return {episode_return:.1f}"
+            )
+            env.reset()
+            episode_return, steps = 0.0, 0
+    env.close()
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from worldsim.envs.dream import default_device, shipped_checkpoint
+    from worldsim.eval.fidelity import evaluate_fidelity, write_json
+
+    device = args.device or default_device()
+    checkpoint = args.checkpoint or shipped_checkpoint()
+    report = evaluate_fidelity(
+        checkpoint,
+        args.dataset,
+        horizon=args.horizon,
+        rollouts=args.rollouts,
+        transitions=args.transitions,
+        batch_size=args.batch_size,
+        device=device,
+        sampling_steps=args.sampling_steps,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(report.table())
+    if args.json:
+        write_json(report, args.json)
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -235,44 +495,226 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
         return sub
 
-    collect = add("collect", "run agents in an env and write the episodes as a Minari dataset", _cmd_collect)
-    collect.add_argument("--env", required=True, help="env config (see `worldsim list`) or Gymnasium id")
-    collect.add_argument("--agent", required=True, help="agent, or a mix by episode share: dqn:0.7,scripted:0.3")
-    collect.add_argument("--steps", type=int, required=True, help="env steps to collect (the last episode is truncated)")
-    collect.add_argument("--dataset-id", help="Minari id, default worldsim/<env>-<agents>-v0")
-    collect.add_argument("--seed", type=int, default=0, help="episode k is seeded with seed + k (default 0)")
-    collect.add_argument("--checkpoint-steps", type=int, default=10_000, help="stage episodes every N steps, for resuming (default 10000)")
+    collect = add(
+        "collect",
+        "run agents in an env and write the episodes as a Minari dataset",
+        _cmd_collect,
+    )
+    collect.add_argument(
+        "--env", required=True, help="env config (see `worldsim list`) or Gymnasium id"
+    )
+    collect.add_argument(
+        "--agent",
+        required=True,
+        help="agent, or a mix by episode share: dqn:0.7,scripted:0.3",
+    )
+    collect.add_argument(
+        "--steps",
+        type=int,
+        required=True,
+        help="env steps to collect (the last episode is truncated)",
+    )
+    collect.add_argument(
+        "--dataset-id", help="Minari id, default worldsim/<env>-<agents>-v0"
+    )
+    collect.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="episode k is seeded with seed + k (default 0)",
+    )
+    collect.add_argument(
+        "--checkpoint-steps",
+        type=int,
+        default=10_000,
+        help="stage episodes every N steps, for resuming (default 10000)",
+    )
     collect.add_argument("--quiet", action="store_true", help="no progress bar")
     collect.add_argument("overrides", nargs="*", help=overrides_help)
 
-    learn = add("learn", "train a learning agent (dqn) in an env; resumes from --out after an interruption", _cmd_learn)
-    learn.add_argument("--env", required=True, help="env config (see `worldsim list`) or Gymnasium id")
+    learn = add(
+        "learn",
+        "train a learning agent (dqn) in an env; resumes from --out after an interruption",
+        _cmd_learn,
+    )
+    learn.add_argument(
+        "--env", required=True, help="env config (see `worldsim list`) or Gymnasium id"
+    )
     learn.add_argument("--agent", required=True, help="a learning agent: dqn")
-    learn.add_argument("--steps", type=int, required=True, help="total env steps of training")
-    learn.add_argument("--out", type=Path, required=True, help="run folder: agent.zip, eval.csv, tensorboard/")
-    learn.add_argument("--eval-every", type=int, default=25_000, help="evaluate and checkpoint every N steps (default 25000)")
-    learn.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation (seeds 10000...)")
-    learn.add_argument("--seed", type=int, default=0, help="seed of the agent's network and exploration")
+    learn.add_argument(
+        "--steps", type=int, required=True, help="total env steps of training"
+    )
+    learn.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="run folder: agent.zip, eval.csv, tensorboard/",
+    )
+    learn.add_argument(
+        "--eval-every",
+        type=int,
+        default=25_000,
+        help="evaluate and checkpoint every N steps (default 25000)",
+    )
+    learn.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=10,
+        help="episodes per evaluation (seeds 10000...)",
+    )
+    learn.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the agent's network and exploration",
+    )
     learn.add_argument("overrides", nargs="*", help=overrides_help)
 
-    rollout = add("rollout", "play episodes with an agent, optionally writing a video", _cmd_rollout)
-    rollout.add_argument("--env", required=True, help="env config (see `worldsim list`) or Gymnasium id")
-    rollout.add_argument("--agent", required=True, help="agent name (see `worldsim list`)")
+    rollout = add(
+        "rollout",
+        "play episodes with an agent, optionally writing a video",
+        _cmd_rollout,
+    )
+    rollout.add_argument(
+        "--env", required=True, help="env config (see `worldsim list`) or Gymnasium id"
+    )
+    rollout.add_argument(
+        "--agent", required=True, help="agent name (see `worldsim list`)"
+    )
     rollout.add_argument("--episodes", type=int, default=1)
-    rollout.add_argument("--max-steps", type=int, default=None, help="cut each episode after N steps")
-    rollout.add_argument("--seed", type=int, default=0, help="episode k is seeded with seed + k (default 0)")
+    rollout.add_argument(
+        "--max-steps", type=int, default=None, help="cut each episode after N steps"
+    )
+    rollout.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="episode k is seeded with seed + k (default 0)",
+    )
     rollout.add_argument("--video", help="write the frames to this .mp4 or .gif")
     rollout.add_argument("overrides", nargs="*", help=overrides_help)
 
-    train = add("train", "train a world model on Minari datasets; running it again resumes from --out", _cmd_train)
-    train.add_argument("--model", default="mario", help="model config (configs/model), default mario")
-    train.add_argument("--train", default="mario", help="training config (configs/train), default mario")
-    train.add_argument("--out", type=Path, required=True, help="run folder: checkpoint/, model/, curve.csv, tensorboard/")
+    train = add(
+        "train",
+        "train a world model on Minari datasets; running it again resumes from --out",
+        _cmd_train,
+    )
+    train.add_argument(
+        "--model", default="mario", help="model config (configs/model), default mario"
+    )
+    train.add_argument(
+        "--train",
+        default="mario",
+        help="training config (configs/train), default mario",
+    )
+    train.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="run folder: checkpoint/, model/, curve.csv, tensorboard/",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--record-command", default=None, help=argparse.SUPPRESS)
-    train.add_argument("overrides", nargs="*", help="Hydra overrides: model.KEY=VALUE, train.KEY=VALUE")
+    train.add_argument(
+        "overrides", nargs="*", help="Hydra overrides: model.KEY=VALUE, train.KEY=VALUE"
+    )
 
-    dataset = add("dataset", "describe a Minari dataset; with --env, check that it fits that env", _cmd_dataset)
+    def add_dream_options(sub) -> None:
+        sub.add_argument(
+            "--checkpoint",
+            type=Path,
+            help="world model folder (default: the model shipped in the package)",
+        )
+        sub.add_argument("--device", help="cuda or cpu (default: CUDA when available)")
+        sub.add_argument(
+            "--sampling-steps",
+            type=int,
+            help="Euler steps per frame (default: the checkpoint's)",
+        )
+        sub.add_argument("--seed", type=int, default=0)
+
+    dream = add(
+        "dream",
+        "drive worldsim/Mario-v0 with an agent or a list of actions and write a video",
+        _cmd_dream,
+    )
+    dream.add_argument(
+        "--agent",
+        default="scripted",
+        help="agent acting on the frames (default scripted)",
+    )
+    dream.add_argument(
+        "--actions", help="a fixed action list instead of an agent, e.g. 1,1,3,3,0"
+    )
+    dream.add_argument(
+        "--steps", type=int, default=300, help="at most this many steps (default 300)"
+    )
+    dream.add_argument("--video", help="write the frames to this .mp4 or .gif")
+    dream.add_argument(
+        "--compare",
+        action="store_true",
+        help="play the real emulator beside the dream under the same actions",
+    )
+    dream.add_argument(
+        "--scale", type=int, default=4, help="video upscaling (default 4: 256x256)"
+    )
+    add_dream_options(dream)
+    dream.add_argument("overrides", nargs="*", help="agent overrides: agent.KEY=VALUE")
+
+    play = add(
+        "play",
+        "play the dream with the keyboard in a pygame window (pip install 'worldsim[play]')",
+        _cmd_play,
+    )
+    play.add_argument(
+        "--scale", type=int, default=8, help="window upscaling (default 8: 512x512)"
+    )
+    play.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="stop after N steps (default: play until Esc)",
+    )
+    add_dream_options(play)
+
+    evaluate = add(
+        "eval",
+        "fidelity of a world model against held-out real episodes (PSNR, SSIM, heads)",
+        _cmd_eval,
+    )
+    evaluate.add_argument(
+        "--dataset",
+        default="worldsim/mario-heldout-v0",
+        help="Minari dataset of held-out episodes",
+    )
+    evaluate.add_argument(
+        "--horizon",
+        type=int,
+        default=32,
+        help="autoregressive steps per rollout (default 32)",
+    )
+    evaluate.add_argument(
+        "--rollouts",
+        type=int,
+        default=256,
+        help="autoregressive rollouts (default 256)",
+    )
+    evaluate.add_argument(
+        "--transitions",
+        type=int,
+        default=None,
+        help="teacher-forced transitions (default: all)",
+    )
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--json", type=Path, help="also write the report as JSON")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_dream_options(evaluate)
+
+    dataset = add(
+        "dataset",
+        "describe a Minari dataset; with --env, check that it fits that env",
+        _cmd_dataset,
+    )
     dataset.add_argument("dataset_id")
     dataset.add_argument("--env", help="env config whose spaces the dataset must match")
 
@@ -289,7 +731,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worldsim: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("worldsim: interrupted; run the same command again to resume", file=sys.stderr)
+        print(
+            "worldsim: interrupted; run the same command again to resume",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -13,10 +13,14 @@ PSNR and SSIM are torchmetrics' (on ``[0, 1]`` frames, per frame, then averaged)
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 from torchmetrics.functional.image import (
     peak_signal_noise_ratio,
     structural_similarity_index_measure,
@@ -29,17 +33,29 @@ from worldsim.models.world_model import WorldModel
 def frame_psnr(generated: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """PSNR in dB of each frame: ``float[N, C, H, W]`` pairs in ``[-1, 1]`` -> ``float[N]``."""
     return peak_signal_noise_ratio(
-        (generated + 1) / 2, (real + 1) / 2, data_range=1.0, reduction="none", dim=(1, 2, 3)
+        (generated + 1) / 2,
+        (real + 1) / 2,
+        data_range=1.0,
+        reduction="none",
+        dim=(1, 2, 3),
     )
 
 
 def frame_ssim(generated: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """SSIM of each frame (Gaussian window 11, sigma 1.5): ``float[N, C, H, W]`` pairs -> ``float[N]``."""
-    return structural_similarity_index_measure((generated + 1) / 2, (real + 1) / 2, data_range=1.0, reduction="none")
+    return structural_similarity_index_measure(
+        (generated + 1) / 2, (real + 1) / 2, data_range=1.0, reduction="none"
+    )
 
 
 @torch.no_grad()
-def rollout(model: WorldModel, frames: torch.Tensor, actions: torch.Tensor, horizon: int, generator=None):
+def rollout(
+    model: WorldModel,
+    frames: torch.Tensor,
+    actions: torch.Tensor,
+    horizon: int,
+    generator=None,
+):
     """Open-loop dream under recorded actions.
 
     ``frames float[B, K + horizon, C, H, W]`` (only the first K are given to the model) and
@@ -52,7 +68,9 @@ def rollout(model: WorldModel, frames: torch.Tensor, actions: torch.Tensor, hori
     generated, heads = [], []
     for h in range(horizon):
         t = k + h
-        next_frame, out = model.predict_step(context, actions[:, t - k + 1 : t + 1], generator=generator)
+        next_frame, out = model.predict_step(
+            context, actions[:, t - k + 1 : t + 1], generator=generator
+        )
         generated.append(next_frame)
         heads.append(out)
         context = torch.cat([context[:, 1:], next_frame[:, None]], dim=1)
@@ -80,14 +98,59 @@ class FidelityReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def table(self) -> str:
+        """A Markdown table of the report (autoregressive PSNR at steps 1, 2, 4, 8, 16, 32)."""
+        rows = [
+            (
+                "teacher-forced next-frame PSNR",
+                f"{self.teacher_forced_psnr:.2f} dB ({self.transitions} transitions)",
+            ),
+            ("teacher-forced next-frame SSIM", f"{self.teacher_forced_ssim:.3f}"),
+        ]
+        rows += [
+            (
+                f"autoregressive PSNR, step {h}",
+                f"{self.autoregressive_psnr[h - 1]:.2f} dB ({self.rollouts} rollouts)",
+            )
+            for h in (1, 2, 4, 8, 16, 32)
+            if h <= len(self.autoregressive_psnr)
+        ]
+        rows += [
+            (
+                "death precision / recall",
+                f"{self.death_precision:.3f} / {self.death_recall:.3f} ({self.deaths} deaths)",
+            ),
+            ("flag recall", f"{self.flag_recall:.3f} ({self.flags} flags)"),
+            (
+                "reward MAE / sign accuracy",
+                f"{self.reward_mae:.2f} / {self.reward_sign_accuracy:.3f}",
+            ),
+        ]
+        return "\n".join(
+            [
+                "| metric | value |",
+                "|---|---|",
+                *(f"| {name} | {value} |" for name, value in rows),
+            ]
+        )
+
 
 @torch.no_grad()
 def teacher_forced(model: WorldModel, batches, generator=None) -> dict[str, np.ndarray]:
     """Per-transition PSNR, SSIM, predicted/true end class and reward over ``batches`` of windows
     (dicts with ``frames float[B, K+1, C, H, W]``, ``actions``, ``rewards``, ``end_class``)."""
-    out: dict[str, list] = {"psnr": [], "ssim": [], "end_true": [], "end_pred": [], "reward_true": [], "reward_pred": []}
+    out: dict[str, list] = {
+        "psnr": [],
+        "ssim": [],
+        "end_true": [],
+        "end_pred": [],
+        "reward_true": [],
+        "reward_pred": [],
+    }
     for batch in batches:
-        generated, heads = rollout(model, batch["frames"], batch["actions"], 1, generator)
+        generated, heads = rollout(
+            model, batch["frames"], batch["actions"], 1, generator
+        )
         real = batch["frames"][:, -1]
         out["psnr"].append(frame_psnr(generated[:, 0], real))
         out["ssim"].append(frame_ssim(generated[:, 0], real))
@@ -99,17 +162,27 @@ def teacher_forced(model: WorldModel, batches, generator=None) -> dict[str, np.n
 
 
 @torch.no_grad()
-def autoregressive(model: WorldModel, batches, horizon: int, generator=None) -> np.ndarray:
+def autoregressive(
+    model: WorldModel, batches, horizon: int, generator=None
+) -> np.ndarray:
     """PSNR ``float[N, horizon]`` of open-loop rollouts over ``batches`` of windows of K + horizon frames."""
     curves = []
     for batch in batches:
-        generated, _ = rollout(model, batch["frames"], batch["actions"], horizon, generator)
+        generated, _ = rollout(
+            model, batch["frames"], batch["actions"], horizon, generator
+        )
         real = batch["frames"][:, -horizon:]
-        curves.append(frame_psnr(generated.flatten(0, 1), real.flatten(0, 1)).reshape(len(real), horizon))
+        curves.append(
+            frame_psnr(generated.flatten(0, 1), real.flatten(0, 1)).reshape(
+                len(real), horizon
+            )
+        )
     return torch.cat(curves).cpu().numpy()
 
 
-def summarize(teacher: dict[str, np.ndarray], curves: np.ndarray | None = None) -> FidelityReport:
+def summarize(
+    teacher: dict[str, np.ndarray], curves: np.ndarray | None = None
+) -> FidelityReport:
     """The report's averages and the heads' precision/recall from per-transition results."""
 
     def precision_recall(cls: int) -> tuple[float, float, int]:
@@ -129,7 +202,9 @@ def summarize(teacher: dict[str, np.ndarray], curves: np.ndarray | None = None) 
         teacher_forced_psnr=float(teacher["psnr"].mean()),
         teacher_forced_ssim=float(teacher["ssim"].mean()),
         rollouts=0 if curves is None else len(curves),
-        autoregressive_psnr=[] if curves is None else [float(v) for v in curves.mean(axis=0)],
+        autoregressive_psnr=[]
+        if curves is None
+        else [float(v) for v in curves.mean(axis=0)],
         death_precision=death_precision,
         death_recall=death_recall,
         deaths=deaths,
@@ -140,4 +215,103 @@ def summarize(teacher: dict[str, np.ndarray], curves: np.ndarray | None = None) 
     )
 
 
-__all__ = ["RUNNING", "FidelityReport", "autoregressive", "frame_psnr", "frame_ssim", "rollout", "summarize", "teacher_forced"]
+def evaluate_fidelity(
+    checkpoint: str | os.PathLike,
+    dataset_id: str,
+    *,
+    horizon: int = 32,
+    rollouts: int = 256,
+    transitions: int | None = None,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    sampling_steps: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> FidelityReport:
+    """The whole evaluation of a checkpoint on a held-out Minari dataset (``worldsim eval``).
+
+    Teacher-forced metrics and the heads use every transition (or ``transitions`` drawn at random,
+    always keeping every episode end: deaths are rare); autoregressive PSNR uses ``rollouts``
+    windows of ``horizon`` steps drawn at random from inside episodes.
+    """
+    from worldsim.data.minari_io import load_dataset
+    from worldsim.data.sequences import SequenceDataset
+    from worldsim.data.transitions import LABEL_KEYS, model_batch
+    from worldsim.envs.dream import load_dream
+    from worldsim.errors import WorldsimError
+
+    if horizon < 1 or rollouts < 0 or batch_size < 1:
+        raise WorldsimError(
+            f"--horizon and --batch-size must be >= 1 and --rollouts >= 0, got {horizon}, {batch_size}, {rollouts}"
+        )
+    model, _, device = load_dream(checkpoint, device, sampling_steps)
+    dataset = load_dataset(dataset_id)
+    k = model.context_length
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator(device).manual_seed(seed)
+
+    def batches(windows: SequenceDataset, indices: np.ndarray, desc: str):
+        for start in tqdm(
+            range(0, len(indices), batch_size),
+            desc=desc,
+            disable=not progress,
+            unit="batch",
+        ):
+            items = [windows[int(i)] for i in indices[start : start + batch_size]]
+            yield model_batch(
+                {key: torch.stack([item[key] for item in items]) for key in items[0]},
+                device,
+            )
+
+    teacher_windows = SequenceDataset(dataset, k + 1, LABEL_KEYS, pad_start=k - 1)
+    indices = np.arange(len(teacher_windows))
+    if transitions is not None and transitions < len(indices):
+        ends = np.flatnonzero(teacher_windows.target_ends())
+        others = rng.choice(
+            np.setdiff1d(indices, ends),
+            size=max(transitions - len(ends), 0),
+            replace=False,
+        )
+        indices = np.sort(np.concatenate([ends, others]))
+    teacher = teacher_forced(
+        model, batches(teacher_windows, indices, "teacher-forced"), generator
+    )
+    curves = None
+    if rollouts:
+        rollout_windows = SequenceDataset(
+            dataset, k + horizon, LABEL_KEYS, pad_start=k - 1
+        )
+        chosen = np.sort(
+            rng.choice(
+                len(rollout_windows),
+                size=min(rollouts, len(rollout_windows)),
+                replace=False,
+            )
+        )
+        curves = autoregressive(
+            model,
+            batches(rollout_windows, chosen, "autoregressive"),
+            horizon,
+            generator,
+        )
+    return summarize(teacher, curves)
+
+
+def write_json(report: FidelityReport, path: str | os.PathLike) -> None:
+    """Write the report as JSON, atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report.to_dict(), indent=2))
+    tmp.replace(path)
+
+
+__all__ = [
+    "RUNNING",
+    "FidelityReport",
+    "autoregressive",
+    "frame_psnr",
+    "frame_ssim",
+    "rollout",
+    "summarize",
+    "teacher_forced",
+]

@@ -50,13 +50,23 @@ class TransitionHeads(nn.Module):
     action of that step.
     """
 
-    def __init__(self, config: HeadsConfig, num_actions: int, num_frames: int, image_channels: int = 3, image_size: int = 64):
+    def __init__(
+        self,
+        config: HeadsConfig,
+        num_actions: int,
+        num_frames: int,
+        image_channels: int = 3,
+        image_size: int = 64,
+    ):
         super().__init__()
         self.config = config
         layers: list[nn.Module] = []
         in_channels = num_frames * image_channels
         for out_channels in config.channels:
-            layers += [nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1), nn.SiLU()]
+            layers += [
+                nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1),
+                nn.SiLU(),
+            ]
             in_channels = out_channels
         self.encoder = nn.Sequential(*layers, nn.Flatten())
         side = image_size // 2 ** len(config.channels)
@@ -67,7 +77,9 @@ class TransitionHeads(nn.Module):
             nn.Linear(config.hidden, 2 + len(END_CLASSES)),
         )
 
-    def forward(self, frames: torch.Tensor, action: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, frames: torch.Tensor, action: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         features = self.encoder(frames.flatten(1, 2))
         out = self.mlp(torch.cat([features, self.action_embedding(action)], dim=1))
         return {"reward": out[:, 0], "x_delta": out[:, 1], "end": out[:, 2:]}
