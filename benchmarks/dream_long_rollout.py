@@ -22,9 +22,9 @@ import cv2
 import gymnasium as gym
 import numpy as np
 import torch
+from worldsim.agents import make_agent
 
 import worldsim  # noqa: F401
-from worldsim.agents import make_agent
 
 
 def resident_mb() -> float:
@@ -39,9 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epsilon", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--samples", type=Path, default=Path("docs/dream_10k_samples.png")
-    )
+    parser.add_argument("--samples", type=Path, default=Path("docs/dream_10k_samples.png"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -52,9 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     kept, memory, ends = [observation], [], 0
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
-        observation, reward, terminated, _, info = env.step(
-            agent.act(observation, info)
-        )
+        observation, reward, terminated, _, info = env.step(agent.act(observation, info))
         ends += terminated
         if not np.isfinite(reward) or not torch.isfinite(env._dream.frames).all():
             raise SystemExit(f"non-finite reward or context at step {step}")
@@ -72,16 +68,11 @@ def main(argv: list[str] | None = None) -> None:
     columns = 7
     while len(kept) % columns:
         kept.append(np.zeros_like(kept[0]))
-    rows = [
-        np.concatenate(kept[r : r + columns], axis=1)
-        for r in range(0, len(kept), columns)
-    ]
+    rows = [np.concatenate(kept[r : r + columns], axis=1) for r in range(0, len(kept), columns)]
     grid = np.concatenate(rows, axis=0).repeat(2, axis=0).repeat(2, axis=1)
     args.samples.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.samples), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-    print(
-        f"wrote {len(kept)} frames (every {args.every} steps, row by row) to {args.samples}"
-    )
+    print(f"wrote {len(kept)} frames (every {args.every} steps, row by row) to {args.samples}")
 
 
 if __name__ == "__main__":

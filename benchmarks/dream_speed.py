@@ -26,10 +26,10 @@ def steps_per_second(batch: int, steps: int, runs: int, kwargs: dict) -> float:
     rng = np.random.default_rng(0)
     if batch == 1:
         env = gym.make("worldsim/Mario-v0", **kwargs)
-        act = lambda: int(rng.integers(env.action_space.n))  # noqa: E731
+        act = lambda: int(rng.integers(env.action_space.n))
     else:
         env = gym.make_vec("worldsim/Mario-v0", num_envs=batch, **kwargs)
-        act = lambda: rng.integers(env.single_action_space.n, size=batch)  # noqa: E731
+        act = lambda: rng.integers(env.single_action_space.n, size=batch)
     env.reset(seed=0)
     for _ in range(3):  # warm-up
         env.step(act())
@@ -37,9 +37,7 @@ def steps_per_second(batch: int, steps: int, runs: int, kwargs: dict) -> float:
     for _ in range(runs):
         start = time.perf_counter()
         for _ in range(steps):
-            env.step(
-                act()
-            )  # past an end the single env keeps dreaming; the vector env autoresets
+            env.step(act())  # past an end the single env keeps dreaming; the vector env autoresets
         rates.append(batch * steps / (time.perf_counter() - start))
     env.close()
     return statistics.median(rates)
@@ -64,11 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    devices = (
-        [args.device]
-        if args.device
-        else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    )
+    devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     kwargs = {
         key: value
         for key, value in {
@@ -77,16 +71,11 @@ def main(argv: list[str] | None = None) -> None:
         }.items()
         if value is not None
     }
-    print(
-        f"\nworldsim/Mario-v0 dream steps/s ({args.threads} CPU threads, median of {args.runs} runs x {args.steps} steps)\n"
-    )
+    print(f"\nworldsim/Mario-v0 dream steps/s ({args.threads} CPU threads, median of {args.runs} runs x {args.steps} steps)\n")
     print("| device | " + " | ".join(f"batch {b}" for b in args.batches) + " |")
     print("|---|" + "---:|" * len(args.batches))
     for device in devices:
-        rates = [
-            steps_per_second(b, args.steps, args.runs, {**kwargs, "device": device})
-            for b in args.batches
-        ]
+        rates = [steps_per_second(b, args.steps, args.runs, {**kwargs, "device": device}) for b in args.batches]
         print(f"| {device} | " + " | ".join(f"{rate:.1f}" for rate in rates) + " |")
 
 

@@ -34,9 +34,7 @@ def shipped_checkpoint(name: str = SHIPPED_CHECKPOINT) -> Path:
     """The folder of a checkpoint shipped inside the package (``worldsim/checkpoints/<name>``)."""
     path = Path(str(files("worldsim") / "checkpoints" / name))
     if not path.is_dir():
-        raise WorldsimError(
-            f"worldsim ships no checkpoint {name!r} (looked in {path}): pass checkpoint=PATH to a trained model folder"
-        )
+        raise WorldsimError(f"worldsim ships no checkpoint {name!r} (looked in {path}): pass checkpoint=PATH to a trained model folder")
     return path
 
 
@@ -61,12 +59,7 @@ def context_from_options(
             f"reset options {sorted(options)} not understood: pass options={{'frames': uint8[k, {', '.join(map(str, frame_shape))}], 'actions': int[k]}}"
         )
     frames, actions = np.asarray(options["frames"]), np.asarray(options["actions"])
-    if (
-        frames.dtype != np.uint8
-        or frames.ndim != 4
-        or frames.shape[1:] != frame_shape
-        or len(frames) == 0
-    ):
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != frame_shape or len(frames) == 0:
         raise WorldsimError(
             f"options['frames'] is {frames.dtype}{list(frames.shape)}; it must be uint8[k, {', '.join(map(str, frame_shape))}] with k >= 1"
         )
@@ -75,9 +68,7 @@ def context_from_options(
             f"options['actions'] is {actions.dtype}{list(actions.shape)}; it must be int[{len(frames)}], one action per frame"
         )
     if actions.min() < 0 or actions.max() >= num_actions:
-        raise WorldsimError(
-            f"options['actions'] holds {actions.min()}..{actions.max()}; actions are 0..{num_actions - 1}"
-        )
+        raise WorldsimError(f"options['actions'] holds {actions.min()}..{actions.max()}; actions are 0..{num_actions - 1}")
     frames, actions = (
         frames[-context_length:],
         actions[-context_length:].astype(np.int64),
@@ -126,9 +117,7 @@ class DreamBatch:
         """Derive the sampling noise from the env's ``np_random``: same seed, same frames."""
         self.generator.manual_seed(int(rng.integers(2**62)))
 
-    def start(
-        self, index: int, frames: np.ndarray, actions: np.ndarray, x_pos: float
-    ) -> None:
+    def start(self, index: int, frames: np.ndarray, actions: np.ndarray, x_pos: float) -> None:
         self.frames[index] = from_uint8(torch.from_numpy(frames).to(self.device))
         self.actions[index] = torch.from_numpy(actions).to(self.device)
         self.x_pos[index] = x_pos
@@ -145,18 +134,12 @@ class DreamBatch:
     def observation(self, index: int | slice = slice(None)) -> np.ndarray:
         return to_uint8(self.frames[index, -1]).cpu().numpy()
 
-    def step(
-        self, actions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Advance every dream by one step: ``actions int[N]`` -> next frames ``uint8[N, H, W, C]``,
         rewards ``float64[N]``, terminations ``bool[N]`` and per-dream info arrays."""
         step_actions = torch.as_tensor(actions, dtype=torch.int64, device=self.device)
-        taken = torch.cat(
-            [self.actions[:, 1:], step_actions[:, None]], dim=1
-        )  # the action at each context frame
-        next_frames, heads = self.model.predict_step(
-            self.frames, taken, generator=self.generator
-        )
+        taken = torch.cat([self.actions[:, 1:], step_actions[:, None]], dim=1)  # the action at each context frame
+        next_frames, heads = self.model.predict_step(self.frames, taken, generator=self.generator)
         self.frames = torch.cat([self.frames[:, 1:], next_frames[:, None]], dim=1)
         self.actions = taken
         end = heads["end"].argmax(dim=-1).cpu().numpy()
@@ -165,9 +148,7 @@ class DreamBatch:
             "x_pos": self.x_pos.copy(),
             "flag_get": end == FLAG,
             "is_dying": end == DEATH,
-            "end_probabilities": torch.softmax(heads["end"].float(), dim=-1)
-            .cpu()
-            .numpy(),
+            "end_probabilities": torch.softmax(heads["end"].float(), dim=-1).cpu().numpy(),
         }
         return (
             to_uint8(next_frames).cpu().numpy(),
@@ -183,20 +164,14 @@ def load_dream(
     sampling_steps: int | None,
 ) -> tuple[WorldModel, StartStates, torch.device]:
     device = torch.device(device) if device is not None else default_device()
-    model, start_states, _ = load_world_model(
-        checkpoint if checkpoint is not None else shipped_checkpoint(), device
-    )
+    model, start_states, _ = load_world_model(checkpoint if checkpoint is not None else shipped_checkpoint(), device)
     if sampling_steps is not None:
         if sampling_steps < 1:
             raise WorldsimError(f"sampling_steps must be >= 1, got {sampling_steps}")
         from worldsim.diffusion.sampler import NextFrameSampler, SamplerConfig
 
-        sampler = SamplerConfig(
-            **{**model.config.sampler.to_dict(), "num_steps": int(sampling_steps)}
-        )
-        model.sampler = NextFrameSampler(
-            sampler, sigma_data=model.config.edm.sigma_data
-        )
+        sampler = SamplerConfig(**{**model.config.sampler.to_dict(), "num_steps": int(sampling_steps)})
+        model.sampler = NextFrameSampler(sampler, sigma_data=model.config.edm.sigma_data)
     return model, start_states, device
 
 
@@ -234,12 +209,8 @@ class WorldModelEnv(gym.Env):
         sampling_steps: int | None = None,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise WorldsimError(
-                f"render_mode {render_mode!r} is not supported: use one of {self.metadata['render_modes']} or None"
-            )
-        self.model, self.start_states, self.device = load_dream(
-            checkpoint, device, sampling_steps
-        )
+            raise WorldsimError(f"render_mode {render_mode!r} is not supported: use one of {self.metadata['render_modes']} or None")
+        self.model, self.start_states, self.device = load_dream(checkpoint, device, sampling_steps)
         config = self.model.config
         self.context_length = config.context_length
         self.observation_space = spaces.Box(
@@ -285,9 +256,7 @@ class WorldModelEnv(gym.Env):
         if self._observation is None:
             raise WorldsimError("step() before reset(): call env.reset() first")
         if not self.action_space.contains(action):
-            raise WorldsimError(
-                f"action {action!r} is not in {self.action_space}: pass an int in 0..{self.action_space.n - 1}"
-            )
+            raise WorldsimError(f"action {action!r} is not in {self.action_space}: pass an int in 0..{self.action_space.n - 1}")
         frames, rewards, terminated, info = self._dream.step(np.array([int(action)]))
         self._observation = frames[0]
         if self.render_mode == "human":
@@ -308,9 +277,7 @@ class WorldModelEnv(gym.Env):
 
     def render(self):
         if self.render_mode is None:
-            gym.logger.warn(
-                "render() called without a render_mode; pass render_mode='rgb_array' or 'human'"
-            )
+            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' or 'human'")
             return None
         if self._observation is None:
             raise WorldsimError("render() before reset(): call env.reset() first")
@@ -318,9 +285,7 @@ class WorldModelEnv(gym.Env):
         if self.render_mode == "rgb_array":
             return frame
         if self._human is None:
-            self._human = HumanRenderer(
-                "worldsim: Super Mario Bros (dream)", fps=self.metadata["render_fps"]
-            )
+            self._human = HumanRenderer("worldsim: Super Mario Bros (dream)", fps=self.metadata["render_fps"])
         self._human.show(frame)
         return None
 

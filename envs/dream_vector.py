@@ -60,12 +60,8 @@ class WorldModelVectorEnv(VectorEnv):
         if num_envs < 1:
             raise WorldsimError(f"num_envs must be >= 1, got {num_envs}")
         if render_mode not in (None, "rgb_array"):
-            raise WorldsimError(
-                f"render_mode {render_mode!r} is not supported by the vector env: use 'rgb_array' or None"
-            )
-        self.model, self.start_states, self.device = load_dream(
-            checkpoint, device, sampling_steps
-        )
+            raise WorldsimError(f"render_mode {render_mode!r} is not supported by the vector env: use 'rgb_array' or None")
+        self.model, self.start_states, self.device = load_dream(checkpoint, device, sampling_steps)
         config = self.model.config
         self.num_envs = num_envs
         self.context_length = config.context_length
@@ -95,12 +91,8 @@ class WorldModelVectorEnv(VectorEnv):
         if seed is not None:
             # One random stream drives all N dreams (they share one forward pass); a list of seeds
             # is folded into it.
-            entropy = (
-                [int(s) for s in seed] if isinstance(seed, list | tuple) else int(seed)
-            )
-            self._np_random = np.random.Generator(
-                np.random.PCG64(np.random.SeedSequence(entropy))
-            )
+            entropy = [int(s) for s in seed] if isinstance(seed, list | tuple) else int(seed)
+            self._np_random = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
             self._np_random_seed = seed
         self._dream.seed(self._np_random)
         if options:
@@ -108,12 +100,7 @@ class WorldModelVectorEnv(VectorEnv):
                 np.asarray(options.get("frames")),
                 np.asarray(options.get("actions")),
             )
-            if (
-                frames.ndim != 5
-                or len(frames) != self.num_envs
-                or actions.ndim != 2
-                or len(actions) != self.num_envs
-            ):
+            if frames.ndim != 5 or len(frames) != self.num_envs or actions.ndim != 2 or len(actions) != self.num_envs:
                 raise WorldsimError(
                     f"vector reset options need frames uint8[{self.num_envs}, k, H, W, C] and actions int[{self.num_envs}, k], "
                     f"got {frames.dtype}{list(frames.shape)} and {actions.dtype}{list(actions.shape)}"
@@ -160,9 +147,7 @@ class WorldModelVectorEnv(VectorEnv):
             self._elapsed[i] = 0
         self._needs_reset = terminated | truncated
         self._observations = observations
-        info = {key: value for key, value in info.items()} | {
-            f"_{key}": np.ones(self.num_envs, np.bool_) for key in info
-        }
+        info = {key: value for key, value in info.items()} | {f"_{key}": np.ones(self.num_envs, np.bool_) for key in info}
         return observations.copy(), rewards, terminated, truncated, info
 
     def render(self):

@@ -42,16 +42,9 @@ def test_step_returns_a_frame_reward_termination_and_info(env):
     assert info["x_pos"] > 0  # level starts are real first frames (Mario at x 40)
     observation, reward, terminated, truncated, info = env.step(3)  # right + jump
     assert observation.shape == (64, 64, 3) and observation.dtype == np.uint8
-    assert (
-        isinstance(reward, float)
-        and isinstance(terminated, bool)
-        and truncated is False
-    )
+    assert isinstance(reward, float) and isinstance(terminated, bool) and truncated is False
     assert set(info) >= {"x_pos", "flag_get", "is_dying", "end_probabilities"}
-    assert (
-        info["end_probabilities"].shape == (3,)
-        and abs(info["end_probabilities"].sum() - 1) < 1e-5
-    )
+    assert info["end_probabilities"].shape == (3,) and abs(info["end_probabilities"].sum() - 1) < 1e-5
 
 
 def test_same_seed_same_frames_and_other_seed_other_frames(env):
@@ -73,18 +66,12 @@ def test_reset_from_a_given_real_context(env):
         actions.append(action)
     real.close()
     k = env.unwrapped.context_length
-    observation, _ = env.reset(
-        seed=0, options={"frames": np.stack(frames), "actions": np.array(actions)}
-    )
+    observation, _ = env.reset(seed=0, options={"frames": np.stack(frames), "actions": np.array(actions)})
     np.testing.assert_array_equal(observation, frames[-1])
     dream = env.unwrapped._dream
-    assert (
-        dream.actions[0].tolist() == actions[-k:]
-    )  # a longer history is cut to its last K
+    assert dream.actions[0].tolist() == actions[-k:]  # a longer history is cut to its last K
     # A single frame (what a real reset returns) is padded to K with action 0.
-    observation, _ = env.reset(
-        options={"frames": np.stack(frames[:1]), "actions": np.array([0])}
-    )
+    observation, _ = env.reset(options={"frames": np.stack(frames[:1]), "actions": np.array([0])})
     np.testing.assert_array_equal(observation, frames[0])
     assert dream.actions[0].tolist() == [0] * k
 
@@ -138,19 +125,14 @@ def test_truncation_and_rgb_array_rendering():
 def test_vector_env_steps_all_dreams_in_one_batch_and_autoresets():
     envs = gym.make_vec("worldsim/Mario-v0", num_envs=3, max_episode_steps=2)
     assert type(envs.unwrapped).__name__ == "WorldModelVectorEnv"
-    assert (
-        envs.observation_space.shape == (3, 64, 64, 3)
-        and envs.single_action_space.n == 7
-    )
+    assert envs.observation_space.shape == (3, 64, 64, 3) and envs.single_action_space.n == 7
     observations, info = envs.reset(seed=0)
     again, _ = envs.reset(seed=0)
     np.testing.assert_array_equal(observations, again)
     starts = envs.unwrapped.start_states.frames[:, -1]
     elapsed, ended = np.zeros(3, int), np.zeros(3, bool)
     for _ in range(6):
-        observations, rewards, terminated, truncated, info = envs.step(
-            np.array([1, 3, 0])
-        )
+        observations, rewards, terminated, truncated, info = envs.step(np.array([1, 3, 0]))
         assert observations.shape == (
             3,
             64,
@@ -159,9 +141,7 @@ def test_vector_env_steps_all_dreams_in_one_batch_and_autoresets():
         ) and rewards.shape == terminated.shape == truncated.shape == (3,)
         assert info["x_pos"].shape == (3,) and info["_x_pos"].all()
         for i in range(3):
-            if ended[
-                i
-            ]:  # the step after an episode ends starts the next one (NEXT_STEP autoreset)
+            if ended[i]:  # the step after an episode ends starts the next one (NEXT_STEP autoreset)
                 assert any(np.array_equal(observations[i], start) for start in starts)
                 assert rewards[i] == 0 and not terminated[i] and not truncated[i]
                 elapsed[i] = 0

@@ -39,9 +39,7 @@ def test_compare_starts_the_dream_from_the_real_first_frame():
     dream, real = gym.make("worldsim/Mario-v0"), gym.make("worldsim/MarioReal-v0")
     result = dream_rollout(dream, actions=[1, 1, 3], seed=4, real=real)
     np.testing.assert_array_equal(result.dream_frames[0], result.real_frames[0])
-    assert len(result.dream_frames) == len(
-        result.real_frames
-    ) == 4 and result.actions == [1, 1, 3]
+    assert len(result.dream_frames) == len(result.real_frames) == 4 and result.actions == [1, 1, 3]
     dream.close()
     real.close()
 
@@ -103,28 +101,11 @@ def test_eval_reports_fidelity_on_real_episodes(tmp_path, minari_path, capsys):
     assert main(argv) == 0
     assert "teacher-forced next-frame PSNR" in capsys.readouterr().out
     report = json.loads(report_file.read_text())
-    ends = int(
-        sum(
-            ep.terminations.sum()
-            for ep in load_dataset("worldsim/mario-eval-v0").iterate_episodes()
-        )
-    )
-    assert (
-        report["transitions"] == max(24, ends)
-        and report["rollouts"] == 3
-        and len(report["autoregressive_psnr"]) == 4
-    )
-    assert (
-        0 < report["teacher_forced_psnr"] < 100
-        and 0 < report["teacher_forced_ssim"] <= 1
-    )
+    ends = int(sum(ep.terminations.sum() for ep in load_dataset("worldsim/mario-eval-v0").iterate_episodes()))
+    assert report["transitions"] == max(24, ends) and report["rollouts"] == 3 and len(report["autoregressive_psnr"]) == 4
+    assert 0 < report["teacher_forced_psnr"] < 100 and 0 < report["teacher_forced_ssim"] <= 1
 
 
 def test_any_agent_plays_the_dream_through_its_env_config(capsys):
-    assert (
-        main(
-            ["rollout", "--env", "mario-dream", "--agent", "random", "--max-steps", "3"]
-        )
-        == 0
-    )
+    assert main(["rollout", "--env", "mario-dream", "--agent", "random", "--max-steps", "3"]) == 0
     assert "episode 0 (seed 0)" in capsys.readouterr().out

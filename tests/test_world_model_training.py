@@ -37,9 +37,7 @@ def tiny_train(dataset_id, **changes):
         "train.sample_every=4",
         "train.start_states=4",
     ] + [f"train.{key}={value}" for key, value in changes.items()]
-    return load_config("model", "mario", TINY_MODEL), load_config(
-        "train", "mario", overrides
-    )
+    return load_config("model", "mario", TINY_MODEL), load_config("train", "mario", overrides)
 
 
 @pytest.fixture(scope="module")
@@ -73,23 +71,14 @@ def test_model_batch_labels_follow_the_recorded_steps(dataset_id):
     windows = SequenceDataset(load_dataset(dataset_id), 6, LABEL_KEYS, pad_start=3)
     ends = np.flatnonzero(windows.target_ends())
     assert len(ends) > 0  # the scripted runner dies within 400 steps
-    batch = model_batch(
-        {
-            key: torch.stack([windows[int(i)][key] for i in ends[:2]])
-            for key in windows[0]
-        }
-    )
+    batch = model_batch({key: torch.stack([windows[int(i)][key] for i in ends[:2]]) for key in windows[0]})
     assert batch["frames"].shape == (2, 6, 3, 64, 64) and batch["frames"].min() >= -1
-    assert (batch["end_class"][:, -1] == DEATH).all() and (
-        batch["end_class"][:, :-1] == RUNNING
-    ).all()
+    assert (batch["end_class"][:, -1] == DEATH).all() and (batch["end_class"][:, :-1] == RUNNING).all()
     x_pos = torch.stack([windows[int(i)]["x_pos"] for i in ends[:2]]).float()
     torch.testing.assert_close(batch["x_delta"][:, 1:], x_pos[:, 1:] - x_pos[:, :-1])
     # A window padded before an episode's start repeats its first frame with action 0.
     first = windows[0]
-    assert torch.equal(first["frames"][0], first["frames"][3]) and first["actions"][
-        :4
-    ].tolist() == [0, 0, 0, 0]
+    assert torch.equal(first["frames"][0], first["frames"][3]) and first["actions"][:4].tolist() == [0, 0, 0, 0]
 
 
 def test_training_forward_unrolls_and_every_loss_learns(dataset_id):
@@ -97,12 +86,7 @@ def test_training_forward_unrolls_and_every_loss_learns(dataset_id):
     model_values, _ = tiny_train(dataset_id)
     model = WorldModel(WorldModelConfig.from_dict(model_values))
     windows = SequenceDataset(load_dataset(dataset_id), 6, LABEL_KEYS, pad_start=3)
-    batch = model_batch(
-        {
-            key: torch.stack([windows[i][key] for i in range(0, 64, 4)])
-            for key in windows[0]
-        }
-    )
+    batch = model_batch({key: torch.stack([windows[i][key] for i in range(0, 64, 4)]) for key in windows[0]})
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     first = None
     for _ in range(30):
@@ -120,9 +104,7 @@ def test_training_forward_unrolls_and_every_loss_learns(dataset_id):
 def test_train_writes_checkpoints_resumes_and_exports_a_dream_env(dataset_id, tmp_path):
     out = tmp_path / "run"
     model_values, train_values = tiny_train(dataset_id, steps=3)
-    path = train_world_model(
-        model_values, train_values, out, command="worldsim train (test)", progress=False
-    )
+    path = train_world_model(model_values, train_values, out, command="worldsim train (test)", progress=False)
     assert path == out / "model"
     state = json.loads((out / "checkpoint" / "training.json").read_text())
     assert state["step"] == 3 and state["elapsed_seconds"] > 0
@@ -139,18 +121,14 @@ def test_train_writes_checkpoints_resumes_and_exports_a_dream_env(dataset_id, tm
 
     _, starts, _ = load_world_model(out / "model")
     assert starts.frames.shape[1:] == (4, 64, 64, 3) and (starts.x_pos > 0).all()
-    assert (
-        "worldsim train (test)" not in (out / "model" / "README.md").read_text()
-    )  # the resumed run's command
+    assert "worldsim train (test)" not in (out / "model" / "README.md").read_text()  # the resumed run's command
     env = gym.make("worldsim/Mario-v0", checkpoint=out / "model")
     observation, _ = env.reset(seed=0)
     assert env.step(1)[0].shape == observation.shape == (64, 64, 3)
     env.close()
 
     # A changed architecture cannot resume into the same folder.
-    other_model = load_config(
-        "model", "mario", [*TINY_MODEL, "model.unet.block_channels=[8,16]"]
-    )
+    other_model = load_config("model", "mario", [*TINY_MODEL, "model.unet.block_channels=[8,16]"])
     with pytest.raises(Exception, match="another model config"):
         train_world_model(other_model, more | {"steps": 6}, out, progress=False)
 

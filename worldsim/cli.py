@@ -42,23 +42,17 @@ def _parse_agent_mix(spec: str) -> list[tuple[str, float]]:
         mix.append((name, value))
     names = [name for name, _ in mix]
     if len(set(names)) != len(names):
-        raise WorldsimError(
-            f"agent mix {spec!r} names an agent twice: give each agent once with its weight"
-        )
+        raise WorldsimError(f"agent mix {spec!r} names an agent twice: give each agent once with its weight")
     return mix
 
 
-def _split_overrides(
-    overrides: list[str], agent_names: list[str]
-) -> tuple[list[str], dict[str, list[str]]]:
+def _split_overrides(overrides: list[str], agent_names: list[str]) -> tuple[list[str], dict[str, list[str]]]:
     """Route ``env.*`` overrides to the env and ``NAME.*`` / ``agent.*`` to the agents' configs."""
     env_overrides: list[str] = []
     agent_overrides: dict[str, list[str]] = {name: [] for name in agent_names}
     for override in overrides:
         if "=" not in override:
-            raise WorldsimError(
-                f"unexpected argument {override!r}: overrides look like env.kwargs.level=1-2 or scripted.epsilon=0.1"
-            )
+            raise WorldsimError(f"unexpected argument {override!r}: overrides look like env.kwargs.level=1-2 or scripted.epsilon=0.1")
         prefix_symbol = "+" if override.startswith("+") else ""
         key = override.lstrip("+~")
         head, _, rest = key.partition(".")
@@ -69,9 +63,7 @@ def _split_overrides(
             agent_overrides[target].append(f"{prefix_symbol}agent.{rest}")
         else:
             known = ", ".join(["env", *agent_names])
-            raise WorldsimError(
-                f"override {override!r} names {head!r}, which is not in this command: start it with one of {known}"
-            )
+            raise WorldsimError(f"override {override!r} names {head!r}, which is not in this command: start it with one of {known}")
     return env_overrides, agent_overrides
 
 
@@ -104,18 +96,12 @@ def _cmd_collect(args) -> int:
     from worldsim.data.collect import collect_dataset, default_dataset_id
 
     if args.steps <= 0:
-        raise WorldsimError(
-            f"--steps must be a positive number of env steps, got {args.steps}"
-        )
+        raise WorldsimError(f"--steps must be a positive number of env steps, got {args.steps}")
     mix = _parse_agent_mix(args.agent)
-    env_overrides, agent_overrides = _split_overrides(
-        args.overrides, [name for name, _ in mix]
-    )
+    env_overrides, agent_overrides = _split_overrides(args.overrides, [name for name, _ in mix])
     env = make_env(args.env, env_overrides)
     agents = _build_agents(mix, agent_overrides, env, need_trained=True)
-    dataset_id = args.dataset_id or default_dataset_id(
-        args.env, [name for name, _ in mix]
-    )
+    dataset_id = args.dataset_id or default_dataset_id(args.env, [name for name, _ in mix])
     summary = collect_dataset(
         env,
         agents,
@@ -139,15 +125,11 @@ def _cmd_learn(args) -> int:
         raise WorldsimError(f"--steps must be >= 0, got {args.steps}")
     mix = _parse_agent_mix(args.agent)
     if len(mix) != 1:
-        raise WorldsimError(
-            f"learn trains one agent, got {args.agent!r}: pass --agent NAME"
-        )
+        raise WorldsimError(f"learn trains one agent, got {args.agent!r}: pass --agent NAME")
     name = mix[0][0]
     cls = agent_class(name)
     if not hasattr(cls, "learn"):
-        raise WorldsimError(
-            f"agent {name!r} does not learn: choose a learning agent such as dqn"
-        )
+        raise WorldsimError(f"agent {name!r} does not learn: choose a learning agent such as dqn")
     env_overrides, agent_overrides = _split_overrides(args.overrides, [name])
     env = make_env(args.env, env_overrides)
     eval_env = make_env(args.env, env_overrides)
@@ -158,15 +140,11 @@ def _cmd_learn(args) -> int:
         print(f"resuming {checkpoint} at step {agent.trained_steps}")
     else:
         config.pop("path", None)
-        agent = cls(
-            env, seed=args.seed, tensorboard_log=str(args.out / "tensorboard"), **config
-        )
+        agent = cls(env, seed=args.seed, tensorboard_log=str(args.out / "tensorboard"), **config)
     remaining = max(args.steps - agent.trained_steps, 0)
 
     def evaluate(agent_) -> dict[str, float]:
-        return evaluate_agent(
-            eval_env, agent_, episodes=args.eval_episodes, first_seed=10_000
-        )
+        return evaluate_agent(eval_env, agent_, episodes=args.eval_episodes, first_seed=10_000)
 
     agent.learn(
         env,
@@ -177,9 +155,7 @@ def _cmd_learn(args) -> int:
         checkpoint_every=args.eval_every,
     )
     print(f"trained {agent.trained_steps} steps; agent saved to {checkpoint}")
-    if (
-        agent.trained_steps % args.eval_every
-    ):  # otherwise the run's last evaluation already scored this agent
+    if agent.trained_steps % args.eval_every:  # otherwise the run's last evaluation already scored this agent
         final = evaluate(agent)
         print("evaluation: " + ", ".join(f"{k}={v:g}" for k, v in final.items()))
     return 0
@@ -195,9 +171,7 @@ def _cmd_rollout(args) -> int:
     video = check_video_path(args.video) if args.video else None
     mix = _parse_agent_mix(args.agent)
     if len(mix) != 1:
-        raise WorldsimError(
-            f"rollout plays one agent, got {args.agent!r}: pass --agent NAME"
-        )
+        raise WorldsimError(f"rollout plays one agent, got {args.agent!r}: pass --agent NAME")
     env_overrides, agent_overrides = _split_overrides(args.overrides, [mix[0][0]])
     env = make_env(args.env, env_overrides, render_mode="rgb_array" if video else None)
     (share,) = _build_agents(mix, agent_overrides, env, need_trained=True)
@@ -211,9 +185,7 @@ def _cmd_rollout(args) -> int:
             max_steps=args.max_steps,
         )
         x_pos = f", x_pos {result.x_pos}" if result.x_pos is not None else ""
-        print(
-            f"episode {episode} (seed {result.seed}): {result.steps} steps, return {result.episode_return:.1f}{x_pos}"
-        )
+        print(f"episode {episode} (seed {result.seed}): {result.steps} steps, return {result.episode_return:.1f}{x_pos}")
     if video:
         write_video(frames, video, fps=env.metadata.get("render_fps", 15))
         print(f"wrote {len(frames)} frames to {video}")
@@ -253,23 +225,13 @@ def _cmd_train(args) -> int:
         key = override.lstrip("+~")
         head, _, rest = key.partition(".")
         if "=" not in override or head not in ("model", "train") or not rest:
-            raise WorldsimError(
-                f"unexpected argument {override!r}: overrides look like model.unet.space_to_depth=2 or train.steps=100"
-            )
+            raise WorldsimError(f"unexpected argument {override!r}: overrides look like model.unet.space_to_depth=2 or train.steps=100")
         prefix = override[: len(override) - len(key)]
-        (model_overrides if head == "model" else train_overrides).append(
-            f"{prefix}{head}.{rest}"
-        )
+        (model_overrides if head == "model" else train_overrides).append(f"{prefix}{head}.{rest}")
     model_config = load_config("model", args.model, model_overrides)
     train_config = load_config("train", args.train, train_overrides)
-    command = (
-        "worldsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        if args.record_command is None
-        else args.record_command
-    )
-    path = train_world_model(
-        model_config, train_config, args.out, command=command, progress=not args.quiet
-    )
+    command = "worldsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command is None else args.record_command
+    path = train_world_model(model_config, train_config, args.out, command=command, progress=not args.quiet)
     print(f"model written to {path}")
     return 0
 
@@ -293,13 +255,9 @@ def _parse_actions(spec: str, num_actions: int) -> list[int]:
     try:
         actions = [int(part) for part in spec.replace(" ", "").split(",") if part]
     except ValueError:
-        raise WorldsimError(
-            f"--actions {spec!r} is not a comma-separated list of action numbers, e.g. 1,1,3,3,0"
-        ) from None
+        raise WorldsimError(f"--actions {spec!r} is not a comma-separated list of action numbers, e.g. 1,1,3,3,0") from None
     if not actions or min(actions) < 0 or max(actions) >= num_actions:
-        raise WorldsimError(
-            f"--actions must be numbers in 0..{num_actions - 1}, got {spec!r}"
-        )
+        raise WorldsimError(f"--actions must be numbers in 0..{num_actions - 1}, got {spec!r}")
     return actions
 
 
@@ -318,9 +276,7 @@ def _cmd_dream(args) -> int:
     real = make_env("mario") if args.compare else None
     if args.actions is not None:
         if args.overrides:
-            raise WorldsimError(
-                f"overrides {args.overrides} configure an agent; --actions plays a fixed list"
-            )
+            raise WorldsimError(f"overrides {args.overrides} configure an agent; --actions plays a fixed list")
         result = dream_rollout(
             dream,
             actions=_parse_actions(args.actions, dream.action_space.n),
@@ -331,40 +287,22 @@ def _cmd_dream(args) -> int:
     else:
         mix = _parse_agent_mix(args.agent)
         if len(mix) != 1:
-            raise WorldsimError(
-                f"dream plays one agent, got {args.agent!r}: pass --agent NAME"
-            )
+            raise WorldsimError(f"dream plays one agent, got {args.agent!r}: pass --agent NAME")
         env_overrides, agent_overrides = _split_overrides(args.overrides, [mix[0][0]])
         if env_overrides:
-            raise WorldsimError(
-                f"overrides {env_overrides} change an env; use --checkpoint, --device and --sampling-steps for the dream"
-            )
-        (share,) = _build_agents(
-            mix, agent_overrides, real if real is not None else dream, need_trained=True
-        )
-        result = dream_rollout(
-            dream, agent=share.agent, steps=args.steps, seed=args.seed, real=real
-        )
+            raise WorldsimError(f"overrides {env_overrides} change an env; use --checkpoint, --device and --sampling-steps for the dream")
+        (share,) = _build_agents(mix, agent_overrides, real if real is not None else dream, need_trained=True)
+        result = dream_rollout(dream, agent=share.agent, steps=args.steps, seed=args.seed, real=real)
     steps = len(result.actions)
-    ended = (
-        f", the dream ended (death or flag) at step {result.dream_end}"
-        if result.dream_end
-        else ""
-    )
-    print(
-        f"dreamed {steps} steps, predicted return {sum(result.dream_rewards):.1f}{ended}"
-    )
+    ended = f", the dream ended (death or flag) at step {result.dream_end}" if result.dream_end else ""
+    print(f"dreamed {steps} steps, predicted return {sum(result.dream_rewards):.1f}{ended}")
     if real is not None:
         real_end = f", ended at step {result.real_end}" if result.real_end else ""
-        print(
-            f"real game under the same actions: return {sum(result.real_rewards):.1f}{real_end}"
-        )
+        print(f"real game under the same actions: return {sum(result.real_rewards):.1f}{real_end}")
         real.close()
     if video:
         scale = args.scale
-        if (
-            real is not None
-        ):  # real on the left, dream on the right, a 2-pixel gap between
+        if real is not None:  # real on the left, dream on the right, a 2-pixel gap between
             gap = np.full((64 * scale, 2 * scale, 3), 255, np.uint8)
             frames = [
                 np.concatenate([upscale(r, scale), gap, upscale(d, scale)], axis=1)
@@ -397,43 +335,27 @@ def _cmd_play(args) -> int:
     try:
         import pygame
     except ImportError:
-        raise WorldsimError(
-            "worldsim play needs pygame: pip install 'worldsim[play]'"
-        ) from None
+        raise WorldsimError("worldsim play needs pygame: pip install 'worldsim[play]'") from None
 
     env = _dream_env(args, render_mode="human", render_scale=args.scale)
-    print(
-        "playing the dream: arrows move, X (or up) jumps, Z runs, R restarts, Esc quits"
-    )
+    print("playing the dream: arrows move, X (or up) jumps, Z runs, R restarts, Esc quits")
     env.reset(seed=args.seed)
     episode_return, steps, total = 0.0, 0, 0
     while args.max_steps is None or total < args.max_steps:
         total += 1
         pygame.event.pump()
         pressed = pygame.key.get_pressed()
-        if pressed[pygame.K_ESCAPE] or any(
-            event.type == pygame.QUIT for event in pygame.event.get(pygame.QUIT)
-        ):
+        if pressed[pygame.K_ESCAPE] or any(event.type == pygame.QUIT for event in pygame.event.get(pygame.QUIT)):
             break
         if pressed[pygame.K_r]:
             env.reset()
             episode_return, steps = 0.0, 0
             continue
-        _, reward, terminated, truncated, info = env.step(
-            _keys_to_action(pressed, pygame)
-        )
+        _, reward, terminated, truncated, info = env.step(_keys_to_action(pressed, pygame))
         episode_return, steps = episode_return + reward, steps + 1
         if terminated or truncated:
-            cause = (
-                "flag"
-                if info.get("flag_get")
-                else "death"
-                if info.get("is_dying")
-                else "time limit"
-            )
-            print(
-                f"episode over after {steps} steps ({cause}), return {episode_return:.1f}"
-            )
+            cause = "flag" if info.get("flag_get") else "death" if info.get("is_dying") else "time limit"
+            print(f"episode over after {steps} steps ({cause}), return {episode_return:.1f}")
             env.reset()
             episode_return, steps = 0.0, 0
     env.close()
@@ -500,9 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run agents in an env and write the episodes as a Minari dataset",
         _cmd_collect,
     )
-    collect.add_argument(
-        "--env", required=True, help="env config (see `worldsim list`) or Gymnasium id"
-    )
+    collect.add_argument("--env", required=True, help="env config (see `worldsim list`) or Gymnasium id")
     collect.add_argument(
         "--agent",
         required=True,
@@ -514,9 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="env steps to collect (the last episode is truncated)",
     )
-    collect.add_argument(
-        "--dataset-id", help="Minari id, default worldsim/<env>-<agents>-v0"
-    )
+    collect.add_argument("--dataset-id", help="Minari id, default worldsim/<env>-<agents>-v0")
     collect.add_argument(
         "--seed",
         type=int,
@@ -537,13 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
         "train a learning agent (dqn) in an env; resumes from --out after an interruption",
         _cmd_learn,
     )
-    learn.add_argument(
-        "--env", required=True, help="env config (see `worldsim list`) or Gymnasium id"
-    )
+    learn.add_argument("--env", required=True, help="env config (see `worldsim list`) or Gymnasium id")
     learn.add_argument("--agent", required=True, help="a learning agent: dqn")
-    learn.add_argument(
-        "--steps", type=int, required=True, help="total env steps of training"
-    )
+    learn.add_argument("--steps", type=int, required=True, help="total env steps of training")
     learn.add_argument(
         "--out",
         type=Path,
@@ -575,16 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
         "play episodes with an agent, optionally writing a video",
         _cmd_rollout,
     )
-    rollout.add_argument(
-        "--env", required=True, help="env config (see `worldsim list`) or Gymnasium id"
-    )
-    rollout.add_argument(
-        "--agent", required=True, help="agent name (see `worldsim list`)"
-    )
+    rollout.add_argument("--env", required=True, help="env config (see `worldsim list`) or Gymnasium id")
+    rollout.add_argument("--agent", required=True, help="agent name (see `worldsim list`)")
     rollout.add_argument("--episodes", type=int, default=1)
-    rollout.add_argument(
-        "--max-steps", type=int, default=None, help="cut each episode after N steps"
-    )
+    rollout.add_argument("--max-steps", type=int, default=None, help="cut each episode after N steps")
     rollout.add_argument(
         "--seed",
         type=int,
@@ -599,9 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train a world model on Minari datasets; running it again resumes from --out",
         _cmd_train,
     )
-    train.add_argument(
-        "--model", default="mario", help="model config (configs/model), default mario"
-    )
+    train.add_argument("--model", default="mario", help="model config (configs/model), default mario")
     train.add_argument(
         "--train",
         default="mario",
@@ -615,9 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--record-command", default=None, help=argparse.SUPPRESS)
-    train.add_argument(
-        "overrides", nargs="*", help="Hydra overrides: model.KEY=VALUE, train.KEY=VALUE"
-    )
+    train.add_argument("overrides", nargs="*", help="Hydra overrides: model.KEY=VALUE, train.KEY=VALUE")
 
     def add_dream_options(sub) -> None:
         sub.add_argument(
@@ -643,21 +547,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="scripted",
         help="agent acting on the frames (default scripted)",
     )
-    dream.add_argument(
-        "--actions", help="a fixed action list instead of an agent, e.g. 1,1,3,3,0"
-    )
-    dream.add_argument(
-        "--steps", type=int, default=300, help="at most this many steps (default 300)"
-    )
+    dream.add_argument("--actions", help="a fixed action list instead of an agent, e.g. 1,1,3,3,0")
+    dream.add_argument("--steps", type=int, default=300, help="at most this many steps (default 300)")
     dream.add_argument("--video", help="write the frames to this .mp4 or .gif")
     dream.add_argument(
         "--compare",
         action="store_true",
         help="play the real emulator beside the dream under the same actions",
     )
-    dream.add_argument(
-        "--scale", type=int, default=4, help="video upscaling (default 4: 256x256)"
-    )
+    dream.add_argument("--scale", type=int, default=4, help="video upscaling (default 4: 256x256)")
     add_dream_options(dream)
     dream.add_argument("overrides", nargs="*", help="agent overrides: agent.KEY=VALUE")
 
@@ -666,9 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
         "play the dream with the keyboard in a pygame window (pip install 'worldsim[play]')",
         _cmd_play,
     )
-    play.add_argument(
-        "--scale", type=int, default=8, help="window upscaling (default 8: 512x512)"
-    )
+    play.add_argument("--scale", type=int, default=8, help="window upscaling (default 8: 512x512)")
     play.add_argument(
         "--max-steps",
         type=int,

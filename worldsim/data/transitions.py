@@ -17,9 +17,7 @@ from worldsim.models.heads import DEATH, FLAG, RUNNING
 LABEL_KEYS = ("x_pos", "flag_get")
 
 
-def model_batch(
-    batch: dict[str, torch.Tensor], device: torch.device | str = "cpu"
-) -> dict[str, torch.Tensor]:
+def model_batch(batch: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """``{frames uint8[B, L, H, W, C], actions, rewards, ends, x_pos, flag_get}`` -> ``{frames float[B,
     L, C, H, W], actions int64[B, L], rewards float[B, L], x_delta float[B, L], end_class int64[B, L]}``.
 

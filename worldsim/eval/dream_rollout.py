@@ -65,21 +65,15 @@ def dream_rollout(
         agent.reset(seed=seed)
     total = steps if actions is None else min(steps, len(actions))
     for t in range(total):
-        action = (
-            int(agent.act(observation, info)) if agent is not None else int(actions[t])
-        )
+        action = int(agent.act(observation, info)) if agent is not None else int(actions[t])
         result.actions.append(action)
-        dream_observation, reward, terminated, truncated, dream_info = dream.step(
-            action
-        )
+        dream_observation, reward, terminated, truncated, dream_info = dream.step(action)
         result.dream_frames.append(dream_observation)
         result.dream_rewards.append(float(reward))
         if terminated and result.dream_end is None:
             result.dream_end = t + 1
         if real is not None:
-            observation, real_reward, real_terminated, real_truncated, info = real.step(
-                action
-            )
+            observation, real_reward, real_terminated, real_truncated, info = real.step(action)
             result.real_frames.append(observation)
             result.real_rewards.append(float(real_reward))
             if real_terminated:

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 from torchmetrics.functional.image import (
     peak_signal_noise_ratio,
     structural_similarity_index_measure,
 )
+from tqdm import tqdm
 
 from worldsim.models.heads import DEATH, FLAG, RUNNING
 from worldsim.models.world_model import WorldModel
@@ -43,9 +43,7 @@ def frame_psnr(generated: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 
 def frame_ssim(generated: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """SSIM of each frame (Gaussian window 11, sigma 1.5): ``float[N, C, H, W]`` pairs -> ``float[N]``."""
-    return structural_similarity_index_measure(
-        (generated + 1) / 2, (real + 1) / 2, data_range=1.0, reduction="none"
-    )
+    return structural_similarity_index_measure((generated + 1) / 2, (real + 1) / 2, data_range=1.0, reduction="none")
 
 
 @torch.no_grad()
@@ -68,9 +66,7 @@ def rollout(
     generated, heads = [], []
     for h in range(horizon):
         t = k + h
-        next_frame, out = model.predict_step(
-            context, actions[:, t - k + 1 : t + 1], generator=generator
-        )
+        next_frame, out = model.predict_step(context, actions[:, t - k + 1 : t + 1], generator=generator)
         generated.append(next_frame)
         heads.append(out)
         context = torch.cat([context[:, 1:], next_frame[:, None]], dim=1)
@@ -148,9 +144,7 @@ def teacher_forced(model: WorldModel, batches, generator=None) -> dict[str, np.n
         "reward_pred": [],
     }
     for batch in batches:
-        generated, heads = rollout(
-            model, batch["frames"], batch["actions"], 1, generator
-        )
+        generated, heads = rollout(model, batch["frames"], batch["actions"], 1, generator)
         real = batch["frames"][:, -1]
         out["psnr"].append(frame_psnr(generated[:, 0], real))
         out["ssim"].append(frame_ssim(generated[:, 0], real))
@@ -162,27 +156,17 @@ def teacher_forced(model: WorldModel, batches, generator=None) -> dict[str, np.n
 
 
 @torch.no_grad()
-def autoregressive(
-    model: WorldModel, batches, horizon: int, generator=None
-) -> np.ndarray:
+def autoregressive(model: WorldModel, batches, horizon: int, generator=None) -> np.ndarray:
     """PSNR ``float[N, horizon]`` of open-loop rollouts over ``batches`` of windows of K + horizon frames."""
     curves = []
     for batch in batches:
-        generated, _ = rollout(
-            model, batch["frames"], batch["actions"], horizon, generator
-        )
+        generated, _ = rollout(model, batch["frames"], batch["actions"], horizon, generator)
         real = batch["frames"][:, -horizon:]
-        curves.append(
-            frame_psnr(generated.flatten(0, 1), real.flatten(0, 1)).reshape(
-                len(real), horizon
-            )
-        )
+        curves.append(frame_psnr(generated.flatten(0, 1), real.flatten(0, 1)).reshape(len(real), horizon))
     return torch.cat(curves).cpu().numpy()
 
 
-def summarize(
-    teacher: dict[str, np.ndarray], curves: np.ndarray | None = None
-) -> FidelityReport:
+def summarize(teacher: dict[str, np.ndarray], curves: np.ndarray | None = None) -> FidelityReport:
     """The report's averages and the heads' precision/recall from per-transition results."""
 
     def precision_recall(cls: int) -> tuple[float, float, int]:
@@ -202,9 +186,7 @@ def summarize(
         teacher_forced_psnr=float(teacher["psnr"].mean()),
         teacher_forced_ssim=float(teacher["ssim"].mean()),
         rollouts=0 if curves is None else len(curves),
-        autoregressive_psnr=[]
-        if curves is None
-        else [float(v) for v in curves.mean(axis=0)],
+        autoregressive_psnr=[] if curves is None else [float(v) for v in curves.mean(axis=0)],
         death_precision=death_precision,
         death_recall=death_recall,
         deaths=deaths,
@@ -241,9 +223,7 @@ def evaluate_fidelity(
     from worldsim.errors import WorldsimError
 
     if horizon < 1 or rollouts < 0 or batch_size < 1:
-        raise WorldsimError(
-            f"--horizon and --batch-size must be >= 1 and --rollouts >= 0, got {horizon}, {batch_size}, {rollouts}"
-        )
+        raise WorldsimError(f"--horizon and --batch-size must be >= 1 and --rollouts >= 0, got {horizon}, {batch_size}, {rollouts}")
     model, _, device = load_dream(checkpoint, device, sampling_steps)
     dataset = load_dataset(dataset_id)
     k = model.context_length
@@ -273,14 +253,10 @@ def evaluate_fidelity(
             replace=False,
         )
         indices = np.sort(np.concatenate([ends, others]))
-    teacher = teacher_forced(
-        model, batches(teacher_windows, indices, "teacher-forced"), generator
-    )
+    teacher = teacher_forced(model, batches(teacher_windows, indices, "teacher-forced"), generator)
     curves = None
     if rollouts:
-        rollout_windows = SequenceDataset(
-            dataset, k + horizon, LABEL_KEYS, pad_start=k - 1
-        )
+        rollout_windows = SequenceDataset(dataset, k + horizon, LABEL_KEYS, pad_start=k - 1)
         chosen = np.sort(
             rng.choice(
                 len(rollout_windows),

@@ -77,9 +77,7 @@ class TransitionHeads(nn.Module):
             nn.Linear(config.hidden, 2 + len(END_CLASSES)),
         )
 
-    def forward(
-        self, frames: torch.Tensor, action: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, frames: torch.Tensor, action: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.encoder(frames.flatten(1, 2))
         out = self.mlp(torch.cat([features, self.action_embedding(action)], dim=1))
         return {"reward": out[:, 0], "x_delta": out[:, 1], "end": out[:, 2:]}

@@ -41,12 +41,8 @@ class WorldModelConfig:
     edm: EDMTraining = field(default_factory=EDMTraining)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     # The real env whose frames and actions the model learned (its preprocessing and action set).
-    real_env: dict[str, Any] = field(
-        default_factory=lambda: {"id": "worldsim/MarioReal-v0", "kwargs": {}}
-    )
-    action_meanings: list[str] = field(
-        default_factory=list
-    )  # NES buttons of each action, space-separated ("right A")
+    real_env: dict[str, Any] = field(default_factory=lambda: {"id": "worldsim/MarioReal-v0", "kwargs": {}})
+    action_meanings: list[str] = field(default_factory=list)  # NES buttons of each action, space-separated ("right A")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,22 +65,16 @@ class WorldModelConfig:
             unet = dict(values.pop("unet", {}))
             unet.setdefault("image_size", values.get("image_size", 64))
             unet.setdefault("image_channels", values.get("image_channels", 3))
-            unet["context_channels"] = (
-                values.get("context_length", 4) * unet["image_channels"]
-            )
+            unet["context_channels"] = values.get("context_length", 4) * unet["image_channels"]
             return cls(
                 unet=FrameUNetConfig.from_dict({**FrameUNetConfig().to_dict(), **unet}),
-                heads=HeadsConfig.from_dict(
-                    {**HeadsConfig().to_dict(), **values.pop("heads", {})}
-                ),
+                heads=HeadsConfig.from_dict({**HeadsConfig().to_dict(), **values.pop("heads", {})}),
                 edm=EDMTraining(**values.pop("edm", {})),
                 sampler=SamplerConfig(**values.pop("sampler", {})),
                 **values,
             )
         except TypeError as error:
-            raise WorldsimError(
-                f"world model config has an unknown or missing field ({error}): check its keys"
-            ) from error
+            raise WorldsimError(f"world model config has an unknown or missing field ({error}): check its keys") from error
 
 
 class WorldModel(nn.Module):
@@ -115,9 +105,7 @@ class WorldModel(nn.Module):
             config.image_channels,
             config.image_size,
         )
-        self.sampler = NextFrameSampler(
-            config.sampler, sigma_data=config.edm.sigma_data
-        )
+        self.sampler = NextFrameSampler(config.sampler, sigma_data=config.edm.sigma_data)
 
     @property
     def context_length(self) -> int:
@@ -149,23 +137,16 @@ class WorldModel(nn.Module):
         k = self.context_length
         unroll = frames.shape[1] - k
         if unroll < 1:
-            raise ValueError(
-                f"training windows need more than K={k} frames, got {frames.shape[1]}"
-            )
+            raise ValueError(f"training windows need more than K={k} frames, got {frames.shape[1]}")
         context = frames[:, :k]
         denoiser_loss = frames.new_zeros(())
         for u in range(unroll):
             t = k + u
             step_actions = actions[:, t - k + 1 : t + 1]
-            denoiser_loss = (
-                denoiser_loss
-                + self.denoiser.loss(frames[:, t], context, step_actions) / unroll
-            )
+            denoiser_loss = denoiser_loss + self.denoiser.loss(frames[:, t], context, step_actions) / unroll
             if u < unroll - 1:
                 with torch.no_grad():
-                    generated = self.sampler.sample(
-                        self.denoiser, context, step_actions
-                    )
+                    generated = self.sampler.sample(self.denoiser, context, step_actions)
                 context = torch.cat([context[:, 1:], generated[:, None]], dim=1)
 
         # The heads see every unrolled step: flatten (B, U) into one batch of transitions.
@@ -174,15 +155,9 @@ class WorldModel(nn.Module):
         heads = self.heads(windows, actions[:, k:].flatten())
         return {
             "denoiser": denoiser_loss,
-            "reward": nn.functional.smooth_l1_loss(
-                heads["reward"], rewards[:, k:].flatten()
-            ),
-            "x_delta": nn.functional.smooth_l1_loss(
-                heads["x_delta"], x_delta[:, k:].flatten()
-            ),
-            "end": nn.functional.cross_entropy(
-                heads["end"], end_class[:, k:].flatten(), weight=end_class_weights
-            ),
+            "reward": nn.functional.smooth_l1_loss(heads["reward"], rewards[:, k:].flatten()),
+            "x_delta": nn.functional.smooth_l1_loss(heads["x_delta"], x_delta[:, k:].flatten()),
+            "end": nn.functional.cross_entropy(heads["end"], end_class[:, k:].flatten(), weight=end_class_weights),
         }
 
     @torch.no_grad()
@@ -199,12 +174,8 @@ class WorldModel(nn.Module):
         H, W]`` (quantised to 8 bits) and the heads' outputs (``reward``, ``x_delta`` ``float[B]``,
         ``end`` logits ``float[B, 3]``).
         """
-        next_frame = self.sampler.sample(
-            self.denoiser, frames, actions, generator=generator
-        )
-        heads = self.heads(
-            torch.cat([frames, next_frame[:, None]], dim=1), actions[:, -1]
-        )
+        next_frame = self.sampler.sample(self.denoiser, frames, actions, generator=generator)
+        heads = self.heads(torch.cat([frames, next_frame[:, None]], dim=1), actions[:, -1])
         return next_frame, heads
 
 
@@ -221,15 +192,11 @@ class StartStates:
         import io
 
         buffer = io.BytesIO()
-        np.savez_compressed(
-            buffer, frames=self.frames, actions=self.actions, x_pos=self.x_pos
-        )
+        np.savez_compressed(buffer, frames=self.frames, actions=self.actions, x_pos=self.x_pos)
         return buffer.getvalue()
 
 
-def load_world_model(
-    path: str | os.PathLike, device: str | torch.device = "cpu"
-) -> tuple[WorldModel, StartStates, Checkpoint]:
+def load_world_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[WorldModel, StartStates, Checkpoint]:
     """Rebuild the model in a checkpoint folder (weights on ``device``, eval mode) and its start states.
 
     Every problem (missing or corrupted file, weights of another architecture, start states of the
@@ -237,9 +204,7 @@ def load_world_model(
     """
     checkpoint = load_checkpoint(path, map_location=device)
     if "model" not in checkpoint.config:
-        raise WorldsimError(
-            f'checkpoint {checkpoint.path} is not a world model (config.json has no "model" section)'
-        )
+        raise WorldsimError(f'checkpoint {checkpoint.path} is not a world model (config.json has no "model" section)')
     config = WorldModelConfig.from_dict(checkpoint.config["model"])
     model = WorldModel(config)
     load_weights(model, checkpoint)
@@ -249,17 +214,13 @@ def load_world_model(
 
 def _load_start_states(file: Path, config: WorldModelConfig) -> StartStates:
     if not file.is_file():
-        raise WorldsimError(
-            f"{file} is missing: a world model checkpoint needs its start states (real contexts for reset)"
-        )
+        raise WorldsimError(f"{file} is missing: a world model checkpoint needs its start states (real contexts for reset)")
     try:
         with np.load(file, allow_pickle=False) as data:
             frames, actions = data["frames"], data["actions"]
             x_pos = data["x_pos"] if "x_pos" in data else np.zeros(len(frames))
     except (OSError, ValueError, KeyError) as error:
-        raise WorldsimError(
-            f"{file} is corrupted or incomplete ({error}): train or copy the checkpoint again"
-        ) from error
+        raise WorldsimError(f"{file} is corrupted or incomplete ({error}): train or copy the checkpoint again") from error
     expected = (
         config.context_length,
         config.image_size,
@@ -278,7 +239,5 @@ def _load_start_states(file: Path, config: WorldModelConfig) -> StartStates:
             f"this model needs uint8[N, {', '.join(map(str, expected))}] and int[N, {config.context_length}]"
         )
     if len(frames) == 0:
-        raise WorldsimError(
-            f"{file} holds no start states: a world model needs at least one real context for reset"
-        )
+        raise WorldsimError(f"{file} holds no start states: a world model needs at least one real context for reset")
     return StartStates(frames, actions.astype(np.int64), x_pos.astype(np.float64))

@@ -66,9 +66,7 @@ def train_world_model(
     """Train (or resume training) a world model; returns the finished ``out/model`` folder."""
     out = Path(out)
     cfg = train_config
-    accelerator = Accelerator(
-        mixed_precision=cfg["mixed_precision"], cpu=not torch.cuda.is_available()
-    )
+    accelerator = Accelerator(mixed_precision=cfg["mixed_precision"], cpu=not torch.cuda.is_available())
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
     set_seed(cfg["seed"])
@@ -96,36 +94,22 @@ def train_world_model(
     ema = EMAModel(model.parameters(), decay=cfg["ema_decay"], use_ema_warmup=True)
     step, elapsed = 0, 0.0
     if (out / CHECKPOINT_DIR).is_dir():
-        step, elapsed = _resume(
-            out / CHECKPOINT_DIR, model, optimizer, lr_schedule, ema, config
-        )
+        step, elapsed = _resume(out / CHECKPOINT_DIR, model, optimizer, lr_schedule, ema, config)
         accelerator.print(f"resuming {out / CHECKPOINT_DIR} at step {step}")
     if step >= cfg["steps"] and (out / MODEL_DIR).is_dir():
         return out / MODEL_DIR
 
     # A fresh draw of windows per (seed, step): a resumed run does not replay the batches it saw.
     generator = torch.Generator().manual_seed(cfg["seed"] * 1_000_003 + step)
-    remaining = (
-        max(cfg["steps"] - step, 1) * cfg["batch_size"]
-    )  # at least one batch: samplers refuse zero
+    remaining = max(cfg["steps"] - step, 1) * cfg["batch_size"]  # at least one batch: samplers refuse zero
     if cfg["data"]["balance_actions"]:
-        sampler = windows.action_balanced_sampler(
-            remaining, generator, end_weight=cfg["data"]["end_weight"]
-        )
+        sampler = windows.action_balanced_sampler(remaining, generator, end_weight=cfg["data"]["end_weight"])
     else:
-        sampler = torch.utils.data.RandomSampler(
-            windows, replacement=True, num_samples=remaining, generator=generator
-        )
-    loader = DataLoader(
-        windows, batch_size=cfg["batch_size"], sampler=sampler, drop_last=True
-    )
-    model, optimizer, loader, lr_schedule = accelerator.prepare(
-        model, optimizer, loader, lr_schedule
-    )
+        sampler = torch.utils.data.RandomSampler(windows, replacement=True, num_samples=remaining, generator=generator)
+    loader = DataLoader(windows, batch_size=cfg["batch_size"], sampler=sampler, drop_last=True)
+    model, optimizer, loader, lr_schedule = accelerator.prepare(model, optimizer, loader, lr_schedule)
     ema.to(accelerator.device)
-    class_weights = torch.tensor(
-        cfg["end_class_weights"], dtype=torch.float32, device=accelerator.device
-    )
+    class_weights = torch.tensor(cfg["end_class_weights"], dtype=torch.float32, device=accelerator.device)
     weights = cfg["loss_weights"]
 
     writer = _tensorboard(out) if accelerator.is_main_process else None
@@ -145,13 +129,9 @@ def train_world_model(
             losses = model(**inputs, end_class_weights=class_weights)
             loss = sum(weights[name] * value for name, value in losses.items())
         if not torch.isfinite(loss):
-            raise WorldsimError(
-                f"training diverged at step {step} (loss {loss.item()}): lower optimizer.lr or check the data"
-            )
+            raise WorldsimError(f"training diverged at step {step} (loss {loss.item()}): lower optimizer.lr or check the data")
         accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(
-            model.parameters(), cfg["optimizer"]["grad_clip"]
-        )
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg["optimizer"]["grad_clip"])
         optimizer.step()
         lr_schedule.step()
         optimizer.zero_grad(set_to_none=True)
@@ -159,9 +139,7 @@ def train_world_model(
         step += 1
         last_loss = loss.item()
         bar.update(1)
-        bar.set_postfix(
-            loss=f"{last_loss:.4f}", denoiser=f"{losses['denoiser'].item():.4f}"
-        )
+        bar.set_postfix(loss=f"{last_loss:.4f}", denoiser=f"{losses['denoiser'].item():.4f}")
 
         if writer is not None and step % cfg["log_every"] == 0:
             for name, value in losses.items():
@@ -170,14 +148,10 @@ def train_world_model(
             writer.add_scalar("train/grad_norm", float(grad_norm), step)
             writer.add_scalar("train/lr", lr_schedule.get_last_lr()[0], step)
             now = time.perf_counter()
-            writer.add_scalar(
-                "train/steps_per_second", cfg["log_every"] / (now - last_log), step
-            )
+            writer.add_scalar("train/steps_per_second", cfg["log_every"] / (now - last_log), step)
             last_log = now
         is_last = step >= cfg["steps"]
-        if accelerator.is_main_process and (
-            step % cfg["checkpoint_every"] == 0 or is_last
-        ):
+        if accelerator.is_main_process and (step % cfg["checkpoint_every"] == 0 or is_last):
             _save_resumable(
                 out / CHECKPOINT_DIR,
                 accelerator.unwrap_model(model),
@@ -188,11 +162,7 @@ def train_world_model(
                 step,
                 time.perf_counter() - started,
             )
-        if (
-            accelerator.is_main_process
-            and heldout is not None
-            and (step % cfg["eval_every"] == 0 or is_last)
-        ):
+        if accelerator.is_main_process and heldout is not None and (step % cfg["eval_every"] == 0 or is_last):
             with _ema_weights(ema, accelerator.unwrap_model(model)) as ema_model:
                 _record_fidelity(
                     out,
@@ -228,13 +198,9 @@ def train_world_model(
 
 
 def _model_config(values: dict[str, Any], datasets) -> WorldModelConfig:
-    spaces = {
-        (str(d.spec.observation_space), str(d.spec.action_space)) for d in datasets
-    }
+    spaces = {(str(d.spec.observation_space), str(d.spec.action_space)) for d in datasets}
     if len(spaces) > 1:
-        raise WorldsimError(
-            f"datasets {[d.id for d in datasets]} have different observation or action spaces: train on one env's data"
-        )
+        raise WorldsimError(f"datasets {[d.id for d in datasets]} have different observation or action spaces: train on one env's data")
     observation_space, action_space = (
         datasets[0].spec.observation_space,
         datasets[0].spec.action_space,
@@ -245,23 +211,14 @@ def _model_config(values: dict[str, Any], datasets) -> WorldModelConfig:
         )
     height, width, channels = observation_space.shape
     if height != width or values.get("image_size", height) != height:
-        raise WorldsimError(
-            f"dataset frames are {height}x{width}; the model config says image_size {values.get('image_size')}"
-        )
+        raise WorldsimError(f"dataset frames are {height}x{width}; the model config says image_size {values.get('image_size')}")
     env_spec = datasets[0].spec.env_spec
-    real_env = (
-        {"id": env_spec.id, "kwargs": dict(env_spec.kwargs)}
-        if env_spec is not None
-        else {}
-    )
+    real_env = {"id": env_spec.id, "kwargs": dict(env_spec.kwargs)} if env_spec is not None else {}
     meanings = []
     if env_spec is not None and env_spec.id == "worldsim/MarioReal-v0":
         from worldsim.envs.real.mario import ACTION_SETS
 
-        meanings = [
-            " ".join(buttons) or "NOOP"
-            for buttons in ACTION_SETS[env_spec.kwargs.get("action_set", "simple")]
-        ]
+        meanings = [" ".join(buttons) or "NOOP" for buttons in ACTION_SETS[env_spec.kwargs.get("action_set", "simple")]]
     return WorldModelConfig.from_dict(
         {
             **values,
@@ -281,14 +238,10 @@ def _heldout_batches(cfg: dict[str, Any], k: int) -> dict[str, Any]:
     batches = {}
     for name, horizon in (("teacher", 1), ("rollout", 8)):
         windows = SequenceDataset(dataset, k + horizon, LABEL_KEYS)
-        count = (
-            cfg["eval_windows"] if horizon == 1 else max(cfg["eval_windows"] // 4, 1)
-        )
+        count = cfg["eval_windows"] if horizon == 1 else max(cfg["eval_windows"] // 4, 1)
         chosen = rng.choice(len(windows), size=min(count, len(windows)), replace=False)
         items = [windows[int(i)] for i in chosen]
-        batches[name] = model_batch(
-            {key: torch.stack([item[key] for item in items]) for key in items[0]}
-        )
+        batches[name] = model_batch({key: torch.stack([item[key] for item in items]) for key in items[0]})
     return batches
 
 
@@ -302,10 +255,7 @@ def _record_fidelity(
     writer,
 ) -> None:
     device = next(model.parameters()).device
-    on_device = {
-        name: {key: value.to(device) for key, value in batch.items()}
-        for name, batch in heldout.items()
-    }
+    on_device = {name: {key: value.to(device) for key, value in batch.items()} for name, batch in heldout.items()}
     generator = torch.Generator(device).manual_seed(0)
     model.eval()
     teacher = fidelity.teacher_forced(model, [on_device["teacher"]], generator)
@@ -319,9 +269,7 @@ def _record_fidelity(
         "loss": round(loss, 5),
     }
     file = out / CURVE_FILE
-    rows = [r for r in _read_curve(file) if int(r["step"]) < step] + [
-        row
-    ]  # a resumed run rewrites its future
+    rows = [r for r in _read_curve(file) if int(r["step"]) < step] + [row]  # a resumed run rewrites its future
     tmp = file.with_name(f".{file.name}.tmp")
     with tmp.open("w", newline="") as handle:
         writer_csv = csv.DictWriter(handle, CURVE_FIELDS)
@@ -329,12 +277,8 @@ def _record_fidelity(
         writer_csv.writerows(rows)
     tmp.replace(file)
     if writer is not None:
-        writer.add_scalar(
-            "fidelity/teacher_forced_psnr", row["teacher_forced_psnr"], step
-        )
-        writer.add_scalar(
-            "fidelity/autoregressive_psnr_8", row["autoregressive_psnr_8"], step
-        )
+        writer.add_scalar("fidelity/teacher_forced_psnr", row["teacher_forced_psnr"], step)
+        writer.add_scalar("fidelity/autoregressive_psnr_8", row["autoregressive_psnr_8"], step)
 
 
 def _read_curve(file: Path) -> list[dict[str, str]]:
@@ -361,9 +305,7 @@ def _log_video(out: Path, writer, model: WorldModel, heldout, step: int) -> None
     )
     model.train()
     real = batch["frames"][:, -8:]
-    grid = torch.cat(
-        [torch.cat(list(real), dim=-1), torch.cat(list(generated), dim=-1)], dim=-2
-    )  # T, C, 2H, 4W
+    grid = torch.cat([torch.cat(list(real), dim=-1), torch.cat(list(generated), dim=-1)], dim=-2)  # T, C, 2H, 4W
     frames = to_uint8(grid).cpu().numpy()  # T, 2H, 4W, C
     (out / "samples").mkdir(exist_ok=True)
     write_video(
@@ -422,30 +364,20 @@ def _save_resumable(
         )
 
 
-def _resume(
-    path: Path, model, optimizer, lr_schedule, ema: EMAModel, config: WorldModelConfig
-) -> tuple[int, float]:
+def _resume(path: Path, model, optimizer, lr_schedule, ema: EMAModel, config: WorldModelConfig) -> tuple[int, float]:
     checkpoint = load_checkpoint(path)
     if checkpoint.config.get("model") != config.to_dict():
         raise WorldsimError(
             f"{path} was trained with another model config or other data: use a new --out folder, or the same config as before"
         )
-    load_weights(
-        model, checkpoint
-    )  # the EMA weights first: they become the EMA's shadow
+    load_weights(model, checkpoint)  # the EMA weights first: they become the EMA's shadow
     ema.shadow_params = [p.detach().clone() for p in model.parameters()]
     ema.optimization_step = checkpoint.training_state["ema_optimization_step"]
-    raw = {
-        name.removeprefix("raw/"): t
-        for name, t in checkpoint.training_tensors.items()
-        if name.startswith("raw/")
-    }
+    raw = {name.removeprefix("raw/"): t for name, t in checkpoint.training_tensors.items() if name.startswith("raw/")}
     model.load_state_dict(raw)
     optimizer.load_state_dict(checkpoint.optimizer_state)
     lr_schedule.load_state_dict(checkpoint.training_state["lr_schedule"])
-    return int(checkpoint.training_state["step"]), float(
-        checkpoint.training_state["elapsed_seconds"]
-    )
+    return int(checkpoint.training_state["step"]), float(checkpoint.training_state["elapsed_seconds"])
 
 
 def _tensorboard(out: Path):
@@ -460,19 +392,10 @@ def start_states(windows: SequenceDataset, count: int, seed: int) -> StartStates
     from padded windows."""
     k = windows.pad_start + 1
     rng = np.random.default_rng(seed)
-    chosen = rng.choice(
-        len(windows.episodes), size=min(count, len(windows.episodes)), replace=False
-    )
+    chosen = rng.choice(len(windows.episodes), size=min(count, len(windows.episodes)), replace=False)
     episodes = [windows.episodes[i] for i in sorted(chosen)]
-    frames = np.stack(
-        [np.repeat(episode.frames[:1], k, axis=0) for episode in episodes]
-    )
-    x_pos = np.array(
-        [
-            float(episode.labels["x_pos"][0]) if "x_pos" in episode.labels else 0.0
-            for episode in episodes
-        ]
-    )
+    frames = np.stack([np.repeat(episode.frames[:1], k, axis=0) for episode in episodes])
+    x_pos = np.array([float(episode.labels["x_pos"][0]) if "x_pos" in episode.labels else 0.0 for episode in episodes])
     return StartStates(frames, np.zeros(frames.shape[:2], np.int64), x_pos)
 
 
@@ -495,9 +418,7 @@ def _export(
             ema_model,
             {"model": config.to_dict()},
             files={
-                START_STATES_FILE: start_states(
-                    windows, cfg["start_states"], cfg["seed"]
-                ).save_bytes(),
+                START_STATES_FILE: start_states(windows, cfg["start_states"], cfg["seed"]).save_bytes(),
                 "README.md": model_card(
                     config,
                     cfg,
