@@ -17,6 +17,7 @@ AGENT_CLASSES: dict[str, str] = {
     "scripted": "worldsim.agents.scripted_mario:ScriptedMarioAgent",
     "dqn": "worldsim.agents.dqn:DQNAgent",
     "waypoint": "worldsim.agents.waypoint_expert:WaypointExpert",
+    "df_planner": "worldsim.agents.df_planner:DiffusionForcingPlanner",
 }
 
 

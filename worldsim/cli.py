@@ -231,7 +231,12 @@ def _cmd_train(args) -> int:
     model_config = load_config("model", args.model, model_overrides)
     train_config = load_config("train", args.train, train_overrides)
     command = "worldsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command is None else args.record_command
-    path = train_world_model(model_config, train_config, args.out, command=command, progress=not args.quiet)
+    if model_config.get("kind") == "diffusion_forcing_planner":
+        from worldsim.train.planner_trainer import train_planner
+
+        path = train_planner(model_config, train_config, args.out, command=command, progress=not args.quiet)
+    else:
+        path = train_world_model(model_config, train_config, args.out, command=command, progress=not args.quiet)
     print(f"model written to {path}")
     return 0
 

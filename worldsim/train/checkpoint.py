@@ -102,7 +102,7 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     except json.JSONDecodeError as error:
         raise WorldsimError(f"checkpoint {path}: {CONFIG_FILE} is not valid JSON ({error.msg}, line {error.lineno})") from error
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise WorldsimError(f"checkpoint {path} is not a worldsim checkpoint ({CONFIG_FILE} lacks \"format\": \"{FORMAT}\")")
+        raise WorldsimError(f'checkpoint {path} is not a worldsim checkpoint ({CONFIG_FILE} lacks "format": "{FORMAT}")')
     if config.get("format_version") != FORMAT_VERSION:
         raise WorldsimError(
             f"checkpoint {path} has format version {config.get('format_version')}, this worldsim reads {FORMAT_VERSION}: "

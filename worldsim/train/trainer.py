@@ -47,7 +47,8 @@ from worldsim.models.world_model import (
     WorldModel,
     WorldModelConfig,
 )
-from worldsim.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from worldsim.train.checkpoint import save_checkpoint
+from worldsim.train.resumable import ema_weights, resume, save_resumable, tensorboard_writer
 
 CHECKPOINT_DIR = "checkpoint"
 MODEL_DIR = "model"
@@ -94,7 +95,7 @@ def train_world_model(
     ema = EMAModel(model.parameters(), decay=cfg["ema_decay"], use_ema_warmup=True)
     step, elapsed = 0, 0.0
     if (out / CHECKPOINT_DIR).is_dir():
-        step, elapsed = _resume(out / CHECKPOINT_DIR, model, optimizer, lr_schedule, ema, config)
+        step, elapsed = resume(out / CHECKPOINT_DIR, model, optimizer, lr_schedule, ema, {"model": config.to_dict()})
         accelerator.print(f"resuming {out / CHECKPOINT_DIR} at step {step}")
     if step >= cfg["steps"] and (out / MODEL_DIR).is_dir():
         return out / MODEL_DIR
@@ -112,7 +113,7 @@ def train_world_model(
     class_weights = torch.tensor(cfg["end_class_weights"], dtype=torch.float32, device=accelerator.device)
     weights = cfg["loss_weights"]
 
-    writer = _tensorboard(out) if accelerator.is_main_process else None
+    writer = tensorboard_writer(out) if accelerator.is_main_process else None
     bar = tqdm(
         total=cfg["steps"],
         initial=step,
@@ -152,18 +153,18 @@ def train_world_model(
             last_log = now
         is_last = step >= cfg["steps"]
         if accelerator.is_main_process and (step % cfg["checkpoint_every"] == 0 or is_last):
-            _save_resumable(
+            save_resumable(
                 out / CHECKPOINT_DIR,
                 accelerator.unwrap_model(model),
                 optimizer,
                 lr_schedule,
                 ema,
-                config,
+                {"model": config.to_dict()},
                 step,
                 time.perf_counter() - started,
             )
         if accelerator.is_main_process and heldout is not None and (step % cfg["eval_every"] == 0 or is_last):
-            with _ema_weights(ema, accelerator.unwrap_model(model)) as ema_model:
+            with ema_weights(ema, accelerator.unwrap_model(model)) as ema_model:
                 _record_fidelity(
                     out,
                     ema_model,
@@ -322,70 +323,6 @@ def _log_video(out: Path, writer, model: WorldModel, heldout, step: int) -> None
         )
 
 
-class _ema_weights:
-    """Context manager: the model with its EMA weights swapped in, restored on exit."""
-
-    def __init__(self, ema: EMAModel, model: torch.nn.Module):
-        self.ema, self.model = ema, model
-
-    def __enter__(self) -> torch.nn.Module:
-        self.ema.store(self.model.parameters())
-        self.ema.copy_to(self.model.parameters())
-        return self.model
-
-    def __exit__(self, *exc) -> None:
-        self.ema.restore(self.model.parameters())
-
-
-def _save_resumable(
-    path: Path,
-    model,
-    optimizer,
-    lr_schedule,
-    ema: EMAModel,
-    config: WorldModelConfig,
-    step: int,
-    elapsed: float,
-) -> None:
-    raw = {f"raw/{name}": tensor for name, tensor in model.state_dict().items()}
-    with _ema_weights(ema, model) as ema_model:
-        save_checkpoint(
-            path,
-            ema_model,
-            {"model": config.to_dict()},
-            optimizer=optimizer,
-            training_state={
-                "step": step,
-                "elapsed_seconds": elapsed,
-                "lr_schedule": lr_schedule.state_dict(),
-                "ema_optimization_step": ema.optimization_step,
-            },
-            training_tensors=raw,
-        )
-
-
-def _resume(path: Path, model, optimizer, lr_schedule, ema: EMAModel, config: WorldModelConfig) -> tuple[int, float]:
-    checkpoint = load_checkpoint(path)
-    if checkpoint.config.get("model") != config.to_dict():
-        raise WorldsimError(
-            f"{path} was trained with another model config or other data: use a new --out folder, or the same config as before"
-        )
-    load_weights(model, checkpoint)  # the EMA weights first: they become the EMA's shadow
-    ema.shadow_params = [p.detach().clone() for p in model.parameters()]
-    ema.optimization_step = checkpoint.training_state["ema_optimization_step"]
-    raw = {name.removeprefix("raw/"): t for name, t in checkpoint.training_tensors.items() if name.startswith("raw/")}
-    model.load_state_dict(raw)
-    optimizer.load_state_dict(checkpoint.optimizer_state)
-    lr_schedule.load_state_dict(checkpoint.training_state["lr_schedule"])
-    return int(checkpoint.training_state["step"]), float(checkpoint.training_state["elapsed_seconds"])
-
-
-def _tensorboard(out: Path):
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(out / "tensorboard"))
-
-
 def start_states(windows: SequenceDataset, count: int, seed: int) -> StartStates:
     """The first frames of up to ``count`` training episodes, each as a K-frame context (the first
     frame repeated, action 0): what a real env's ``reset`` shows, in the form the model learned
@@ -412,7 +349,7 @@ def _export(
     accelerator,
 ) -> None:
     report = _read_curve(out / CURVE_FILE)
-    with _ema_weights(ema, model) as ema_model:
+    with ema_weights(ema, model) as ema_model:
         save_checkpoint(
             out / MODEL_DIR,
             ema_model,

@@ -1,0 +1,180 @@
+"""``DiffusionForcingPlanner``: plan a trajectory to the goal with diffusion forcing, track it with PD.
+
+Every ``replan_every`` steps the planner samples a plan of ``plan_steps`` future (state, action)
+steps starting at the current state:
+
+* the noise schedule is a pyramid: near tokens are denoised first, far ones stay noisier longer
+  (``schedule="full"`` denoises all together, the Diffuser-style ablation);
+* goal guidance on every planned step: the score is minus the summed squared distance of every
+  planned position to the goal, and its gradient (through the causal network) moves the plan;
+* Monte-Carlo guidance: ``mc_samples`` plans per episode are sampled together and their guidance
+  gradients averaged (``mc_samples=1`` switches it off); the plan kept is the one whose positions
+  end closest to the goal;
+* a PD controller tracks the planned positions and velocities,
+  ``a = clip(p_gain * (p_plan - p) + d_gain * (v_plan - v), -1, 1)`` (``controller="actions"``
+  executes the planned actions instead, the other ablation).
+
+``act_batch`` plans for many episodes in one forward pass (the benchmark uses it); ``act`` is the
+single-env protocol method.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from worldsim.data.trajectories import STATE_DIM, STEP_DIM, tokens_to_steps
+from worldsim.diffusion.forcing import full_sequence_schedule, pyramid_schedule
+from worldsim.errors import WorldsimError
+from worldsim.models.trajectory_model import TrajectoryModelConfig, load_trajectory_model
+
+SCHEDULES = ("pyramid", "full")
+CONTROLLERS = ("pd", "actions")
+
+
+class DiffusionForcingPlanner:
+    """Diffusion-forcing planner for PointMaze (see the module docstring).
+
+    Args:
+        env: the PointMaze env it will act in; its maze must be the checkpoint's.
+        path: a planner checkpoint folder (``worldsim train --model df-<maze>`` writes ``OUT/model``).
+        schedule: ``"pyramid"`` or ``"full"``; ``slope``: pyramid steps between neighbouring tokens.
+        guidance_scale: step size of the goal guidance (0 switches guidance off).
+        mc_samples: plans sampled per episode for Monte-Carlo guidance (1: off).
+        replan_every: env steps between plans.
+        controller: ``"pd"`` (track the plan) or ``"actions"`` (execute its actions).
+        p_gain, d_gain: PD gains; ``lookahead``: which planned step the controller aims at.
+        device: ``"cpu"`` or ``"cuda"``; default CUDA when present.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        path: str | os.PathLike | None = None,
+        *,
+        schedule: str = "pyramid",
+        slope: int = 1,
+        guidance_scale: float = 0.1,
+        mc_samples: int = 4,
+        replan_every: int = 10,
+        controller: str = "pd",
+        p_gain: float = 12.5,
+        d_gain: float = 1.2,
+        lookahead: int = 1,
+        device: str | None = None,
+        seed: int | None = None,
+    ):
+        if path is None:
+            raise WorldsimError("the diffusion-forcing planner needs a trained checkpoint: pass path=DIR (df_planner.path=DIR)")
+        if schedule not in SCHEDULES:
+            raise WorldsimError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if controller not in CONTROLLERS:
+            raise WorldsimError(f"unknown controller {controller!r}: choose one of {', '.join(CONTROLLERS)}")
+        if mc_samples < 1 or replan_every < 1 or slope < 0 or guidance_scale < 0 or lookahead < 1:
+            raise WorldsimError(
+                f"need mc_samples >= 1, replan_every >= 1, slope >= 0, guidance_scale >= 0, lookahead >= 1; "
+                f"got {mc_samples}, {replan_every}, {slope}, {guidance_scale}, {lookahead}"
+            )
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model, self.config = load_trajectory_model(path, self.device)
+        maze = getattr(env.unwrapped, "maze_name", None)
+        if maze is not None and maze != self.config.maze:
+            raise WorldsimError(
+                f"checkpoint {path} was trained on the {self.config.maze} maze, the env is {maze}: use a planner trained on {maze}"
+            )
+        self.normalizer = self.config.normalizer_object()
+        self.schedule, self.slope, self.guidance_scale = schedule, slope, float(guidance_scale)
+        self.mc_samples, self.replan_every, self.controller = mc_samples, replan_every, controller
+        self.p_gain, self.d_gain, self.lookahead = p_gain, d_gain, lookahead
+        self._low, self._high = np.asarray(env.action_space.low), np.asarray(env.action_space.high)
+        self._generator = torch.Generator(self.device)
+        self.plans: np.ndarray | None = None  # float[N, plan_steps, 6] of the last plan, per episode
+        self.plan_seconds: list[float] = []  # wall time of each (batched) replan
+        self.reset(seed)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, env: gym.Env | None = None, **options: Any) -> "DiffusionForcingPlanner":
+        if env is None:
+            raise WorldsimError("DiffusionForcingPlanner.load needs the env it will act in")
+        return cls(env, path, **options)
+
+    # ----------------------------------------------------------------------------- protocol
+
+    def reset(self, seed: int | None = None) -> None:
+        self._generator.manual_seed(0 if seed is None else int(seed))
+        self._since_plan: np.ndarray | None = None
+        self.plans = None
+
+    def act(self, observation: dict[str, np.ndarray], info: dict[str, Any] | None = None) -> np.ndarray:
+        return self.act_batch([observation])[0]
+
+    # ----------------------------------------------------------------------------- batched
+
+    def act_batch(self, observations: list[dict[str, np.ndarray]], restart: np.ndarray | None = None) -> np.ndarray:
+        """Actions ``float32[N, 2]`` for N episodes; ``restart bool[N]`` marks episodes that just
+        began (they plan now). Episodes due to replan are planned together in one forward pass."""
+        states = np.stack([np.asarray(o["observation"], np.float64) for o in observations])
+        goals = np.stack([np.asarray(o["desired_goal"], np.float64) for o in observations])
+        n = len(states)
+        if self._since_plan is None or len(self._since_plan) != n:
+            self._since_plan = np.full(n, self.replan_every)
+            self.plans = np.zeros((n, self.config.plan_steps, STEP_DIM))
+        if restart is not None:
+            self._since_plan[np.asarray(restart, bool)] = self.replan_every
+        due = np.flatnonzero(self._since_plan >= self.replan_every)
+        if len(due):
+            start = time.perf_counter()
+            self.plans[due] = self.plan(states[due], goals[due])
+            self.plan_seconds.append(time.perf_counter() - start)
+            self._since_plan[due] = 0
+        k = np.minimum(self._since_plan + self.lookahead, self.config.plan_steps - 1)
+        target = self.plans[np.arange(n), k]
+        if self.controller == "actions":
+            actions = self.plans[np.arange(n), self._since_plan, STATE_DIM:]
+        else:
+            actions = self.p_gain * (target[:, :2] - states[:, :2]) + self.d_gain * (target[:, 2:4] - states[:, 2:4])
+        self._since_plan += 1
+        return np.clip(actions, self._low, self._high).astype(np.float32)
+
+    def plan(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """Plans ``float[N, plan_steps, 6]`` (denormalised) from ``states float[N, 4]`` to ``goals float[N, 2]``."""
+        config, m = self.config, self.mc_samples
+        n = len(states)
+        tokens, frame_stack = config.num_tokens, config.frame_stack
+        levels = config.forcing.sampling_levels
+        schedule = pyramid_schedule(tokens, levels, self.slope) if self.schedule == "pyramid" else full_sequence_schedule(tokens, levels)
+        device = self.device
+        state = torch.as_tensor(np.repeat(states, m, axis=0), dtype=torch.float32, device=device)
+        goal = torch.as_tensor(np.repeat(goals, m, axis=0), dtype=torch.float32, device=device)
+        known = self.normalizer.normalize(torch.cat([state, torch.zeros_like(state[:, :2])], dim=1))[:, :STATE_DIM]
+
+        def condition(x: torch.Tensor) -> torch.Tensor:
+            # The plan starts at the current state: the first step of token 0 is known.
+            x = x.clone()
+            x[:, 0, :STATE_DIM] = known
+            return x
+
+        def score(x0: torch.Tensor) -> torch.Tensor:
+            positions = self.normalizer.denormalize(tokens_to_steps(x0, frame_stack))[..., :2]
+            return -((positions - goal[:, None]) ** 2).sum(dim=-1).mean(dim=-1)
+
+        x = self.model.sample(
+            (n * m, tokens, frame_stack * STEP_DIM),
+            schedule,
+            condition=condition,
+            score=score if self.guidance_scale > 0 else None,
+            guidance_scale=self.guidance_scale,
+            mc_group=m,
+            generator=self._generator,
+            device=device,
+        )
+        steps = self.normalizer.denormalize(tokens_to_steps(x, frame_stack)).reshape(n, m, config.plan_steps, STEP_DIM)
+        # Keep, per episode, the sampled plan whose last position is closest to the goal.
+        goal_distance = ((steps[:, :, -1, :2] - goal.reshape(n, m, 2)) ** 2).sum(-1)
+        best = goal_distance.argmin(dim=1)
+        return steps[torch.arange(n, device=device), best].cpu().numpy().astype(np.float64)

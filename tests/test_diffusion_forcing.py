@@ -1,0 +1,115 @@
+"""Diffusion forcing on real PointMaze trajectories: schedules, per-token noise, the planner's plumbing."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from worldsim.cli import main
+from worldsim.data.minari_io import load_dataset
+from worldsim.data.trajectories import STEP_DIM, TrajectoryWindows, steps_to_tokens, tokens_to_steps
+from worldsim.diffusion.forcing import DiffusionForcing, ForcingConfig, full_sequence_schedule, pyramid_schedule
+from worldsim.models.trajectory_transformer import TrajectoryTransformer, TrajectoryTransformerConfig
+
+
+def test_pyramid_schedule_denoises_the_near_future_first():
+    levels = pyramid_schedule(num_tokens=5, sampling_levels=4, slope=2)
+    assert (levels[0] == 4).all() and (levels[-1] == 0).all()
+    assert (np.diff(levels, axis=0) <= 0).all()  # a token's noise never goes up
+    assert (np.diff(levels, axis=1) >= 0).all()  # at every step the near future is at most as noisy as the far
+    finished = (levels == 0).argmax(axis=0)  # the step at which each token becomes clean
+    assert finished.tolist() == [4, 6, 8, 10, 12]
+    full = full_sequence_schedule(5, 4)
+    assert (full == full[:, :1]).all() and len(full) == 5
+    assert (pyramid_schedule(3, 4, 1, first_token_clean=True)[:, 0] == 0).all()
+
+
+def test_tokens_stack_consecutive_steps():
+    steps = np.arange(2 * 12 * STEP_DIM).reshape(2, 12, STEP_DIM)
+    tokens = steps_to_tokens(steps, 4)
+    assert tokens.shape == (2, 3, 4 * STEP_DIM)
+    np.testing.assert_array_equal(tokens[0, 1, :STEP_DIM], steps[0, 4])
+    np.testing.assert_array_equal(tokens_to_steps(tokens, 4), steps)
+
+
+@pytest.fixture(scope="module")
+def windows(tmp_path_factory):
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
+    assert main(["collect", "--env", "pointmaze-umaze", "--agent", "waypoint", "--steps", "1200", "--quiet"]) == 0
+    yield TrajectoryWindows(load_dataset("worldsim/pointmaze-umaze-waypoint-v0"), num_tokens=4, frame_stack=4)
+    patch.undo()
+
+
+def test_windows_are_normalised_real_steps_inside_episodes(windows):
+    assert windows[0].shape == (4, 4 * STEP_DIM)
+    everything = torch.stack([windows[i] for i in range(0, len(windows), 7)])
+    steps = tokens_to_steps(everything, 4)
+    assert steps.mean().abs() < 0.5 and 0.5 < steps.std() < 1.5
+    raw = windows.normalizer.denormalize(steps[0])
+    dt = 0.01  # one MuJoCo step: consecutive positions differ by about velocity * dt
+    np.testing.assert_allclose(raw[1:, :2], raw[:-1, :2] + raw[1:, 2:4] * dt, atol=0.02)
+
+
+def test_per_token_noise_training_learns_and_sampling_keeps_the_known_state(windows):
+    torch.manual_seed(0)
+    network = TrajectoryTransformer(TrajectoryTransformerConfig(token_dim=4 * STEP_DIM, max_tokens=4, width=32, depth=2, heads=2))
+    model = DiffusionForcing(network, ForcingConfig(sampling_levels=5))
+    batch = torch.stack([windows[i] for i in range(0, len(windows), max(len(windows) // 64, 1))][:64])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss = model(batch)
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
+
+    known = batch[:3, 0, :4]
+
+    def condition(x):
+        x = x.clone()
+        x[:, 0, :4] = known
+        return x
+
+    plans = model.sample((3, 4, 4 * STEP_DIM), pyramid_schedule(4, 5, 1), condition=condition, generator=torch.Generator().manual_seed(0))
+    assert plans.shape == (3, 4, 4 * STEP_DIM) and torch.isfinite(plans).all()
+    torch.testing.assert_close(plans[:, 0, :4], known)
+    # Causal: a token's estimate does not depend on later tokens.
+    x, t = torch.randn(1, 4, 4 * STEP_DIM), torch.full((1, 4), 500)
+    changed = x.clone()
+    changed[:, 3] += 1.0
+    torch.testing.assert_close(network(x, t)[:, :3], network(changed, t)[:, :3])
+
+
+def test_planner_trains_plans_in_a_batch_and_refuses_another_maze(windows, tmp_path):
+    from worldsim.agents import make_agent
+    from worldsim.config import load_config
+    from worldsim.errors import WorldsimError
+    from worldsim.train.planner_trainer import train_planner
+
+    model_values = load_config(
+        "model", "df-umaze", ["model.num_tokens=4", "model.frame_stack=4", "model.network.width=32", "model.network.depth=1"]
+    )
+    train_values = load_config("train", "df-umaze", ["train.steps=3", "train.batch_size=8", "train.checkpoint_every=2"])
+    path = train_planner(model_values, train_values, tmp_path / "run", progress=False)
+
+    env = gym.make("worldsim/PointMaze-UMaze-v0", goal_cell="d4rl")
+    planner = make_agent("df_planner", env, path=path, replan_every=3, mc_samples=2)
+    observations = [env.reset(seed=s)[0] for s in range(3)]
+    actions = planner.act_batch(observations)
+    assert actions.shape == (3, 2) and np.abs(actions).max() <= 1
+    assert planner.plans.shape == (3, 16, STEP_DIM) and len(planner.plan_seconds) == 1
+    np.testing.assert_allclose(planner.plans[:, 0, :4], np.stack([o["observation"] for o in observations]), atol=1e-4)
+    planner.act_batch(observations)
+    planner.act_batch(observations)
+    assert len(planner.plan_seconds) == 1  # replans every 3 steps, all episodes in one pass
+    planner.act_batch(observations)
+    assert len(planner.plan_seconds) == 2
+
+    with pytest.raises(WorldsimError, match="trained on the umaze maze"):
+        make_agent("df_planner", gym.make("worldsim/PointMaze-Medium-v0"), path=path)
+    with pytest.raises(WorldsimError, match="needs a trained checkpoint"):
+        make_agent("df_planner", env)
+    env.close()

@@ -1,0 +1,77 @@
+"""The planner's model: diffusion forcing around a causal trajectory transformer, and its checkpoint.
+
+``config.json`` of a planner checkpoint holds ``{"kind": "diffusion_forcing_planner", "planner":
+TrajectoryModelConfig}``: the maze it was trained on, the token layout, the network, the noise
+levels and the data's normaliser.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from worldsim.data.trajectories import STEP_DIM, Normalizer
+from worldsim.diffusion.forcing import DiffusionForcing, ForcingConfig
+from worldsim.errors import WorldsimError
+from worldsim.models.trajectory_transformer import TrajectoryTransformer, TrajectoryTransformerConfig
+from worldsim.train.checkpoint import load_checkpoint, load_weights
+
+PLANNER_KIND = "diffusion_forcing_planner"
+
+
+@dataclass
+class TrajectoryModelConfig:
+    maze: str = "umaze"
+    frame_stack: int = 8  # steps per token
+    num_tokens: int = 16  # tokens per training window and per plan
+    network: TrajectoryTransformerConfig = field(default_factory=TrajectoryTransformerConfig)
+    forcing: ForcingConfig = field(default_factory=ForcingConfig)
+    normalizer: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def plan_steps(self) -> int:
+        return self.frame_stack * self.num_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "maze": self.maze,
+            "frame_stack": self.frame_stack,
+            "num_tokens": self.num_tokens,
+            "network": self.network.to_dict(),
+            "forcing": self.forcing.to_dict(),
+            "normalizer": self.normalizer,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrajectoryModelConfig":
+        values = dict(values)
+        frame_stack = int(values.get("frame_stack", 8))
+        network = {**values.pop("network", {}), "token_dim": frame_stack * STEP_DIM}
+        network.setdefault("max_tokens", int(values.get("num_tokens", 16)))
+        try:
+            return cls(network=TrajectoryTransformerConfig(**network), forcing=ForcingConfig(**values.pop("forcing", {})), **values)
+        except TypeError as error:
+            raise WorldsimError(f"planner config has an unknown or missing field ({error}): check its keys") from error
+
+    def normalizer_object(self) -> Normalizer:
+        return Normalizer.from_dict(self.normalizer)
+
+
+def build_trajectory_model(config: TrajectoryModelConfig) -> DiffusionForcing:
+    return DiffusionForcing(TrajectoryTransformer(config.network), config.forcing)
+
+
+def load_trajectory_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[DiffusionForcing, TrajectoryModelConfig]:
+    """Rebuild a planner's model from its checkpoint folder (eval mode, on ``device``)."""
+    checkpoint = load_checkpoint(path, map_location=device)
+    if checkpoint.config.get("kind") != PLANNER_KIND:
+        raise WorldsimError(
+            f"checkpoint {checkpoint.path} is not a diffusion-forcing planner (config.json kind is {checkpoint.config.get('kind')!r})"
+        )
+    config = TrajectoryModelConfig.from_dict(checkpoint.config["planner"])
+    model = build_trajectory_model(config)
+    load_weights(model, checkpoint)
+    return model.to(device).eval(), config
