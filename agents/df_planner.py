@@ -31,7 +31,7 @@ import torch
 from worldsim.data.trajectories import STATE_DIM, STEP_DIM, tokens_to_steps
 from worldsim.diffusion.forcing import full_sequence_schedule, pyramid_schedule
 from worldsim.errors import WorldsimError
-from worldsim.models.trajectory_model import TrajectoryModelConfig, load_trajectory_model
+from worldsim.models.trajectory_model import load_trajectory_model
 
 SCHEDULES = ("pyramid", "full")
 CONTROLLERS = ("pd", "actions")
@@ -98,7 +98,7 @@ class DiffusionForcingPlanner:
         self.reset(seed)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, env: gym.Env | None = None, **options: Any) -> "DiffusionForcingPlanner":
+    def load(cls, path: str | os.PathLike, env: gym.Env | None = None, **options: Any) -> DiffusionForcingPlanner:
         if env is None:
             raise WorldsimError("DiffusionForcingPlanner.load needs the env it will act in")
         return cls(env, path, **options)

@@ -85,6 +85,7 @@ def test_per_token_noise_training_learns_and_sampling_keeps_the_known_state(wind
 
 def test_planner_trains_plans_in_a_batch_and_refuses_another_maze(windows, tmp_path):
     from worldsim.agents import make_agent
+
     from worldsim.config import load_config
     from worldsim.errors import WorldsimError
     from worldsim.train.planner_trainer import train_planner

@@ -34,7 +34,7 @@ class Normalizer:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
-    def from_dict(cls, values: dict) -> "Normalizer":
+    def from_dict(cls, values: dict) -> Normalizer:
         return cls(np.asarray(values["mean"], np.float32), np.asarray(values["std"], np.float32))
 
     def normalize(self, steps):

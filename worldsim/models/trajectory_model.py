@@ -46,7 +46,7 @@ class TrajectoryModelConfig:
         }
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrajectoryModelConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrajectoryModelConfig:
         values = dict(values)
         frame_stack = int(values.get("frame_stack", 8))
         network = {**values.pop("network", {}), "token_dim": frame_stack * STEP_DIM}
