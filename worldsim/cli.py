@@ -392,6 +392,82 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+METHODS = {
+    "df": {},  # the full planner: pyramid schedule, Monte-Carlo guidance, PD tracking
+    "df-full-sequence": {"schedule": "full"},  # Diffuser-style: all tokens denoised together
+    "df-no-mc": {"mc_samples": 1},
+    "df-actions": {"controller": "actions"},  # execute the planned actions instead of tracking
+    "waypoint": None,  # the oracle: shortest path over cells, noiseless
+    "random": None,
+}
+
+
+def _cmd_bench(args) -> int:
+    import json
+    import statistics
+
+    import numpy as np
+
+    from worldsim.agents import make_agent
+    from worldsim.config import load_config
+    from worldsim.eval import maze_bench
+
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        raise WorldsimError(f"unknown methods {unknown}: choose from {', '.join(METHODS)}")
+    planner_methods = [m for m in args.methods if METHODS[m] is not None]
+    if planner_methods and args.planner is None:
+        raise WorldsimError(f"methods {planner_methods} need a trained planner: pass --planner runs/df-{args.maze}/model")
+    if args.episodes < 1:
+        raise WorldsimError(f"--episodes must be positive, got {args.episodes}")
+    overrides = [f"agent.{o.split('.', 1)[1]}" if o.startswith("df_planner.") else o for o in args.overrides]
+    if any(not o.startswith("agent.") for o in overrides):
+        raise WorldsimError(f"overrides {args.overrides} must look like df_planner.guidance_scale=0.2")
+    planner_config = {k: v for k, v in load_config("agent", "df_planner", overrides).items() if k != "path"}
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for task in args.tasks:
+        env = maze_bench.make_eval_env(args.maze, task)
+        for method in args.methods:
+            options = METHODS[method]
+            if options is None:
+                name = "waypoint" if method == "waypoint" else "random"
+                extra = {"action_noise": 0.0} if method == "waypoint" else {}
+                policy = maze_bench.per_episode_policy(
+                    lambda e, n=name, x=extra: make_agent(n, e, **x), args.maze, task, args.episodes, args.seed
+                )
+                result = maze_bench.run_policy(method, args.maze, task, policy, args.episodes, args.seed, progress=not args.quiet)
+            else:
+                planner = make_agent("df_planner", env, path=args.planner, **{**planner_config, **options}, seed=args.seed)
+                first_plans = []
+
+                def policy(observations, restart, planner=planner, first_plans=first_plans):
+                    replans = len(planner.plan_seconds)
+                    actions = planner.act_batch(observations, restart)
+                    if len(planner.plan_seconds) > replans:
+                        first_plans.append(planner.plans[0].copy())
+                    return actions
+
+                result = maze_bench.run_policy(method, args.maze, task, policy, args.episodes, args.seed, progress=not args.quiet)
+                result.replan_ms_batched = 1000 * statistics.median(planner.plan_seconds)
+                result.replan_ms_single = maze_bench.single_replan_ms(planner, args.maze, task, args.seed)
+                goal = maze_bench.make_eval_env(args.maze, task).reset(seed=args.seed)[0]["desired_goal"]
+                picture = args.out / f"{args.maze}-{task}-{method}-episode0.png"
+                maze_bench.draw_episode(args.maze, result.paths[0], first_plans, goal, picture)
+            results.append(result)
+            print(
+                f"{task:6s} {method:18s} success {100 * result.success_rate:5.1f}%  score {result.normalized_score_mean:6.1f}", flush=True
+            )
+    table = maze_bench.results_table(results)
+    print("\n" + table)
+    (args.out / "results.md").write_text(table + "\n")
+    (args.out / "results.json").write_text(
+        json.dumps([r.to_dict() for r in results], indent=2, default=lambda v: None if np.isnan(v) else v)
+    )
+    print(f"\nwrote {args.out / 'results.md'}, results.json and plots of episode 0")
+    return 0
+
+
 def _cmd_list(args) -> int:
     from worldsim.agents import AGENT_CLASSES
     from worldsim.config import available, load_config
@@ -610,6 +686,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", type=Path, help="also write the report as JSON")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     add_dream_options(evaluate)
+
+    bench = add("bench", "benchmarks: `worldsim bench maze` runs the maze planning benchmark", _cmd_bench)
+    bench.add_argument("suite", choices=["maze"], help="the benchmark to run")
+    bench.add_argument("--maze", default="umaze", choices=["umaze", "medium", "large"])
+    bench.add_argument("--planner", type=Path, help="trained planner folder for the df methods (runs/df-MAZE/model)")
+    bench.add_argument("--methods", nargs="+", default=["df", "df-full-sequence", "waypoint", "random"], help=f"of {', '.join(METHODS)}")
+    bench.add_argument("--tasks", nargs="+", default=["single", "multi"], choices=["single", "multi"])
+    bench.add_argument("--episodes", type=int, default=100, help="evaluation episodes per task and method (default 100)")
+    bench.add_argument("--seed", type=int, default=100_000, help="episode i resets with seed + i (default 100000)")
+    bench.add_argument("--out", type=Path, default=Path("runs/bench-maze"), help="folder for results.md, results.json, plots")
+    bench.add_argument("--quiet", action="store_true")
+    bench.add_argument("overrides", nargs="*", help="planner options: df_planner.guidance_scale=0.2, df_planner.replan_every=20")
 
     dataset = add(
         "dataset",

@@ -1,0 +1,42 @@
+"""``worldsim bench maze`` on the real PointMaze: protocol, scores, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from worldsim.cli import main
+from worldsim.eval import maze_bench
+
+
+def test_oracle_and_random_on_the_d4rl_protocol(tmp_path, capsys):
+    argv = ["bench", "maze", "--maze", "umaze", "--methods", "waypoint", "random", "--episodes", "3", "--out", str(tmp_path), "--quiet"]
+    assert main(argv) == 0
+    results = {(r["task"], r["method"]): r for r in json.loads((tmp_path / "results.json").read_text())}
+    assert set(results) == {(t, m) for t in ("single", "multi") for m in ("waypoint", "random")}
+    oracle = results["single", "waypoint"]
+    assert oracle["success_rate"] == 1.0 and oracle["steps_to_reach_median"] < 300
+    # Reaching early and staying: the oracle's sparse return beats D4RL's expert reference.
+    assert oracle["normalized_score_mean"] > 100
+    assert results["single", "random"]["normalized_score_mean"] < oracle["normalized_score_mean"]
+    assert "| umaze | single | waypoint | 100% |" in (tmp_path / "results.md").read_text()
+
+
+def test_same_seeds_give_the_same_episodes():
+    policy = lambda observations, restart: np.zeros((len(observations), 2), np.float32)
+    first = maze_bench.run_policy("still", "umaze", "multi", policy, 2, seed=5, progress=False)
+    again = maze_bench.run_policy("still", "umaze", "multi", policy, 2, seed=5, progress=False)
+    np.testing.assert_array_equal(first.paths[1], again.paths[1])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bench", "maze", "--methods", "df"], "need a trained planner"),
+        (["bench", "maze", "--methods", "teleport"], "unknown methods"),
+        (["bench", "maze", "--methods", "random", "--episodes", "0"], "--episodes must be positive"),
+    ],
+)
+def test_bad_benchmark_input_gives_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,174 @@
+"""``worldsim bench maze``: planners beside the oracle and random play on PointMaze, in one run.
+
+Protocol (D4RL maze2d, on Gymnasium-Robotics' PointMaze v3):
+
+* single-task: the goal is D4RL's goal cell of the maze; multi-task: a random goal cell per
+  episode. Both are continuing tasks without new goals: an episode lasts the D4RL horizon
+  (300 / 600 / 800 steps) and the sparse reward counts the steps spent within 0.45 of the goal.
+* fixed evaluation seeds: episode ``i`` resets with seed ``seed + i`` (start cell and, multi-task,
+  goal), the same for every method.
+* metrics per method: success rate (the goal reached at least once), median steps to first reach
+  (over successful episodes), mean sparse return, D4RL-normalised score
+  ``100 * (R - min) / (max - min)`` with D4RL maze2d's reference returns (approximate here: the
+  Gymnasium-Robotics env's success radius is 0.45, D4RL's 0.5), and the planner's time per replan.
+
+All episodes of one method run in lockstep, so the planner plans all of them in one forward pass.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import gymnasium as gym
+import numpy as np
+from tqdm import tqdm
+
+from worldsim.envs import POINTMAZE_IDS
+from worldsim.envs.real.pointmaze import SUCCESS_RADIUS
+from worldsim.errors import WorldsimError
+
+# D4RL maze2d reference returns (min: random policy, max: the D4RL expert) for the normalised score.
+D4RL_REFERENCE_RETURNS = {"umaze": (23.85, 161.86), "medium": (13.13, 277.39), "large": (6.7, 273.99)}
+TASKS = ("single", "multi")
+
+# act(observations: list of dict observations, restart: bool[N]) -> float32[N, 2]
+BatchPolicy = Callable[[list[dict[str, np.ndarray]], np.ndarray], np.ndarray]
+
+
+@dataclass
+class MazeResult:
+    method: str
+    maze: str
+    task: str
+    episodes: int
+    success_rate: float
+    steps_to_reach_median: float
+    sparse_return_mean: float
+    normalized_score_mean: float
+    normalized_score_stderr: float
+    replan_ms_batched: float | None = None  # one replan of all episodes together
+    replan_ms_single: float | None = None  # one replan of a single episode
+    paths: list[np.ndarray] = field(default_factory=list, repr=False)  # xy per step, for plots
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values.pop("paths")
+        return values
+
+
+def make_eval_env(maze: str, task: str, **kwargs) -> gym.Env:
+    if maze not in POINTMAZE_IDS:
+        raise WorldsimError(f"unknown maze {maze!r}: choose one of {', '.join(POINTMAZE_IDS)}")
+    if task not in TASKS:
+        raise WorldsimError(f"unknown task {task!r}: choose single or multi")
+    goal_cell = "d4rl" if task == "single" else None
+    return gym.make(POINTMAZE_IDS[maze], goal_cell=goal_cell, continuing_task=True, reset_target=False, **kwargs)
+
+
+def run_policy(method: str, maze: str, task: str, policy: BatchPolicy, episodes: int, seed: int, progress: bool = True) -> MazeResult:
+    """Play ``episodes`` evaluation episodes in lockstep with ``policy`` and score them."""
+    envs = [make_eval_env(maze, task) for _ in range(episodes)]
+    observations = [env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]
+    horizon = envs[0].spec.max_episode_steps
+    returns = np.zeros(episodes)
+    first_reach = np.full(episodes, -1)
+    paths = [[o["observation"][:2].copy()] for o in observations]
+    restart = np.ones(episodes, bool)
+    for t in tqdm(range(horizon), desc=f"{maze} {task} {method}", disable=not progress, unit="step", leave=False):
+        actions = policy(observations, restart)
+        restart[:] = False
+        for i, env in enumerate(envs):
+            observations[i], reward, _, _, info = env.step(actions[i])
+            returns[i] += reward
+            paths[i].append(observations[i]["observation"][:2].copy())
+            reached = np.linalg.norm(observations[i]["achieved_goal"] - observations[i]["desired_goal"]) <= SUCCESS_RADIUS
+            if reached and first_reach[i] < 0:
+                first_reach[i] = t + 1
+    for env in envs:
+        env.close()
+    low, high = D4RL_REFERENCE_RETURNS[maze]
+    scores = 100 * (returns - low) / (high - low)
+    reached = first_reach > 0
+    return MazeResult(
+        method=method,
+        maze=maze,
+        task=task,
+        episodes=episodes,
+        success_rate=float(reached.mean()),
+        steps_to_reach_median=float(np.median(first_reach[reached])) if reached.any() else float("nan"),
+        sparse_return_mean=float(returns.mean()),
+        normalized_score_mean=float(scores.mean()),
+        normalized_score_stderr=float(scores.std(ddof=1) / np.sqrt(episodes)) if episodes > 1 else 0.0,
+        paths=[np.array(p) for p in paths],
+    )
+
+
+def per_episode_policy(make_agent_for_env: Callable[[gym.Env], object], maze: str, task: str, episodes: int, seed: int) -> BatchPolicy:
+    """A batch policy from one protocol agent per episode (the waypoint expert, random actions)."""
+    env = make_eval_env(maze, task)
+    agents = [make_agent_for_env(env) for _ in range(episodes)]
+
+    def act(observations, restart):
+        for i in np.flatnonzero(restart):
+            agents[i].reset(seed=seed + int(i))
+        return np.stack([agent.act(o) for agent, o in zip(agents, observations, strict=True)])
+
+    return act
+
+
+def single_replan_ms(planner, maze: str, task: str, seed: int, repeats: int = 5) -> float:
+    """Median wall time of one plan for one episode (after a warm-up)."""
+    observation, _ = make_eval_env(maze, task).reset(seed=seed)
+    state, goal = observation["observation"][None], observation["desired_goal"][None]
+    planner.plan(state, goal)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        planner.plan(state, goal)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def results_table(results: list[MazeResult]) -> str:
+    lines = [
+        "| maze | task | method | success | steps to goal (median) | sparse return | D4RL-normalised score (approx.) | replan ms (1 episode / all) |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        timing = "" if r.replan_ms_single is None else f"{r.replan_ms_single:.0f} / {r.replan_ms_batched:.0f}"
+        lines.append(
+            f"| {r.maze} | {r.task} | {r.method} | {100 * r.success_rate:.0f}% | {r.steps_to_reach_median:.0f} | "
+            f"{r.sparse_return_mean:.1f} | {r.normalized_score_mean:.1f} ± {r.normalized_score_stderr:.1f} | {timing} |"
+        )
+    return "\n".join(lines)
+
+
+def draw_episode(maze: str, path: np.ndarray, plans: list[np.ndarray], goal: np.ndarray, file, pixels_per_cell: int = 48) -> None:
+    """A PNG of the maze (walls dark), the plans made along the episode (thin red, later ones
+    brighter), the path the ball took (blue) and the goal (green)."""
+    import cv2
+
+    from worldsim.envs.real.pointmaze import MAZE_MAPS
+
+    maze_map = np.array([[cell == 1 for cell in row] for row in MAZE_MAPS[maze]])
+    rows, cols = maze_map.shape
+    image = np.full((rows * pixels_per_cell, cols * pixels_per_cell, 3), 255, np.uint8)
+    for r, c in np.argwhere(maze_map):
+        image[r * pixels_per_cell : (r + 1) * pixels_per_cell, c * pixels_per_cell : (c + 1) * pixels_per_cell] = 60
+
+    def to_pixels(xy: np.ndarray) -> np.ndarray:
+        # PointMaze: x grows with the column, y with decreasing row; the maze is centred on (0, 0).
+        col = xy[:, 0] + cols / 2
+        row = rows / 2 - xy[:, 1]
+        return np.stack([col * pixels_per_cell, row * pixels_per_cell], axis=1).round().astype(np.int32)
+
+    for i, plan in enumerate(plans):
+        shade = int(120 + 135 * (i + 1) / max(len(plans), 1))
+        cv2.polylines(image, [to_pixels(plan[:, :2])], False, (shade, 40, 40), 1, cv2.LINE_AA)
+    cv2.polylines(image, [to_pixels(path)], False, (30, 90, 230), 2, cv2.LINE_AA)
+    cv2.circle(image, tuple(int(v) for v in to_pixels(goal[None])[0]), int(0.45 * pixels_per_cell), (40, 180, 40), 2, cv2.LINE_AA)
+    cv2.circle(image, tuple(int(v) for v in to_pixels(path[:1])[0]), 5, (30, 90, 230), -1, cv2.LINE_AA)
+    cv2.imwrite(str(file), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
