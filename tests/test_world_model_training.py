@@ -36,6 +36,8 @@ def tiny_train(dataset_id, **changes):
         "train.eval_every=2",
         "train.sample_every=4",
         "train.start_states=4",
+        "train.heads_steps=2",
+        "train.heads_batch_size=4",
     ] + [f"train.{key}={value}" for key, value in changes.items()]
     return load_config("model", "mario", TINY_MODEL), load_config("train", "mario", overrides)
 
@@ -111,6 +113,8 @@ def test_train_writes_checkpoints_resumes_and_exports_a_dream_env(dataset_id, tm
     with (out / "curve.csv").open() as handle:
         assert [int(row["step"]) for row in csv.DictReader(handle)] == [2, 3]
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000003.mp4"]
+    assert json.loads((out / "heads_checkpoint" / "training.json").read_text())["step"] == 2
+    assert "Heads fine-tuning: 2 steps of batch 4" in (out / "model" / "README.md").read_text()
 
     # Running again with more steps resumes at step 3 and continues to 5.
     _, more = tiny_train(dataset_id, steps=5)

@@ -149,12 +149,17 @@ class WorldModel(nn.Module):
                     generated = self.sampler.sample(self.denoiser, context, step_actions)
                 context = torch.cat([context[:, 1:], generated[:, None]], dim=1)
 
-        # The heads see every unrolled step: flatten (B, U) into one batch of transitions.
+        return {"denoiser": denoiser_loss, **self.heads_losses(frames, actions, rewards, x_delta, end_class, end_class_weights)}
+
+    def heads_losses(self, frames, actions, rewards, x_delta, end_class, end_class_weights=None) -> dict[str, torch.Tensor]:
+        """The transition heads' losses on every step after the first K of the windows (real frames)."""
+        k = self.context_length
+        unroll = frames.shape[1] - k
+        # Every step after the context is one transition: flatten (B, U) into one batch.
         windows = frames.unfold(1, k + 1, 1)[:, :unroll]  # B, U, C, H, W, K+1
         windows = windows.permute(0, 1, 5, 2, 3, 4).flatten(0, 1)
         heads = self.heads(windows, actions[:, k:].flatten())
         return {
-            "denoiser": denoiser_loss,
             "reward": nn.functional.smooth_l1_loss(heads["reward"], rewards[:, k:].flatten()),
             "x_delta": nn.functional.smooth_l1_loss(heads["x_delta"], x_delta[:, k:].flatten()),
             "end": nn.functional.cross_entropy(heads["end"], end_class[:, k:].flatten(), weight=end_class_weights),

@@ -47,7 +47,7 @@ from worldsim.models.world_model import (
     WorldModel,
     WorldModelConfig,
 )
-from worldsim.train.checkpoint import save_checkpoint
+from worldsim.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from worldsim.train.resumable import ema_weights, resume, save_resumable, tensorboard_writer
 
 CHECKPOINT_DIR = "checkpoint"
@@ -181,18 +181,10 @@ def train_world_model(
     bar.close()
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _export(
-            out,
-            accelerator.unwrap_model(model),
-            ema,
-            config,
-            windows,
-            cfg,
-            step,
-            time.perf_counter() - started,
-            command,
-            accelerator,
-        )
+        elapsed = time.perf_counter() - started
+        with ema_weights(ema, accelerator.unwrap_model(model)) as ema_model:
+            heads_steps, heads_seconds = _finetune_heads(out, ema_model, windows, cfg, class_weights, accelerator.device, progress, writer)
+            _export(out, ema_model, config, windows, cfg, step, elapsed, heads_steps, heads_seconds, command, accelerator)
     if writer is not None:
         writer.close()
     return out / MODEL_DIR
@@ -336,39 +328,85 @@ def start_states(windows: SequenceDataset, count: int, seed: int) -> StartStates
     return StartStates(frames, np.zeros(frames.shape[:2], np.int64), x_pos)
 
 
+HEADS_DIR = "heads_checkpoint"
+
+
+def _finetune_heads(out: Path, model: WorldModel, windows, cfg, class_weights, device, progress: bool, writer) -> tuple[int, float]:
+    """Train the transition heads alone for ``heads_steps`` more steps, on real frames.
+
+    The heads are a small CNN next to the denoiser; in the joint phase they see one batch per
+    denoiser step, too few for rare events (a death is under 1% of steps). Here they train on
+    larger batches for little time, the denoiser frozen. Resumable from ``out/heads_checkpoint``.
+    Returns the steps done and their seconds.
+    """
+    total = int(cfg.get("heads_steps", 0))
+    if total <= 0:
+        return 0, 0.0
+    heads = model.heads
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=cfg["heads_lr"], weight_decay=cfg["optimizer"]["weight_decay"])
+    step, elapsed = 0, 0.0
+    if (out / HEADS_DIR).is_dir():
+        saved = load_checkpoint(out / HEADS_DIR)
+        load_weights(heads, saved)
+        optimizer.load_state_dict(saved.optimizer_state)
+        step, elapsed = int(saved.training_state["step"]), float(saved.training_state["elapsed_seconds"])
+    if step >= total:
+        return step, elapsed
+    generator = torch.Generator().manual_seed(cfg["seed"] * 7_919 + step)
+    sampler = windows.action_balanced_sampler((total - step) * cfg["heads_batch_size"], generator, end_weight=cfg["data"]["end_weight"])
+    loader = DataLoader(windows, batch_size=cfg["heads_batch_size"], sampler=sampler, drop_last=True)
+    started = time.perf_counter() - elapsed
+    bar = tqdm(total=total, initial=step, disable=not progress, desc="heads", unit="step")
+    heads.train()
+    for batch in loader:
+        inputs = model_batch(batch, device)
+        losses = model.heads_losses(**inputs, end_class_weights=class_weights)
+        loss = sum(cfg["loss_weights"][name] * value for name, value in losses.items())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(heads.parameters(), cfg["optimizer"]["grad_clip"])
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(end=f"{losses['end'].item():.4f}")
+        if writer is not None and step % cfg["log_every"] == 0:
+            for name, value in losses.items():
+                writer.add_scalar(f"heads_finetune/{name}", value.item(), step)
+        if step % cfg["checkpoint_every"] == 0 or step >= total:
+            state = {"step": step, "elapsed_seconds": time.perf_counter() - started}
+            save_checkpoint(out / HEADS_DIR, heads, {"heads_of": str(out / CHECKPOINT_DIR)}, optimizer=optimizer, training_state=state)
+        if step >= total:
+            break
+    bar.close()
+    heads.eval()
+    return step, time.perf_counter() - started
+
+
 def _export(
     out: Path,
-    model,
-    ema: EMAModel,
+    model: WorldModel,
     config: WorldModelConfig,
     windows,
     cfg,
     step: int,
     elapsed: float,
+    heads_steps: int,
+    heads_seconds: float,
     command: str,
     accelerator,
 ) -> None:
     report = _read_curve(out / CURVE_FILE)
-    with ema_weights(ema, model) as ema_model:
-        save_checkpoint(
-            out / MODEL_DIR,
-            ema_model,
-            {"model": config.to_dict()},
-            files={
-                START_STATES_FILE: start_states(windows, cfg["start_states"], cfg["seed"]).save_bytes(),
-                "README.md": model_card(
-                    config,
-                    cfg,
-                    windows,
-                    step,
-                    elapsed,
-                    command,
-                    accelerator,
-                    report[-1] if report else None,
-                ),
-                "training_config.json": json.dumps(cfg, indent=2),
-            },
-        )
+    card = model_card(config, cfg, windows, step, elapsed, heads_steps, heads_seconds, command, accelerator, report[-1] if report else None)
+    save_checkpoint(
+        out / MODEL_DIR,
+        model,
+        {"model": config.to_dict()},
+        files={
+            START_STATES_FILE: start_states(windows, cfg["start_states"], cfg["seed"]).save_bytes(),
+            "README.md": card,
+            "training_config.json": json.dumps(cfg, indent=2),
+        },
+    )
 
 
 def model_card(
@@ -377,6 +415,8 @@ def model_card(
     windows: SequenceDataset,
     step: int,
     elapsed: float,
+    heads_steps: int,
+    heads_seconds: float,
     command: str,
     accelerator,
     last_eval,
@@ -397,6 +437,9 @@ def model_card(
             f"{config.context_length} + {cfg['unroll_steps']} steps inside episodes, action-balanced: {cfg['data']['balance_actions']}."
         ),
         f"- Training: {step} steps of batch {cfg['batch_size']}, {elapsed / 3600:.2f} h on {hardware} ({accelerator.num_processes} process(es)).",
+        f"- Heads fine-tuning: {heads_steps} steps of batch {cfg.get('heads_batch_size')}, {heads_seconds / 3600:.2f} h."
+        if heads_steps
+        else "- Heads fine-tuning: none.",
         f"- Command: `{command}`" if command else "- Command: (not recorded)",
         f"- Parameters: {sum(p.numel() for p in WorldModel(config).parameters()) / 1e6:.2f}M; sampler {config.sampler.num_steps} Euler steps.",
     ]
