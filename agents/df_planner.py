@@ -46,6 +46,9 @@ class DiffusionForcingPlanner:
         schedule: ``"pyramid"`` or ``"full"``; ``slope``: pyramid steps between neighbouring tokens.
         guidance_scale: step size of the goal guidance (0 switches guidance off).
         mc_samples: plans sampled per episode for Monte-Carlo guidance (1: off).
+        guidance_through_network: take the guidance gradient through the causal network (each
+            token feels the goal score of the future it leads to), or on the clean estimate only
+            (cheaper).
         replan_every: env steps between plans.
         controller: ``"pd"`` (track the plan) or ``"actions"`` (execute its actions).
         p_gain, d_gain: PD gains; ``lookahead``: which planned step the controller aims at.
@@ -61,6 +64,7 @@ class DiffusionForcingPlanner:
         slope: int = 1,
         guidance_scale: float = 0.1,
         mc_samples: int = 4,
+        guidance_through_network: bool = True,
         replan_every: int = 10,
         controller: str = "pd",
         p_gain: float = 12.5,
@@ -90,6 +94,7 @@ class DiffusionForcingPlanner:
         self.normalizer = self.config.normalizer_object()
         self.schedule, self.slope, self.guidance_scale = schedule, slope, float(guidance_scale)
         self.mc_samples, self.replan_every, self.controller = mc_samples, replan_every, controller
+        self.guidance_through_network = bool(guidance_through_network)
         self.p_gain, self.d_gain, self.lookahead = p_gain, d_gain, lookahead
         self._low, self._high = np.asarray(env.action_space.low), np.asarray(env.action_space.high)
         self._generator = torch.Generator(self.device)
@@ -170,6 +175,7 @@ class DiffusionForcingPlanner:
             score=score if self.guidance_scale > 0 else None,
             guidance_scale=self.guidance_scale,
             mc_group=m,
+            through_network=self.guidance_through_network,
             generator=self._generator,
             device=device,
         )

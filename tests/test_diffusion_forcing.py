@@ -51,6 +51,15 @@ def test_windows_are_normalised_real_steps_inside_episodes(windows):
     np.testing.assert_allclose(raw[1:, :2], raw[:-1, :2] + raw[1:, 2:4] * dt, atol=0.02)
 
 
+def condition_all(state):
+    def condition(x):
+        x = x.clone()
+        x[:, 0, :4] = state
+        return x
+
+    return condition
+
+
 def test_per_token_noise_training_learns_and_sampling_keeps_the_known_state(windows):
     torch.manual_seed(0)
     network = TrajectoryTransformer(TrajectoryTransformerConfig(token_dim=4 * STEP_DIM, max_tokens=4, width=32, depth=2, heads=2))
@@ -76,6 +85,33 @@ def test_per_token_noise_training_learns_and_sampling_keeps_the_known_state(wind
     plans = model.sample((3, 4, 4 * STEP_DIM), pyramid_schedule(4, 5, 1), condition=condition, generator=torch.Generator().manual_seed(0))
     assert plans.shape == (3, 4, 4 * STEP_DIM) and torch.isfinite(plans).all()
     torch.testing.assert_close(plans[:, 0, :4], known)
+    # Goal guidance pulls every planned position towards the goal, through the network or on the
+    # clean estimate.
+    goal = torch.tensor([2.0, -1.0])
+    normalizer = windows.normalizer
+
+    def score(x0):
+        positions = normalizer.denormalize(tokens_to_steps(x0, 4))[..., :2]
+        return -((positions - goal) ** 2).sum(-1).mean(-1)
+
+    def goal_distance(x):
+        return (-score(x)).mean().item()
+
+    schedule = pyramid_schedule(4, 5, 1)
+    free = model.sample((8, 4, 4 * STEP_DIM), schedule, condition=condition_all(known[:1]), generator=torch.Generator().manual_seed(1))
+    for through_network in (True, False):
+        guided = model.sample(
+            (8, 4, 4 * STEP_DIM),
+            schedule,
+            condition=condition_all(known[:1]),
+            score=score,
+            guidance_scale=0.5,
+            mc_group=4,
+            through_network=through_network,
+            generator=torch.Generator().manual_seed(1),
+        )
+        assert goal_distance(guided) < 0.95 * goal_distance(free), (through_network, goal_distance(guided), goal_distance(free))
+
     # Causal: a token's estimate does not depend on later tokens.
     x, t = torch.randn(1, 4, 4 * STEP_DIM), torch.full((1, 4), 500)
     changed = x.clone()

@@ -100,6 +100,7 @@ class DiffusionForcing(nn.Module):
         score: Callable[[torch.Tensor], torch.Tensor] | None = None,
         guidance_scale: float = 0.0,
         mc_group: int = 1,
+        through_network: bool = True,
         generator: torch.Generator | None = None,
         device: torch.device | str = "cpu",
     ) -> torch.Tensor:
@@ -115,6 +116,9 @@ class DiffusionForcing(nn.Module):
         that are still noisy. Monte-Carlo guidance: ``mc_group`` consecutive rows of the batch are
         samples of one problem, and their gradients are averaged, so each token is guided by the
         expected score over several sampled futures rather than by one.
+        ``through_network=False`` takes the gradient with respect to the clean estimate instead:
+        no backward pass through the network (about 4x cheaper on a CPU), but each token then
+        feels only its own score.
         """
         levels = torch.as_tensor(schedule, device=device)
         batch, tokens, _ = shape
@@ -132,12 +136,14 @@ class DiffusionForcing(nn.Module):
             if not moving.any():
                 continue
             with torch.enable_grad() if guided else torch.no_grad():
-                x_in = x.detach().requires_grad_(guided)
+                x_in = x.detach().requires_grad_(guided and through_network)
                 x0 = self.network(x_in, self.level_timesteps[level_now][None].expand(batch, -1))
+                if not through_network:
+                    x0 = x0.detach().requires_grad_(guided)
                 if condition is not None:
                     x0 = condition(x0)
                 if guided:
-                    grad = torch.autograd.grad(score(x0).sum(), x_in)[0]
+                    grad = torch.autograd.grad(score(x0).sum(), x_in if through_network else x0)[0]
                     if mc_group > 1:
                         grad = (
                             grad.reshape(-1, mc_group, tokens, shape[2]).mean(1, keepdim=True).expand(-1, mc_group, -1, -1).reshape(shape)
