@@ -166,7 +166,9 @@ class DiffusionForcingPlanner:
 
         def score(x0: torch.Tensor) -> torch.Tensor:
             positions = self.normalizer.denormalize(tokens_to_steps(x0, frame_stack))[..., :2]
-            return -((positions - goal[:, None]) ** 2).sum(dim=-1).mean(dim=-1)
+            # Summed over the planned steps (not averaged): the guidance scale is then a step size
+            # per planned position, whatever the plan's length.
+            return -((positions - goal[:, None]) ** 2).sum(dim=-1).sum(dim=-1)
 
         x = self.model.sample(
             (n * m, tokens, frame_stack * STEP_DIM),

@@ -40,3 +40,9 @@ def test_same_seeds_give_the_same_episodes():
 def test_bad_benchmark_input_gives_one_line(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_planner_overrides_may_follow_the_options(capsys):
+    # The override is parsed (and then refused for lack of a planner), not rejected by argparse.
+    assert main(["bench", "maze", "--methods", "df", "--episodes", "1", "df_planner.guidance_scale=0.3"]) == 2
+    assert "need a trained planner" in capsys.readouterr().err

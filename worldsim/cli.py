@@ -713,7 +713,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # `bench maze` has two positional groups (the suite, then overrides) around its options;
+    # argparse cannot take the overrides after the options, so they are collected here.
+    if extra and getattr(args, "command", None) == "bench" and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except WorldsimError as error:
