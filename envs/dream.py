@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from worldsim.envs.rendering import HumanRenderer, upscale
+from worldsim.envs.rendering import FrameRenderer
 
 from worldsim.diffusion.sampler import from_uint8, to_uint8
 from worldsim.errors import WorldsimError
@@ -158,6 +158,12 @@ class DreamBatch:
         )
 
 
+def dream_spaces(config) -> tuple[spaces.Box, spaces.Discrete]:
+    """One dream's observation and action spaces: ``Box(0, 255, (H, W, C), uint8)``, ``Discrete(n)``."""
+    frame_shape = (config.image_size, config.image_size, config.image_channels)
+    return spaces.Box(0, 255, frame_shape, np.uint8), spaces.Discrete(config.num_actions)
+
+
 def load_dream(
     checkpoint: str | os.PathLike | None,
     device: str | torch.device | None,
@@ -213,17 +219,11 @@ class WorldModelEnv(gym.Env):
         self.model, self.start_states, self.device = load_dream(checkpoint, device, sampling_steps)
         config = self.model.config
         self.context_length = config.context_length
-        self.observation_space = spaces.Box(
-            0,
-            255,
-            (config.image_size, config.image_size, config.image_channels),
-            np.uint8,
-        )
-        self.action_space = spaces.Discrete(config.num_actions)
+        self.observation_space, self.action_space = dream_spaces(config)
         self.render_mode, self.render_scale = render_mode, render_scale
         self._dream = DreamBatch(self.model, self.start_states, 1, self.device)
         self._observation: np.ndarray | None = None
-        self._human: HumanRenderer | None = None
+        self._renderer = FrameRenderer(render_mode, render_scale, "worldsim: Super Mario Bros (dream)", self.metadata["render_fps"])
 
     @property
     def action_set(self) -> list[list[str]]:
@@ -276,20 +276,9 @@ class WorldModelEnv(gym.Env):
         )
 
     def render(self):
-        if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' or 'human'")
-            return None
-        if self._observation is None:
+        if self._observation is None and self.render_mode is not None:
             raise WorldsimError("render() before reset(): call env.reset() first")
-        frame = upscale(self._observation, self.render_scale)
-        if self.render_mode == "rgb_array":
-            return frame
-        if self._human is None:
-            self._human = HumanRenderer("worldsim: Super Mario Bros (dream)", fps=self.metadata["render_fps"])
-        self._human.show(frame)
-        return None
+        return self._renderer.render(self._observation)
 
     def close(self):
-        if self._human is not None:
-            self._human.close()
-            self._human = None
+        self._renderer.close()

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
@@ -23,6 +22,7 @@ from worldsim.envs.dream import (
     DreamBatch,
     WorldModelEnv,
     context_from_options,
+    dream_spaces,
     load_dream,
 )
 from worldsim.envs.rendering import upscale
@@ -65,13 +65,7 @@ class WorldModelVectorEnv(VectorEnv):
         config = self.model.config
         self.num_envs = num_envs
         self.context_length = config.context_length
-        self.single_observation_space = spaces.Box(
-            0,
-            255,
-            (config.image_size, config.image_size, config.image_channels),
-            np.uint8,
-        )
-        self.single_action_space = spaces.Discrete(config.num_actions)
+        self.single_observation_space, self.single_action_space = dream_spaces(config)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.render_mode, self.render_scale = render_mode, render_scale

@@ -43,3 +43,31 @@ class HumanRenderer:
         if self._screen is not None:
             self._pygame.display.quit()
             self._screen = None
+
+
+class FrameRenderer:
+    """An env's ``render()`` for frame observations: the frame upscaled for ``"rgb_array"``, shown in
+    a pygame window for ``"human"``. The real and the dream Mario envs share it."""
+
+    def __init__(self, render_mode: str | None, scale: int, title: str, fps: int):
+        self.render_mode, self.scale, self._title, self._fps = render_mode, scale, title, fps
+        self._human: HumanRenderer | None = None
+
+    def render(self, frame: np.ndarray) -> np.ndarray | None:
+        if self.render_mode is None:
+            import gymnasium as gym
+
+            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' or 'human'")
+            return None
+        upscaled = upscale(frame, self.scale)
+        if self.render_mode == "rgb_array":
+            return upscaled
+        if self._human is None:
+            self._human = HumanRenderer(self._title, fps=self._fps)
+        self._human.show(upscaled)
+        return None
+
+    def close(self) -> None:
+        if self._human is not None:
+            self._human.close()
+            self._human = None

@@ -24,7 +24,7 @@ from gym_super_mario_bros import SuperMarioBrosEnv
 from gym_super_mario_bros.actions import COMPLEX_MOVEMENT, RIGHT_ONLY, SIMPLE_MOVEMENT
 from gymnasium import spaces
 from nes_py.wrappers import JoypadSpace
-from worldsim.envs.rendering import HumanRenderer, upscale
+from worldsim.envs.rendering import FrameRenderer
 
 ACTION_SETS: dict[str, list[list[str]]] = {
     "simple": SIMPLE_MOVEMENT,
@@ -59,12 +59,7 @@ def parse_level(level: str | tuple[int, int]) -> tuple[int, int]:
         parts = level.split("-")
         if len(parts) == 2 and all(p.isdigit() for p in parts):
             level = (int(parts[0]), int(parts[1]))
-    if (
-        not isinstance(level, tuple | list)
-        or len(level) != 2
-        or not all(isinstance(v, int) and 1 <= v <= 8 for v in level)
-        or level[1] > 4
-    ):
+    if not isinstance(level, tuple | list) or len(level) != 2 or not all(isinstance(v, int) and 1 <= v <= 8 for v in level) or level[1] > 4:
         raise ValueError(f"level {level!r} is not a Super Mario Bros level: use 'W-S' with W in 1..8, S in 1..4")
     return (level[0], level[1])
 
@@ -124,7 +119,7 @@ class MarioEnv(gym.Env):
         self.observation_space = spaces.Box(0, 255, (*self.size, 3), np.uint8)
         self.action_space = spaces.Discrete(len(self.action_set))
         self._observation = np.zeros(self.observation_space.shape, np.uint8)
-        self._human: HumanRenderer | None = None
+        self._renderer = FrameRenderer(render_mode, self.render_scale, "worldsim: Super Mario Bros (real)", self.metadata["render_fps"])
         self._closed = False
 
     def get_action_meanings(self) -> list[str]:
@@ -165,21 +160,10 @@ class MarioEnv(gym.Env):
         return self._observation.copy(), reward, bool(terminated), bool(truncated), self._labels(raw_info)
 
     def render(self):
-        if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' or 'human'")
-            return None
-        frame = upscale(self._observation, self.render_scale)
-        if self.render_mode == "rgb_array":
-            return frame
-        if self._human is None:
-            self._human = HumanRenderer("worldsim: Super Mario Bros (real)", fps=self.metadata["render_fps"])
-        self._human.show(frame)
-        return None
+        return self._renderer.render(self._observation)
 
     def close(self):
-        if self._human is not None:
-            self._human.close()
-            self._human = None
+        self._renderer.close()
         if not self._closed:  # nes-py raises on a second close; Gymnasium allows it
             self._nes.close()
             self._closed = True
