@@ -26,7 +26,7 @@ from torchmetrics.functional.image import (
 )
 from tqdm import tqdm
 
-from worldsim.models.heads import DEATH, FLAG, RUNNING
+from worldsim.models.heads import DEATH, FLAG
 from worldsim.models.world_model import WorldModel
 
 
@@ -282,7 +282,6 @@ def write_json(report: FidelityReport, path: str | os.PathLike) -> None:
 
 
 __all__ = [
-    "RUNNING",
     "FidelityReport",
     "autoregressive",
     "frame_psnr",

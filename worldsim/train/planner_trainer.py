@@ -11,7 +11,6 @@ by ``worldsim collect`` with the waypoint expert), each token noised to its own 
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,6 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, RandomSampler
 from tqdm import tqdm
 
@@ -29,7 +26,15 @@ from worldsim.data.trajectories import TrajectoryWindows
 from worldsim.errors import WorldsimError
 from worldsim.models.trajectory_model import PLANNER_KIND, TrajectoryModelConfig, build_trajectory_model
 from worldsim.train.checkpoint import save_checkpoint
-from worldsim.train.resumable import ema_weights, resume, save_resumable, tensorboard_writer
+from worldsim.train.resumable import (
+    ema_weights,
+    hardware_description,
+    optimizer_step,
+    resume,
+    save_resumable,
+    tensorboard_writer,
+    training_objects,
+)
 
 CHECKPOINT_DIR, MODEL_DIR = "checkpoint", "model"
 
@@ -59,9 +64,7 @@ def train_planner(model_values: dict[str, Any], cfg: dict[str, Any], out: str | 
     saved_config = {"kind": PLANNER_KIND, "planner": config.to_dict()}
 
     model = build_trajectory_model(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["optimizer"]["lr"], weight_decay=cfg["optimizer"]["weight_decay"])
-    lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg["optimizer"]["warmup_steps"])
-    ema = EMAModel(model.parameters(), decay=cfg["ema_decay"], use_ema_warmup=True)
+    optimizer, lr_schedule, ema = training_objects(model, cfg)
     step, elapsed = 0, 0.0
     if (out / CHECKPOINT_DIR).is_dir():
         step, elapsed = resume(out / CHECKPOINT_DIR, model, optimizer, lr_schedule, ema, saved_config)
@@ -84,11 +87,7 @@ def train_planner(model_values: dict[str, Any], cfg: dict[str, Any], out: str | 
         if not torch.isfinite(loss):
             raise WorldsimError(f"training diverged at step {step} (loss {loss.item()}): lower optimizer.lr")
         accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), cfg["optimizer"]["grad_clip"])
-        optimizer.step()
-        lr_schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        ema.step(accelerator.unwrap_model(model).parameters())
+        optimizer_step(accelerator, model, optimizer, lr_schedule, ema, cfg["optimizer"]["grad_clip"])
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -112,12 +111,7 @@ def train_planner(model_values: dict[str, Any], cfg: dict[str, Any], out: str | 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         elapsed = time.perf_counter() - started
-        device = accelerator.device
-        hardware = (
-            torch.cuda.get_device_name(device)
-            if device.type == "cuda"
-            else f"CPU ({platform.machine()}), {torch.get_num_threads()} torch threads"
-        )
+        hardware = hardware_description(accelerator)
         steps_total = sum(len(ep) for ep in windows.episodes)
         card = "\n".join(
             [

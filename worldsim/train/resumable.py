@@ -7,14 +7,45 @@ the elapsed training time. ``resume`` refuses a checkpoint written with another 
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 from typing import Any
 
 import torch
+from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 
 from worldsim.errors import WorldsimError
 from worldsim.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
+
+
+def training_objects(model: torch.nn.Module, cfg: dict[str, Any]) -> tuple[torch.optim.Optimizer, Any, EMAModel]:
+    """AdamW, a constant learning rate after linear warm-up (diffusers' scheduler) and an EMA of the
+    weights, from a training config's ``optimizer`` section and ``ema_decay``."""
+    settings = cfg["optimizer"]
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"], betas=tuple(settings.get("betas", (0.9, 0.999)))
+    )
+    lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=settings["warmup_steps"])
+    return optimizer, lr_schedule, EMAModel(model.parameters(), decay=cfg["ema_decay"], use_ema_warmup=True)
+
+
+def optimizer_step(accelerator, model, optimizer, lr_schedule, ema: EMAModel, grad_clip: float) -> torch.Tensor:
+    """Clip the gradients, step the optimizer and the schedule, update the EMA; returns the gradient norm."""
+    grad_norm = accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    lr_schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    ema.step(accelerator.unwrap_model(model).parameters())
+    return grad_norm
+
+
+def hardware_description(accelerator) -> str:
+    """What a model card says the training ran on: the GPU's name, or the CPU and its torch threads."""
+    device = accelerator.device
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} torch threads"
 
 
 class ema_weights:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,6 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -48,7 +45,15 @@ from worldsim.models.world_model import (
     WorldModelConfig,
 )
 from worldsim.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from worldsim.train.resumable import ema_weights, resume, save_resumable, tensorboard_writer
+from worldsim.train.resumable import (
+    ema_weights,
+    hardware_description,
+    optimizer_step,
+    resume,
+    save_resumable,
+    tensorboard_writer,
+    training_objects,
+)
 
 CHECKPOINT_DIR = "checkpoint"
 MODEL_DIR = "model"
@@ -81,18 +86,7 @@ def train_world_model(
     heldout = _heldout_batches(cfg, k) if cfg["data"].get("heldout") else None
 
     model = WorldModel(config)
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=cfg["optimizer"]["lr"],
-        weight_decay=cfg["optimizer"]["weight_decay"],
-        betas=tuple(cfg["optimizer"]["betas"]),
-    )
-    lr_schedule = get_scheduler(
-        "constant_with_warmup",
-        optimizer,
-        num_warmup_steps=cfg["optimizer"]["warmup_steps"],
-    )
-    ema = EMAModel(model.parameters(), decay=cfg["ema_decay"], use_ema_warmup=True)
+    optimizer, lr_schedule, ema = training_objects(model, cfg)
     step, elapsed = 0, 0.0
     if (out / CHECKPOINT_DIR).is_dir():
         step, elapsed = resume(out / CHECKPOINT_DIR, model, optimizer, lr_schedule, ema, {"model": config.to_dict()})
@@ -132,11 +126,7 @@ def train_world_model(
         if not torch.isfinite(loss):
             raise WorldsimError(f"training diverged at step {step} (loss {loss.item()}): lower optimizer.lr or check the data")
         accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg["optimizer"]["grad_clip"])
-        optimizer.step()
-        lr_schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        ema.step(accelerator.unwrap_model(model).parameters())
+        grad_norm = optimizer_step(accelerator, model, optimizer, lr_schedule, ema, cfg["optimizer"]["grad_clip"])
         step += 1
         last_loss = loss.item()
         bar.update(1)
@@ -422,12 +412,7 @@ def model_card(
     last_eval,
 ) -> str:
     """A first model card: data, steps, time, hardware, command, the last held-out fidelity."""
-    device = accelerator.device
-    hardware = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} torch threads"
-    )
+    hardware = hardware_description(accelerator)
     frames = sum(len(ep.frames) for ep in windows.episodes)
     lines = [
         "# World model card",
