@@ -81,7 +81,7 @@ def run_policy(method: str, maze: str, task: str, policy: BatchPolicy, episodes:
         actions = policy(observations, restart)
         restart[:] = False
         for i, env in enumerate(envs):
-            observations[i], reward, _, _, info = env.step(actions[i])
+            observations[i], reward, _, _, _ = env.step(actions[i])
             returns[i] += reward
             paths[i].append(observations[i]["observation"][:2].copy())
             reached = np.linalg.norm(observations[i]["achieved_goal"] - observations[i]["desired_goal"]) <= SUCCESS_RADIUS
