@@ -1,7 +1,11 @@
 """``DiffusionForcingPlanner``: plan a trajectory to the goal with diffusion forcing, track it with PD.
 
 Every ``replan_every`` steps the planner samples a plan of ``plan_steps`` future (state, action)
-steps starting at the current state:
+steps starting at the current state. As in diffusion forcing, the past is a clean token: token 0
+holds the last ``frame_stack`` (state, action) steps the episode took (at noise level 0 throughout)
+and the plan is the tokens after it, whose first step is pinned to the current state. The causal
+network reads the history, so the plan continues the ball's actual motion; pinning the current
+state alone into a noisy token does not (the rest of that token ignores it).
 
 * the noise schedule is a pyramid: near tokens are denoised first, far ones stay noisier longer
   (``schedule="full"`` denoises all together, the Diffuser-style ablation);
@@ -28,10 +32,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from worldsim.data.trajectories import STATE_DIM, STEP_DIM, tokens_to_steps
+from worldsim.data.trajectories import STATE_DIM, STEP_DIM, steps_to_tokens, tokens_to_steps
 from worldsim.diffusion.forcing import full_sequence_schedule, pyramid_schedule
 from worldsim.errors import WorldsimError
 from worldsim.models.trajectory_model import load_trajectory_model
+from worldsim.train.checkpoint import shipped_checkpoint
 
 SCHEDULES = ("pyramid", "full")
 CONTROLLERS = ("pd", "actions")
@@ -42,7 +47,8 @@ class DiffusionForcingPlanner:
 
     Args:
         env: the PointMaze env it will act in; its maze must be the checkpoint's.
-        path: a planner checkpoint folder (``worldsim train --model df-<maze>`` writes ``OUT/model``).
+        path: a planner checkpoint folder (``worldsim train --model df-<maze>`` writes ``OUT/model``);
+            by default the planner shipped for the env's maze (``worldsim/checkpoints/df-<maze>-v0``).
         schedule: ``"pyramid"`` or ``"full"``; ``slope``: pyramid steps between neighbouring tokens.
         guidance_scale: step size of the goal guidance (0 switches guidance off).
         mc_samples: plans sampled per episode for Monte-Carlo guidance (1: off).
@@ -52,6 +58,8 @@ class DiffusionForcingPlanner:
         replan_every: env steps between plans.
         controller: ``"pd"`` (track the plan) or ``"actions"`` (execute its actions).
         p_gain, d_gain: PD gains; ``lookahead``: which planned step the controller aims at.
+        goal_radius: a plan ends where it first comes this close to the goal; the controller then
+            holds the ball at the goal.
         device: ``"cpu"`` or ``"cuda"``; default CUDA when present.
     """
 
@@ -70,11 +78,17 @@ class DiffusionForcingPlanner:
         p_gain: float = 12.5,
         d_gain: float = 1.2,
         lookahead: int = 1,
+        goal_radius: float = 0.2,
         device: str | None = None,
         seed: int | None = None,
     ):
+        maze = getattr(env.unwrapped, "maze_name", None)
         if path is None:
-            raise WorldsimError("the diffusion-forcing planner needs a trained checkpoint: pass path=DIR (df_planner.path=DIR)")
+            if maze is None:
+                raise WorldsimError(
+                    "the diffusion-forcing planner needs a trained checkpoint for this env: pass path=DIR (df_planner.path=DIR)"
+                )
+            path = shipped_planner(maze)
         if schedule not in SCHEDULES:
             raise WorldsimError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
         if controller not in CONTROLLERS:
@@ -86,7 +100,6 @@ class DiffusionForcingPlanner:
             )
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model, self.config = load_trajectory_model(path, self.device)
-        maze = getattr(env.unwrapped, "maze_name", None)
         if maze is not None and maze != self.config.maze:
             raise WorldsimError(
                 f"checkpoint {path} was trained on the {self.config.maze} maze, the env is {maze}: use a planner trained on {maze}"
@@ -96,9 +109,11 @@ class DiffusionForcingPlanner:
         self.mc_samples, self.replan_every, self.controller = mc_samples, replan_every, controller
         self.guidance_through_network = bool(guidance_through_network)
         self.p_gain, self.d_gain, self.lookahead = p_gain, d_gain, lookahead
+        self.goal_radius = float(goal_radius)
         self._low, self._high = np.asarray(env.action_space.low), np.asarray(env.action_space.high)
         self._generator = torch.Generator(self.device)
         self.plans: np.ndarray | None = None  # float[N, plan_steps, 6] of the last plan, per episode
+        self.history: np.ndarray | None = None  # float[N, frame_stack, 6]: each episode's last steps
         self.plan_seconds: list[float] = []  # wall time of each (batched) replan
         self.reset(seed)
 
@@ -113,7 +128,7 @@ class DiffusionForcingPlanner:
     def reset(self, seed: int | None = None) -> None:
         self._generator.manual_seed(0 if seed is None else int(seed))
         self._since_plan: np.ndarray | None = None
-        self.plans = None
+        self.plans = self.history = None
 
     def act(self, observation: dict[str, np.ndarray], info: dict[str, Any] | None = None) -> np.ndarray:
         return self.act_batch([observation])[0]
@@ -129,12 +144,16 @@ class DiffusionForcingPlanner:
         if self._since_plan is None or len(self._since_plan) != n:
             self._since_plan = np.full(n, self.replan_every)
             self.plans = np.zeros((n, self.config.plan_steps, STEP_DIM))
+            self.history = np.zeros((n, self.config.frame_stack, STEP_DIM))
+            restart = np.ones(n, bool)
         if restart is not None:
-            self._since_plan[np.asarray(restart, bool)] = self.replan_every
+            restart = np.asarray(restart, bool)
+            self._since_plan[restart] = self.replan_every
+            self.history[restart] = resting_history(states[restart], self.config.frame_stack)
         due = np.flatnonzero(self._since_plan >= self.replan_every)
         if len(due):
             start = time.perf_counter()
-            self.plans[due] = self.plan(states[due], goals[due])
+            self.plans[due] = self.plan(states[due], goals[due], self.history[due])
             self.plan_seconds.append(time.perf_counter() - start)
             self._since_plan[due] = 0
         k = np.minimum(self._since_plan + self.lookahead, self.config.plan_steps - 1)
@@ -144,28 +163,42 @@ class DiffusionForcingPlanner:
         else:
             actions = self.p_gain * (target[:, :2] - states[:, :2]) + self.d_gain * (target[:, 2:4] - states[:, 2:4])
         self._since_plan += 1
-        return np.clip(actions, self._low, self._high).astype(np.float32)
+        actions = np.clip(actions, self._low, self._high).astype(np.float32)
+        self.history = np.concatenate([self.history[:, 1:], np.concatenate([states, actions], axis=1)[:, None]], axis=1)
+        return actions
 
-    def plan(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
-        """Plans ``float[N, plan_steps, 6]`` (denormalised) from ``states float[N, 4]`` to ``goals float[N, 2]``."""
+    def plan(self, states: np.ndarray, goals: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
+        """Plans ``float[N, plan_steps, 6]`` (denormalised) from ``states float[N, 4]`` to ``goals float[N, 2]``.
+
+        ``history float[N, frame_stack, 6]``: the (state, action) steps that led to ``states``;
+        by default the ball at rest there (as at the start of an episode).
+        """
         config, m = self.config, self.mc_samples
         n = len(states)
         tokens, frame_stack = config.num_tokens, config.frame_stack
         levels = config.forcing.sampling_levels
-        schedule = pyramid_schedule(tokens, levels, self.slope) if self.schedule == "pyramid" else full_sequence_schedule(tokens, levels)
+        if self.schedule == "pyramid":
+            schedule = pyramid_schedule(tokens, levels, self.slope, first_token_clean=True)
+        else:
+            schedule = full_sequence_schedule(tokens, levels, first_token_clean=True)
+        if history is None:
+            history = resting_history(states, frame_stack)
         device = self.device
         state = torch.as_tensor(np.repeat(states, m, axis=0), dtype=torch.float32, device=device)
         goal = torch.as_tensor(np.repeat(goals, m, axis=0), dtype=torch.float32, device=device)
-        known = self.normalizer.normalize(torch.cat([state, torch.zeros_like(state[:, :2])], dim=1))[:, :STATE_DIM]
+        past = torch.as_tensor(np.repeat(history, m, axis=0), dtype=torch.float32, device=device)
+        past_token = steps_to_tokens(self.normalizer.normalize(past), frame_stack)[:, 0]
+        now = self.normalizer.normalize(torch.cat([state, torch.zeros_like(state[:, :2])], dim=1))[:, :STATE_DIM]
 
         def condition(x: torch.Tensor) -> torch.Tensor:
-            # The plan starts at the current state: the first step of token 0 is known.
+            # Token 0 is the history; the plan's first step is the current state.
             x = x.clone()
-            x[:, 0, :STATE_DIM] = known
+            x[:, 0] = past_token
+            x[:, 1, :STATE_DIM] = now
             return x
 
         def score(x0: torch.Tensor) -> torch.Tensor:
-            positions = self.normalizer.denormalize(tokens_to_steps(x0, frame_stack))[..., :2]
+            positions = self.normalizer.denormalize(tokens_to_steps(x0[:, 1:], frame_stack))[..., :2]
             # Summed over the planned steps (not averaged): the guidance scale is then a step size
             # per planned position, whatever the plan's length.
             return -((positions - goal[:, None]) ** 2).sum(dim=-1).sum(dim=-1)
@@ -181,8 +214,34 @@ class DiffusionForcingPlanner:
             generator=self._generator,
             device=device,
         )
-        steps = self.normalizer.denormalize(tokens_to_steps(x, frame_stack)).reshape(n, m, config.plan_steps, STEP_DIM)
-        # Keep, per episode, the sampled plan whose last position is closest to the goal.
-        goal_distance = ((steps[:, :, -1, :2] - goal.reshape(n, m, 2)) ** 2).sum(-1)
-        best = goal_distance.argmin(dim=1)
+        steps = self.normalizer.denormalize(tokens_to_steps(x[:, 1:], frame_stack)).reshape(n, m, config.plan_steps, STEP_DIM)
+        steps = stop_at_goal(steps, goal.reshape(n, m, 1, 2), self.goal_radius)
+        # Keep, per episode, the sampled plan with the best goal score (the one that gets there first).
+        distance = ((steps[..., :2] - goal.reshape(n, m, 1, 2)) ** 2).sum(-1).sum(-1)
+        best = distance.argmin(dim=1)
         return steps[torch.arange(n, device=device), best].cpu().numpy().astype(np.float64)
+
+
+def resting_history(states: np.ndarray, frame_stack: int) -> np.ndarray:
+    """``float[N, frame_stack, 6]``: the ball held at ``states float[N, 4]`` with no action, the
+    history of an episode that has just begun."""
+    steps = np.concatenate([states, np.zeros((len(states), STEP_DIM - STATE_DIM))], axis=1)
+    return np.repeat(steps[:, None], frame_stack, axis=1)
+
+
+def stop_at_goal(steps: torch.Tensor, goals: torch.Tensor, radius: float) -> torch.Tensor:
+    """Plans ``float[..., T, 6]`` that end where they first come within ``radius`` of ``goals
+    float[..., 1, 2]``: from there on the ball waits at the goal (zero velocity and action).
+
+    The task is to reach the goal and stay, but the data never stays anywhere (the expert is
+    given a new goal on arrival), so a sampled plan passes through the goal and goes on.
+    """
+    inside = ((steps[..., :2] - goals) ** 2).sum(-1) <= radius**2
+    arrived = inside.cumsum(-1) > 0  # at or after the first step inside
+    waiting = torch.cat([goals.expand(*steps.shape[:-2], steps.shape[-2], 2), torch.zeros_like(steps[..., 2:])], dim=-1)
+    return torch.where(arrived[..., None], waiting, steps)
+
+
+def shipped_planner(maze: str) -> os.PathLike:
+    """The planner checkpoint shipped for ``maze`` (``worldsim/checkpoints/df-<maze>-v0``)."""
+    return shipped_checkpoint(f"df-{maze}-v0")

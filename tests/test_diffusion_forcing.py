@@ -137,8 +137,11 @@ def test_planner_trains_plans_in_a_batch_and_refuses_another_maze(windows, tmp_p
     observations = [env.reset(seed=s)[0] for s in range(3)]
     actions = planner.act_batch(observations)
     assert actions.shape == (3, 2) and np.abs(actions).max() <= 1
-    assert planner.plans.shape == (3, 16, STEP_DIM) and len(planner.plan_seconds) == 1
-    np.testing.assert_allclose(planner.plans[:, 0, :4], np.stack([o["observation"] for o in observations]), atol=1e-4)
+    # 4 tokens of 4 steps: the history token, then 12 planned steps starting at the current state.
+    assert planner.plans.shape == (3, 12, STEP_DIM) and len(planner.plan_seconds) == 1
+    states = np.stack([o["observation"] for o in observations])
+    np.testing.assert_allclose(planner.plans[:, 0, :4], states, atol=1e-4)
+    np.testing.assert_allclose(planner.history[:, -1], np.concatenate([states, actions], axis=1), atol=1e-6)
     planner.act_batch(observations)
     planner.act_batch(observations)
     assert len(planner.plan_seconds) == 1  # replans every 3 steps, all episodes in one pass
@@ -148,5 +151,5 @@ def test_planner_trains_plans_in_a_batch_and_refuses_another_maze(windows, tmp_p
     with pytest.raises(WorldsimError, match="trained on the umaze maze"):
         make_agent("df_planner", gym.make("worldsim/PointMaze-Medium-v0"), path=path)
     with pytest.raises(WorldsimError, match="needs a trained checkpoint"):
-        make_agent("df_planner", env)
+        make_agent("df_planner", gym.make("CartPole-v1"))
     env.close()

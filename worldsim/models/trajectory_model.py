@@ -26,14 +26,15 @@ PLANNER_KIND = "diffusion_forcing_planner"
 class TrajectoryModelConfig:
     maze: str = "umaze"
     frame_stack: int = 8  # steps per token
-    num_tokens: int = 16  # tokens per training window and per plan
+    num_tokens: int = 16  # tokens per training window; a plan is the history token and num_tokens - 1 planned ones
     network: TrajectoryTransformerConfig = field(default_factory=TrajectoryTransformerConfig)
     forcing: ForcingConfig = field(default_factory=ForcingConfig)
     normalizer: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def plan_steps(self) -> int:
-        return self.frame_stack * self.num_tokens
+        """Future steps in a plan: every token but the first, which holds the recent history."""
+        return self.frame_stack * (self.num_tokens - 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
