@@ -12,7 +12,6 @@ them all in one forward pass; ``WorldModelEnv`` is a batch of one, ``WorldModelV
 from __future__ import annotations
 
 import os
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +25,14 @@ from worldsim.diffusion.sampler import from_uint8, to_uint8
 from worldsim.errors import WorldsimError
 from worldsim.models.heads import DEATH, FLAG, RUNNING
 from worldsim.models.world_model import StartStates, WorldModel, load_world_model
+from worldsim.train.checkpoint import shipped_checkpoint as shipped_checkpoint_folder
 
 SHIPPED_CHECKPOINT = "mario-v0"
 
 
 def shipped_checkpoint(name: str = SHIPPED_CHECKPOINT) -> Path:
-    """The folder of a checkpoint shipped inside the package (``worldsim/checkpoints/<name>``)."""
-    path = Path(str(files("worldsim") / "checkpoints" / name))
-    if not path.is_dir():
-        raise WorldsimError(f"worldsim ships no checkpoint {name!r} (looked in {path}): pass checkpoint=PATH to a trained model folder")
-    return path
+    """The shipped Mario world model's folder (by default); see ``worldsim.train.checkpoint.shipped_checkpoint``."""
+    return shipped_checkpoint_folder(name)
 
 
 def default_device() -> torch.device:

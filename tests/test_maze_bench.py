@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from worldsim.agents.df_planner import shipped_planner
 
 from worldsim.cli import main
 from worldsim.eval import maze_bench
@@ -32,7 +33,8 @@ def test_same_seeds_give_the_same_episodes():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["bench", "maze", "--methods", "df"], "need a trained planner"),
+        (["bench", "maze", "--methods", "df", "--planner", "no/such/planner"], "no/such/planner"),
+        (["bench", "maze", "--maze", "medium", "--methods", "df", "--planner", str(shipped_planner("umaze"))], "trained on the umaze maze"),
         (["bench", "maze", "--methods", "teleport"], "unknown methods"),
         (["bench", "maze", "--methods", "random", "--episodes", "0"], "--episodes must be positive"),
     ],
@@ -43,6 +45,6 @@ def test_bad_benchmark_input_gives_one_line(argv, message, capsys):
 
 
 def test_planner_overrides_may_follow_the_options(capsys):
-    # The override is parsed (and then refused for lack of a planner), not rejected by argparse.
-    assert main(["bench", "maze", "--methods", "df", "--episodes", "1", "df_planner.guidance_scale=0.3"]) == 2
-    assert "need a trained planner" in capsys.readouterr().err
+    # The override is parsed and reaches the planner (which refuses it), not rejected by argparse.
+    assert main(["bench", "maze", "--methods", "df", "--episodes", "1", "df_planner.mc_samples=0"]) == 2
+    assert "need mc_samples >= 1" in capsys.readouterr().err

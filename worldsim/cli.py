@@ -417,7 +417,9 @@ def _cmd_bench(args) -> int:
         raise WorldsimError(f"unknown methods {unknown}: choose from {', '.join(METHODS)}")
     planner_methods = [m for m in args.methods if METHODS[m] is not None]
     if planner_methods and args.planner is None:
-        raise WorldsimError(f"methods {planner_methods} need a trained planner: pass --planner runs/df-{args.maze}/model")
+        from worldsim.agents.df_planner import shipped_planner
+
+        args.planner = shipped_planner(args.maze)
     if args.episodes < 1:
         raise WorldsimError(f"--episodes must be positive, got {args.episodes}")
     overrides = [f"agent.{o.split('.', 1)[1]}" if o.startswith("df_planner.") else o for o in args.overrides]
@@ -690,7 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = add("bench", "benchmarks: `worldsim bench maze` runs the maze planning benchmark", _cmd_bench)
     bench.add_argument("suite", choices=["maze"], help="the benchmark to run")
     bench.add_argument("--maze", default="umaze", choices=["umaze", "medium", "large"])
-    bench.add_argument("--planner", type=Path, help="trained planner folder for the df methods (runs/df-MAZE/model)")
+    bench.add_argument("--planner", type=Path, help="planner folder for the df methods (default: the one shipped for the maze)")
     bench.add_argument("--methods", nargs="+", default=["df", "df-full-sequence", "waypoint", "random"], help=f"of {', '.join(METHODS)}")
     bench.add_argument("--tasks", nargs="+", default=["single", "multi"], choices=["single", "multi"])
     bench.add_argument("--episodes", type=int, default=100, help="evaluation episodes per task and method (default 100)")

@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -181,3 +182,11 @@ def _unflatten_optimizer_state(tensors: dict[str, torch.Tensor], structure: Any)
         if "__list__" in structure:
             return [_unflatten_optimizer_state(tensors, v) for v in structure["__list__"]]
     return structure
+
+
+def shipped_checkpoint(name: str) -> Path:
+    """The folder of a checkpoint shipped inside the package (``worldsim/checkpoints/<name>``)."""
+    path = Path(str(files("worldsim") / "checkpoints" / name))
+    if not path.is_dir():
+        raise WorldsimError(f"worldsim ships no checkpoint {name!r} (looked in {path}): pass the path of a trained model folder")
+    return path

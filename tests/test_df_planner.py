@@ -1,0 +1,87 @@
+"""The shipped UMaze diffusion-forcing planner in real PointMaze episodes: guidance, schedule, controller."""
+
+import numpy as np
+import pytest
+import torch
+from worldsim.agents import make_agent
+from worldsim.agents.df_planner import stop_at_goal
+from worldsim.envs.real.pointmaze import SUCCESS_RADIUS
+
+from worldsim.eval.maze_bench import make_eval_env
+
+
+@pytest.fixture
+def env():
+    env = make_eval_env("umaze", "single")
+    yield env
+    env.close()
+
+
+def goal_distance(plans: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """Mean distance of every planned position to the goal, per plan."""
+    return np.linalg.norm(plans[..., :2] - goal, axis=-1).mean(-1)
+
+
+def test_guidance_brings_plans_to_the_goal(env):
+    observation, _ = env.reset(seed=100_000)
+    states = np.repeat(observation["observation"][None], 8, axis=0)
+    goals = np.repeat(observation["desired_goal"][None], 8, axis=0)
+    distances = {}
+    for scale in (0.0, 0.05):
+        planner = make_agent("df_planner", env, guidance_scale=scale, mc_samples=1, seed=0)
+        plans = planner.plan(states, goals)
+        assert plans.shape == (8, planner.config.plan_steps, 6) and np.isfinite(plans).all()
+        np.testing.assert_allclose(plans[:, 0, :4], states, atol=1e-4)  # every plan starts at the ball
+        distances[scale] = goal_distance(plans, goals[:, None]).mean()
+    assert distances[0.05] < 0.8 * distances[0.0], distances
+
+
+def test_pyramid_and_full_sequence_plans_follow_the_corridor(env):
+    """Unguided plans from the start stay out of the U's inner wall (cells (2, 1)-(2, 2))."""
+    observation, _ = env.reset(seed=100_000)
+    states = np.repeat(observation["observation"][None], 8, axis=0)
+    for schedule in ("pyramid", "full"):
+        planner = make_agent("df_planner", env, schedule=schedule, guidance_scale=0.0, mc_samples=1, seed=0)
+        positions = planner.plan(states, np.zeros((8, 2)))[..., :2]
+        # UMaze cells are 1x1 and centred on (0, 0): the inner wall spans x in [-1.5, 0.5], y in [-0.5, 0.5].
+        inside_wall = (positions[..., 0] < 0.5 - 0.1) & (np.abs(positions[..., 1]) < 0.5 - 0.1)
+        assert inside_wall.mean() < 0.02, (schedule, inside_wall.mean())
+
+
+def test_planner_reaches_the_goal_and_stays(env):
+    torch.manual_seed(0)
+    planner = make_agent("df_planner", env, mc_samples=4, seed=0)
+    observation, _ = env.reset(seed=100_000)
+    distances = []
+    for _ in range(300):  # the D4RL UMaze horizon
+        observation, *_ = env.step(planner.act(observation))
+        distances.append(np.linalg.norm(observation["achieved_goal"] - observation["desired_goal"]))
+    distances = np.array(distances)
+    first = int(np.argmax(distances <= SUCCESS_RADIUS))
+    assert distances[first] <= SUCCESS_RADIUS, distances.min()  # reached within the horizon
+    assert (distances[first + 20 :] <= SUCCESS_RADIUS).mean() > 0.9  # the controller holds the ball at the goal
+    # The history token holds the last steps taken, the last one now.
+    assert planner.history.shape == (1, planner.config.frame_stack, 6)
+
+
+def test_controller_tracks_the_plan_or_executes_its_actions(env):
+    observation, _ = env.reset(seed=100_001)
+    pd = make_agent("df_planner", env, guidance_scale=0.0, mc_samples=1, seed=0)
+    action = pd.act(observation)
+    target = pd.plans[0, 1]
+    expected = np.clip(
+        pd.p_gain * (target[:2] - observation["observation"][:2]) + pd.d_gain * (target[2:4] - observation["observation"][2:]), -1, 1
+    )
+    np.testing.assert_allclose(action, expected, atol=1e-5)
+
+    executing = make_agent("df_planner", env, guidance_scale=0.0, mc_samples=1, controller="actions", seed=0)
+    np.testing.assert_allclose(executing.act(observation), np.clip(executing.plans[0, 0, 4:], -1, 1), atol=1e-6)
+
+
+def test_plans_end_at_the_goal():
+    steps = torch.zeros(1, 5, 6)
+    steps[0, :, 0] = torch.arange(5.0)  # x = 0, 1, 2, 3, 4 with some velocity and action
+    steps[0, :, 2:] = 1.0
+    held = stop_at_goal(steps, torch.tensor([[[2.1, 0.0]]]), radius=0.2)
+    torch.testing.assert_close(held[0, :2], steps[0, :2])
+    torch.testing.assert_close(held[0, 2:], torch.tensor([[2.1, 0, 0, 0, 0, 0]] * 3))
