@@ -12,8 +12,9 @@ state alone into a noisy token does not (the rest of that token ignores it).
 * goal guidance on every planned step: the score is minus the summed squared distance of every
   planned position to the goal, and its gradient (through the causal network) moves the plan;
 * Monte-Carlo guidance: ``mc_samples`` plans per episode are sampled together and their guidance
-  gradients averaged (``mc_samples=1`` switches it off); the plan kept is the one whose positions
-  end closest to the goal;
+  gradients averaged (``mc_samples=1`` switches it off); the plan kept is the one with the best
+  goal score among those that never jump further than the ball can move (``max_jump``);
+* a plan ends where it first reaches the goal (``goal_radius``): from there it waits at the goal;
 * a PD controller tracks the planned positions and velocities,
   ``a = clip(p_gain * (p_plan - p) + d_gain * (v_plan - v), -1, 1)`` (``controller="actions"``
   executes the planned actions instead, the other ablation).
@@ -60,6 +61,9 @@ class DiffusionForcingPlanner:
         p_gain, d_gain: PD gains; ``lookahead``: which planned step the controller aims at.
         goal_radius: a plan ends where it first comes this close to the goal; the controller then
             holds the ball at the goal.
+        max_jump: the longest step (in maze units) a plan may take between two consecutive
+            positions. The ball moves at most about 0.07 per step; sampled plans jump up to about
+            0.4 where tokens meet, and more where they cut through a wall.
         device: ``"cpu"`` or ``"cuda"``; default CUDA when present.
     """
 
@@ -70,8 +74,8 @@ class DiffusionForcingPlanner:
         *,
         schedule: str = "pyramid",
         slope: int = 1,
-        guidance_scale: float = 0.1,
-        mc_samples: int = 4,
+        guidance_scale: float = 0.01,
+        mc_samples: int = 16,
         guidance_through_network: bool = True,
         replan_every: int = 10,
         controller: str = "pd",
@@ -79,6 +83,7 @@ class DiffusionForcingPlanner:
         d_gain: float = 1.2,
         lookahead: int = 1,
         goal_radius: float = 0.2,
+        max_jump: float = 0.5,
         device: str | None = None,
         seed: int | None = None,
     ):
@@ -109,7 +114,7 @@ class DiffusionForcingPlanner:
         self.mc_samples, self.replan_every, self.controller = mc_samples, replan_every, controller
         self.guidance_through_network = bool(guidance_through_network)
         self.p_gain, self.d_gain, self.lookahead = p_gain, d_gain, lookahead
-        self.goal_radius = float(goal_radius)
+        self.goal_radius, self.max_jump = float(goal_radius), float(max_jump)
         self._low, self._high = np.asarray(env.action_space.low), np.asarray(env.action_space.high)
         self._generator = torch.Generator(self.device)
         self.plans: np.ndarray | None = None  # float[N, plan_steps, 6] of the last plan, per episode
@@ -215,10 +220,14 @@ class DiffusionForcingPlanner:
             device=device,
         )
         steps = self.normalizer.denormalize(tokens_to_steps(x[:, 1:], frame_stack)).reshape(n, m, config.plan_steps, STEP_DIM)
+        # A plan that jumps (a step longer than max_jump) has left the model's dynamics, typically
+        # through a wall towards the goal; it is kept only if every sample of the episode jumps.
+        jumps = (steps[..., 1:, :2] - steps[..., :-1, :2]).norm(dim=-1).amax(dim=-1) > self.max_jump
         steps = stop_at_goal(steps, goal.reshape(n, m, 1, 2), self.goal_radius)
         # Keep, per episode, the sampled plan with the best goal score (the one that gets there first).
         distance = ((steps[..., :2] - goal.reshape(n, m, 1, 2)) ** 2).sum(-1).sum(-1)
-        best = distance.argmin(dim=1)
+        best = torch.where(jumps, torch.inf, distance).argmin(dim=1)
+        best = torch.where(jumps.all(dim=1), distance.argmin(dim=1), best)
         return steps[torch.arange(n, device=device), best].cpu().numpy().astype(np.float64)
 
 
