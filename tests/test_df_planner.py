@@ -7,6 +7,7 @@ from worldsim.agents import make_agent
 from worldsim.agents.df_planner import stop_at_goal
 from worldsim.envs.real.pointmaze import SUCCESS_RADIUS
 
+from worldsim.data.trajectories import steps_to_tokens
 from worldsim.eval.maze_bench import make_eval_env
 
 
@@ -85,3 +86,21 @@ def test_plans_end_at_the_goal():
     held = stop_at_goal(steps, torch.tensor([[[2.1, 0.0]]]), radius=0.2)
     torch.testing.assert_close(held[0, :2], steps[0, :2])
     torch.testing.assert_close(held[0, 2:], torch.tensor([[2.1, 0, 0, 0, 0, 0]] * 3))
+
+
+def test_plans_that_jump_are_not_kept(env, monkeypatch):
+    """Of two sampled futures, the one that jumps to the goal (as through a wall) loses to the one that walks."""
+    planner = make_agent("df_planner", env, mc_samples=2, guidance_scale=0.0, seed=0)
+    config, normalizer = planner.config, planner.normalizer
+    start, goal = np.array([0.0, -1.0, 0.0, 0.0]), np.array([1.0, 1.0])
+    steps = np.zeros((2, config.frame_stack * config.num_tokens, 6))
+    walk = np.linspace(0, 1, steps.shape[1] - config.frame_stack)[:, None]
+    steps[0, config.frame_stack :, :2] = start[:2] + walk * np.array([0.5, 0.5])  # walks a short way, slowly
+    steps[1, config.frame_stack :, :2] = goal  # at the goal one step after the start
+    steps[:, config.frame_stack, :2] = start[:2]
+    tokens = steps_to_tokens(normalizer.normalize(steps.astype(np.float32)), config.frame_stack)
+    monkeypatch.setattr(planner.model, "sample", lambda *args, **kwargs: torch.as_tensor(tokens))
+    plan = planner.plan(start[None], goal[None])[0]
+    assert np.linalg.norm(np.diff(plan[:, :2], axis=0), axis=1).max() < planner.max_jump
+    planner.max_jump = np.inf  # without the check, the jump wins: it is at the goal soonest
+    np.testing.assert_allclose(planner.plan(start[None], goal[None])[0, 1:, :2], np.broadcast_to(goal, (config.plan_steps - 1, 2)), atol=1e-4)
