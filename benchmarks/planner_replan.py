@@ -14,25 +14,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 from worldsim.agents import make_agent
 
 from worldsim.config import load_config
-from worldsim.eval.maze_bench import make_eval_env
-
-
-def replan_ms(planner, states: np.ndarray, goals: np.ndarray, runs: int) -> float:
-    planner.plan(states, goals)  # warm-up
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        planner.plan(states, goals)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+from worldsim.eval.maze_bench import make_eval_env, replan_ms
 
 
 def parse_value(text: str):

@@ -119,17 +119,21 @@ def per_episode_policy(make_agent_for_env: Callable[[gym.Env], object], maze: st
     return act
 
 
-def single_replan_ms(planner, maze: str, task: str, seed: int, repeats: int = 5) -> float:
-    """Median wall time of one plan for one episode (after a warm-up)."""
-    observation, _ = make_eval_env(maze, task).reset(seed=seed)
-    state, goal = observation["observation"][None], observation["desired_goal"][None]
-    planner.plan(state, goal)
+def replan_ms(planner, states: np.ndarray, goals: np.ndarray, repeats: int = 5) -> float:
+    """Median wall time in ms of ``planner.plan(states, goals)`` (after a warm-up)."""
+    planner.plan(states, goals)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        planner.plan(state, goal)
+        planner.plan(states, goals)
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
+
+
+def single_replan_ms(planner, maze: str, task: str, seed: int, repeats: int = 5) -> float:
+    """Median wall time of one plan for one episode (the first evaluation episode's start)."""
+    observation, _ = make_eval_env(maze, task).reset(seed=seed)
+    return replan_ms(planner, observation["observation"][None], observation["desired_goal"][None], repeats)
 
 
 def results_table(results: list[MazeResult]) -> str:
