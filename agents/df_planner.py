@@ -98,10 +98,10 @@ class DiffusionForcingPlanner:
             raise WorldsimError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
         if controller not in CONTROLLERS:
             raise WorldsimError(f"unknown controller {controller!r}: choose one of {', '.join(CONTROLLERS)}")
-        if mc_samples < 1 or replan_every < 1 or slope < 0 or guidance_scale < 0 or lookahead < 1:
+        if mc_samples < 1 or replan_every < 1 or slope < 0 or guidance_scale < 0 or lookahead < 1 or goal_radius < 0 or max_jump <= 0:
             raise WorldsimError(
-                f"need mc_samples >= 1, replan_every >= 1, slope >= 0, guidance_scale >= 0, lookahead >= 1; "
-                f"got {mc_samples}, {replan_every}, {slope}, {guidance_scale}, {lookahead}"
+                f"need mc_samples >= 1, replan_every >= 1, slope >= 0, guidance_scale >= 0, lookahead >= 1, goal_radius >= 0, "
+                f"max_jump > 0; got {mc_samples}, {replan_every}, {slope}, {guidance_scale}, {lookahead}, {goal_radius}, {max_jump}"
             )
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model, self.config = load_trajectory_model(path, self.device)
@@ -164,7 +164,7 @@ class DiffusionForcingPlanner:
         k = np.minimum(self._since_plan + self.lookahead, self.config.plan_steps - 1)
         target = self.plans[np.arange(n), k]
         if self.controller == "actions":
-            actions = self.plans[np.arange(n), self._since_plan, STATE_DIM:]
+            actions = self.plans[np.arange(n), np.minimum(self._since_plan, self.config.plan_steps - 1), STATE_DIM:]
         else:
             actions = self.p_gain * (target[:, :2] - states[:, :2]) + self.d_gain * (target[:, 2:4] - states[:, 2:4])
         self._since_plan += 1
