@@ -226,8 +226,8 @@ class DiffusionForcingPlanner:
         steps = stop_at_goal(steps, goal.reshape(n, m, 1, 2), self.goal_radius)
         # Keep, per episode, the sampled plan with the best goal score (the one that gets there first).
         distance = ((steps[..., :2] - goal.reshape(n, m, 1, 2)) ** 2).sum(-1).sum(-1)
-        best = torch.where(jumps, torch.inf, distance).argmin(dim=1)
-        best = torch.where(jumps.all(dim=1), distance.argmin(dim=1), best)
+        dropped = jumps & ~jumps.all(dim=1, keepdim=True)
+        best = torch.where(dropped, torch.inf, distance).argmin(dim=1)
         return steps[torch.arange(n, device=device), best].cpu().numpy().astype(np.float64)
 
 

@@ -23,25 +23,16 @@ from worldsim.config import load_config
 from worldsim.eval.maze_bench import make_eval_env, replan_ms
 
 
-def parse_value(text: str):
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--batch", type=int, default=100, help="episodes planned together for the batched figure")
     parser.add_argument("--mazes", nargs="+", default=["umaze", "medium", "large"])
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--options", nargs="*", default=[], help="planner options, key=value")
+    parser.add_argument("--options", nargs="*", default=[], help="planner options as Hydra overrides, key=value")
     args = parser.parse_args(argv)
-    options = {k: v for k, v in load_config("agent", "df_planner").items() if k != "path"}
-    options.update({key: parse_value(value) for key, value in (o.split("=", 1) for o in args.options)})
+    overrides = [f"agent.{option}" for option in args.options]
+    options = {k: v for k, v in load_config("agent", "df_planner", overrides).items() if k != "path"}
     print(f"\nDiffusion-forcing planner, ms per replan (median of {args.runs}); options: {options}\n")
     print("| maze | plan steps | threads | 1 episode | " + f"{args.batch} episodes |")
     print("|---|---:|---:|---:|---:|")

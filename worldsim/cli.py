@@ -430,6 +430,7 @@ def _cmd_bench(args) -> int:
     results = []
     for task in args.tasks:
         env = maze_bench.make_eval_env(args.maze, task)
+        first, _ = env.reset(seed=args.seed)  # episode 0's start: the single-episode replan and the plot
         for method in args.methods:
             options = METHODS[method]
             if options is None:
@@ -452,10 +453,9 @@ def _cmd_bench(args) -> int:
 
                 result = maze_bench.run_policy(method, args.maze, task, policy, args.episodes, args.seed, progress=not args.quiet)
                 result.replan_ms_batched = 1000 * statistics.median(planner.plan_seconds)
-                result.replan_ms_single = maze_bench.single_replan_ms(planner, args.maze, task, args.seed)
-                goal = maze_bench.make_eval_env(args.maze, task).reset(seed=args.seed)[0]["desired_goal"]
+                result.replan_ms_single = maze_bench.replan_ms(planner, first["observation"][None], first["desired_goal"][None])
                 picture = args.out / f"{args.maze}-{task}-{method}-episode0.png"
-                maze_bench.draw_episode(args.maze, result.paths[0], first_plans, goal, picture)
+                maze_bench.draw_episode(args.maze, result.paths[0], first_plans, first["desired_goal"], picture)
             results.append(result)
             print(
                 f"{task:6s} {method:18s} success {100 * result.success_rate:5.1f}%  score {result.normalized_score_mean:6.1f}", flush=True

@@ -130,12 +130,6 @@ def replan_ms(planner, states: np.ndarray, goals: np.ndarray, repeats: int = 5) 
     return 1000 * statistics.median(times)
 
 
-def single_replan_ms(planner, maze: str, task: str, seed: int, repeats: int = 5) -> float:
-    """Median wall time of one plan for one episode (the first evaluation episode's start)."""
-    observation, _ = make_eval_env(maze, task).reset(seed=seed)
-    return replan_ms(planner, observation["observation"][None], observation["desired_goal"][None], repeats)
-
-
 def results_table(results: list[MazeResult]) -> str:
     lines = [
         "| maze | task | method | success | steps to goal (median) | sparse return | D4RL-normalised score (approx.) | replan ms (1 episode / all) |",
