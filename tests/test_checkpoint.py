@@ -2,12 +2,15 @@
 
 import json
 import pickle
+import shutil
 
+import numpy as np
 import pytest
 import torch
 
+from worldsim.cli import main
 from worldsim.errors import WorldsimError
-from worldsim.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from worldsim.train.checkpoint import load_checkpoint, load_weights, save_checkpoint, shipped_checkpoint
 
 
 def model_and_optimizer(seed=0):
@@ -80,7 +83,7 @@ def test_missing_corrupted_foreign_and_mismatched_checkpoints_are_clear_errors(t
     save_checkpoint(tmp_path / "ckpt", model, {})
     weights = tmp_path / "ckpt" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:50])
-    with pytest.raises(WorldsimError, match="corrupted"):
+    with pytest.raises(WorldsimError, match="model.safetensors is damaged"):
         load_checkpoint(tmp_path / "ckpt")
     weights.unlink()
     with pytest.raises(WorldsimError, match="has no model.safetensors"):
@@ -99,3 +102,54 @@ def test_missing_corrupted_foreign_and_mismatched_checkpoints_are_clear_errors(t
     other = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.SiLU(), torch.nn.Linear(16, 2))
     with pytest.raises(WorldsimError, match="does not fit this model"):
         load_weights(other, load_checkpoint(tmp_path / "ckpt"))
+
+
+def overwrite_middle(file, size, seed=0):
+    """Overwrite ``size`` bytes in the middle of ``file`` with random bytes, as a bad copy or disk would."""
+    data = bytearray(file.read_bytes())
+    start = len(data) // 2 - size // 2
+    data[start : start + size] = np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
+    file.write_bytes(bytes(data))
+
+
+def test_damaged_copy_of_a_shipped_checkpoint_is_one_clear_error(tmp_path, capsys):
+    copy = tmp_path / "df-umaze-v0"
+    shutil.copytree(shipped_checkpoint("df-umaze-v0"), copy)
+    load_checkpoint(copy)  # the intact copy loads
+    overwrite_middle(copy / "model.safetensors", 200_000)  # the safetensors header stays valid
+    with pytest.raises(WorldsimError, match=r"model.safetensors is damaged .*copy the checkpoint again, or train it again"):
+        load_checkpoint(copy)
+    # The same through the command line: one line naming the damaged file.
+    assert main(["bench", "maze", "--methods", "df", "--episodes", "1", "--planner", str(copy), "--out", str(tmp_path / "bench")]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("worldsim: error: ") and "model.safetensors is damaged" in lines[0]
+    assert not (tmp_path / "bench").exists() or not any((tmp_path / "bench").iterdir())
+
+
+@pytest.mark.parametrize("name", ["df-umaze-v0", "df-medium-v0", "df-large-v0", "mario-v0"])
+def test_shipped_checkpoints_record_and_pass_their_checksums(name):
+    config = json.loads((shipped_checkpoint(name) / "config.json").read_text())
+    assert "model.safetensors" in config["checksums"]
+    assert "checksums" not in load_checkpoint(shipped_checkpoint(name)).config  # verified, then dropped
+
+
+def test_checksums_cover_training_state_and_binary_extras(tmp_path):
+    model, optimizer = model_and_optimizer()
+    save_checkpoint(tmp_path / "ckpt", model, {"arch": "mlp"}, optimizer=optimizer, training_state={"step": 0},
+                    files={"start_states.npz": b"\x00" * 64, "README.md": "# card"})
+    recorded = json.loads((tmp_path / "ckpt" / "config.json").read_text())["checksums"]
+    assert sorted(recorded) == ["model.safetensors", "start_states.npz", "training.safetensors"]
+    assert load_checkpoint(tmp_path / "ckpt").config == {"format": "worldsim-checkpoint", "format_version": 1, "arch": "mlp"}
+    (tmp_path / "ckpt" / "README.md").write_text("# edited card")  # text files may be edited
+    load_checkpoint(tmp_path / "ckpt")
+    overwrite_middle(tmp_path / "ckpt" / "training.safetensors", 16)
+    with pytest.raises(WorldsimError, match="training.safetensors is damaged"):
+        load_checkpoint(tmp_path / "ckpt")
+
+
+def test_checkpoint_saved_before_checksums_loads_as_before(tmp_path):
+    model, _ = model_and_optimizer()
+    save_checkpoint(tmp_path / "ckpt", model, {"arch": "mlp"})
+    config = tmp_path / "ckpt" / "config.json"
+    config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "checksums"}))
+    assert load_checkpoint(tmp_path / "ckpt").config["arch"] == "mlp"

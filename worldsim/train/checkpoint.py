@@ -4,17 +4,22 @@ A checkpoint folder holds
 
 * ``model.safetensors``: the model's weights (``state_dict``);
 * ``config.json``: what is needed to rebuild the model (architecture, preprocessing, action set),
-  plus ``"format": "worldsim-checkpoint"`` and its version;
+  plus ``"format": "worldsim-checkpoint"``, its version, and ``"checksums"``: the SHA-256 of each
+  binary file (the weights, the training state, binary extras such as ``start_states.npz``);
 * optionally ``training.safetensors`` + ``training.json``: the optimizer's state and the step
   counter, so that training resumes where it stopped;
 * any further files the caller adds (``start_states.npz``, ``README.md``).
 
 ``save_checkpoint`` writes everything into a temporary sibling folder and renames it into place,
-so a reader (or a run killed mid-write) only ever sees a complete checkpoint.
+so a reader (or a run killed mid-write) only ever sees a complete checkpoint. ``load_checkpoint``
+checks the recorded checksums, so a file damaged after saving (a bad copy, a disk error that
+leaves a valid-looking safetensors file with wrong numbers) is an error instead of a silently
+wrong model. A checkpoint written before checksums were recorded loads without the check.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -36,6 +41,7 @@ MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TRAINING_TENSORS_FILE = "training.safetensors"
 TRAINING_STATE_FILE = "training.json"
+CHECKSUMS_KEY = "checksums"  # in config.json: {file name: SHA-256 hex digest}
 EXTRA_PREFIX = "extra/"  # training tensors other than the optimizer's (whose keys start "optimizer")
 
 
@@ -73,16 +79,25 @@ def save_checkpoint(
     try:
         weights = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
         save_file(weights, staging / MODEL_FILE)
-        (staging / CONFIG_FILE).write_text(json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **config}, indent=2))
+        binary = [MODEL_FILE]
         if optimizer is not None or training_state is not None or training_tensors:
             tensors, structure = _flatten_optimizer_state(optimizer.state_dict()) if optimizer is not None else ({}, None)
             extra = {f"{EXTRA_PREFIX}{name}": t.detach().contiguous().cpu() for name, t in (training_tensors or {}).items()}
             save_file(tensors | extra, staging / TRAINING_TENSORS_FILE)
             state = {"optimizer": structure, **(training_state or {})}
             (staging / TRAINING_STATE_FILE).write_text(json.dumps(state, indent=2))
+            binary.append(TRAINING_TENSORS_FILE)
         for name, content in (files or {}).items():
             target = staging / name
-            target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+                binary.append(name)
+            else:
+                target.write_text(content)
+        checksums = {name: file_sha256(staging / name) for name in binary}
+        header = {"format": FORMAT, "format_version": FORMAT_VERSION}
+        body = {key: value for key, value in config.items() if key != CHECKSUMS_KEY}  # a re-saved config's are stale
+        (staging / CONFIG_FILE).write_text(json.dumps({**header, **body, CHECKSUMS_KEY: checksums}, indent=2))
         _replace_folder(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -91,7 +106,11 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Read a checkpoint folder; any missing, corrupted or foreign file is one ``WorldsimError``."""
+    """Read a checkpoint folder; any missing, corrupted or foreign file is one ``WorldsimError``.
+
+    The files listed in config.json's ``"checksums"`` are verified first; the returned ``config``
+    is config.json without them (it is what the caller saved).
+    """
     path = Path(path)
     if not path.is_dir():
         raise WorldsimError(f"no checkpoint at {path}: pass the folder that holds {MODEL_FILE} and {CONFIG_FILE}")
@@ -109,6 +128,7 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
             f"checkpoint {path} has format version {config.get('format_version')}, this worldsim reads {FORMAT_VERSION}: "
             "use the worldsim version that wrote it"
         )
+    verify_checksums(path, config.pop(CHECKSUMS_KEY, None))
     weights = _load_tensors(path / MODEL_FILE, map_location)
 
     optimizer_state, training_state, extra = None, {}, {}
@@ -132,6 +152,35 @@ def load_weights(model: torch.nn.Module, checkpoint: Checkpoint) -> None:
             f"checkpoint {checkpoint.path} does not fit this model ({first}): its config.json and weights disagree, "
             "or it was written by another architecture"
         ) from error
+
+
+def file_sha256(file: Path) -> str:
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checksums(path: Path, checksums: dict[str, str] | None) -> None:
+    """Raise one ``WorldsimError`` naming the first file of ``path`` whose SHA-256 is not the recorded one.
+
+    ``None`` (a checkpoint saved before checksums were recorded) checks nothing.
+    """
+    if checksums is None:
+        return
+    if not isinstance(checksums, dict):
+        raise WorldsimError(f'checkpoint {path}: "{CHECKSUMS_KEY}" in {CONFIG_FILE} is not a mapping of file names to SHA-256 digests')
+    for name, expected in checksums.items():
+        file = path / name
+        if not file.is_file():
+            raise WorldsimError(f"checkpoint {path} has no {name}: it is incomplete; copy or train it again")
+        if file_sha256(file) != expected:
+            raise WorldsimError(
+                f"{file} is damaged (its SHA-256 differs from the one recorded in {CONFIG_FILE} when it was saved): "
+                "copy the checkpoint again, or train it again"
+            )
 
 
 def _load_tensors(file: Path, map_location) -> dict[str, torch.Tensor]:
