@@ -143,3 +143,99 @@ def test_dataset_for_another_env_is_rejected(mario, minari_path):
     small = gym.make("worldsim/MarioReal-v0", size=(32, 32))
     with pytest.raises(WorldsimError, match="collect a new dataset"):
         load_dataset("worldsim/mario-random-v0", env=small)
+
+
+# -- damaged datasets and interrupted collections, as a user meets them ------------------------
+
+MAZE_ID = "worldsim/pointmaze-umaze-waypoint-v0"
+
+
+def one_error_line(err):
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("worldsim: error: "), err
+    return lines[0]
+
+
+def test_truncated_dataset_file_is_one_clear_line(minari_path, capsys):
+    from worldsim.cli import main
+
+    assert main(["collect", "--env", "pointmaze-umaze", "--agent", "waypoint", "--steps", "400", "--quiet"]) == 0
+    (data_file,) = (minari_path / MAZE_ID / "data").glob("*.hdf5")
+    with data_file.open("r+b") as handle:  # a copy cut short: the file holds half its bytes
+        handle.truncate(data_file.stat().st_size // 2)
+    capsys.readouterr()
+
+    assert main(["dataset", MAZE_ID]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"dataset {MAZE_ID!r} is damaged ({data_file.name}: " in line
+    assert f"delete {minari_path / MAZE_ID} and collect it again" in line
+    assert "`worldsim collect --env pointmaze-umaze --agent waypoint --steps 400 --seed 0 --dataset-id " + MAZE_ID in line
+    with pytest.raises(WorldsimError, match="is damaged"):  # every loader (training, eval) goes through this
+        load_dataset(MAZE_ID)
+
+
+def test_ctrl_c_during_collect_then_the_same_command_resumes(minari_path, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from worldsim.cli import main
+
+    # Default settings (no --checkpoint-steps): episodes are staged every 1000 steps.
+    command = ["collect", "--env", "pointmaze-umaze", "--agent", "waypoint", "--steps", "4000", "--quiet"]
+    staged = minari_path / ".staging" / MAZE_ID.replace("/", "__") / MAZE_ID / "data" / "metadata.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worldsim.cli", *command],
+        env={**os.environ, "MINARI_DATASETS_PATH": str(minari_path), "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not staged.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)  # Ctrl-C
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "of 4000 steps" in err and "are staged" in err and "run the same command again to resume" in err
+    assert not (minari_path / MAZE_ID).exists()  # nothing half-written under the dataset's id
+
+    # The same dataset id with other arguments would throw the staged episodes away: refused.
+    assert main([*command[:-2], "5000", "--quiet"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "holds an unfinished collection" in line and "steps (4000 there, 5000 now)" in line and "--discard-staged" in line
+    assert staged.exists()
+
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    assert "resuming " + MAZE_ID in out
+    dataset = minari.load_dataset(MAZE_ID)
+    assert dataset.total_steps == 4000 and dataset.total_episodes == 14  # 300-step episodes, the last cut
+    assert sum(len(episode.actions) for episode in dataset.iterate_episodes()) == 4000
+    assert not (minari_path / ".staging").exists()
+
+
+def test_discard_staged_starts_afresh_over_a_staged_run(minari_path):
+    env = gym.make("worldsim/PointMaze-UMaze-v0", continuing_task=True, reset_target=True)
+    dying = [AgentShare("waypoint", DiesAfter(make_agent("waypoint", env), 450), 1.0)]
+    with pytest.raises(Interrupt):
+        collect_dataset(env, dying, 900, MAZE_ID, checkpoint_steps=300, progress=False)
+    with pytest.raises(WorldsimError, match=r"other seed \(0 there, 1 now\).*--discard-staged"):
+        collect_dataset(env, shares(env, waypoint=1.0), 900, MAZE_ID, seed=1, progress=False)
+    summary = collect_dataset(env, shares(env, waypoint=1.0), 600, MAZE_ID, seed=1, discard_staged=True, progress=False)
+    assert summary.steps == 600 and minari.load_dataset(MAZE_ID).total_steps == 600
+
+
+def test_ctrl_c_before_anything_was_staged_says_nothing_was_kept(minari_path):
+    from worldsim.data.collect import CollectionInterrupted
+
+    class CtrlC(DiesAfter):
+        def act(self, observation, info=None):
+            self.left -= 1
+            if self.left < 0:
+                raise KeyboardInterrupt
+            return self.agent.act(observation, info)
+
+    env = gym.make("worldsim/PointMaze-UMaze-v0", continuing_task=True, reset_target=True)
+    with pytest.raises(CollectionInterrupted, match="nothing was kept"):
+        collect_dataset(env, [AgentShare("waypoint", CtrlC(make_agent("waypoint", env), 100), 1.0)], 900, MAZE_ID, progress=False)

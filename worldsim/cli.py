@@ -92,6 +92,8 @@ def _build_agents(
 
 
 def _cmd_collect(args) -> int:
+    import shlex
+
     from worldsim.config import make_env
     from worldsim.data.collect import collect_dataset, default_dataset_id
 
@@ -102,6 +104,11 @@ def _cmd_collect(args) -> int:
     env = make_env(args.env, env_overrides)
     agents = _build_agents(mix, agent_overrides, env, need_trained=True)
     dataset_id = args.dataset_id or default_dataset_id(args.env, [name for name, _ in mix])
+    # The command that makes this dataset, spelled out in full: errors about it later quote it.
+    command = shlex.join(
+        ["worldsim", "collect", "--env", args.env, "--agent", args.agent, "--steps", str(args.steps), "--seed", str(args.seed),
+         "--dataset-id", dataset_id, *args.overrides]
+    )
     summary = collect_dataset(
         env,
         agents,
@@ -110,6 +117,8 @@ def _cmd_collect(args) -> int:
         seed=args.seed,
         checkpoint_steps=args.checkpoint_steps,
         progress=not args.quiet,
+        command=command,
+        discard_staged=args.discard_staged,
     )
     env.close()
     print("\n".join(summary.lines()))
@@ -527,8 +536,13 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument(
         "--checkpoint-steps",
         type=int,
-        default=10_000,
-        help="stage episodes every N steps, for resuming (default 10000)",
+        default=1000,
+        help="stage episodes every N steps (at an episode's end), so an interrupted run resumes (default 1000)",
+    )
+    collect.add_argument(
+        "--discard-staged",
+        action="store_true",
+        help="delete the staged episodes of an unfinished run of this dataset id made with other arguments",
     )
     collect.add_argument("--quiet", action="store_true", help="no progress bar")
     collect.add_argument("overrides", nargs="*", help=overrides_help)
@@ -727,11 +741,9 @@ def main(argv: list[str] | None = None) -> int:
     except WorldsimError as error:
         print(f"worldsim: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            "worldsim: interrupted; run the same command again to resume",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt as interrupt:
+        # A command that knows what it kept says so (collect); otherwise the generic advice.
+        print(f"worldsim: {interrupt or 'interrupted; run the same command again to resume'}", file=sys.stderr)
         return 130
 
 

@@ -3,13 +3,16 @@
 ``collect_dataset`` is resumable and never leaves a broken dataset behind:
 
 * episodes are written to a hidden staging folder, ``<datasets root>/.staging/<dataset id>``,
-  through Minari's own ``DataCollector`` (``add_to_dataset`` every ``checkpoint_steps``, at an
-  episode boundary);
+  through Minari's own ``DataCollector`` (``add_to_dataset`` every ``checkpoint_steps``, 1000 by
+  default, at an episode boundary; a Ctrl-C arriving while Minari writes waits until it is done);
 * only when the requested number of steps is complete is the dataset moved, with one rename, to
   ``<datasets root>/<dataset id>``, where ``minari.load_dataset`` finds it;
 * a run killed on the way is resumed by running the same command again: it continues from the
   episodes already staged (episode ``k`` always uses seed ``seed + k``, so a resumed collection
-  draws the same episodes as an uninterrupted one).
+  draws the same episodes as an uninterrupted one). A Ctrl-C says how many steps were kept;
+* staged episodes are never thrown away silently: a run with other arguments over a staged one
+  is an error, unless ``discard_staged`` is set; staged data that cannot be read (killed while
+  Minari wrote it) is dropped with a message saying so.
 """
 
 from __future__ import annotations
@@ -17,8 +20,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +41,19 @@ from tqdm.auto import tqdm
 from worldsim.agents import Agent
 from worldsim.data.minari_io import (
     check_dataset_id,
+    check_readable,
     check_spaces_match,
     dataset_dir,
     datasets_root,
     minari_root,
 )
 from worldsim.errors import WorldsimError
+
+DEFAULT_CHECKPOINT_STEPS = 1000  # stage episodes about this often: at most ~1000 steps lost to a kill
+
+
+class CollectionInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a collection; its message says what was kept and how to go on."""
 
 
 @dataclass
@@ -89,18 +103,25 @@ def collect_dataset(
     dataset_id: str,
     *,
     seed: int = 0,
-    checkpoint_steps: int = 10_000,
+    checkpoint_steps: int = DEFAULT_CHECKPOINT_STEPS,
     progress: bool = True,
     description: str | None = None,
+    command: str | None = None,
+    discard_staged: bool = False,
 ) -> CollectionSummary:
     """Collect exactly ``steps`` env steps with ``agents`` into the Minari dataset ``dataset_id``.
 
     Each episode is played by one agent, drawn with probability proportional to its weight. The
     last episode is cut (truncated) when the step budget runs out. Observations are stored
-    losslessly (no JPEG), with the env's ``info`` dicts as labels.
+    losslessly (no JPEG), with the env's ``info`` dicts as labels. ``command`` (the command line
+    that runs this) goes to the dataset's description, so an error about the dataset later can
+    say how to make it again. ``discard_staged`` deletes a staged run made with other arguments
+    instead of refusing to start.
     """
     if steps <= 0:
         raise WorldsimError(f"--steps must be a positive number of env steps, got {steps}")
+    if checkpoint_steps <= 0:
+        raise WorldsimError(f"--checkpoint-steps must be a positive number of env steps, got {checkpoint_steps}")
     if not agents:
         raise WorldsimError("no agent to collect with: pass --agent NAME (or NAME:WEIGHT,NAME:WEIGHT)")
     weights = np.array([share.weight for share in agents], dtype=float)
@@ -121,8 +142,10 @@ def collect_dataset(
         "seed": seed,
         "agents": [(share.name, share.weight) for share in agents],
         "env": env.spec.id if env.spec else repr(env.unwrapped),
+        "env_kwargs": json.loads(json.dumps(env.spec.kwargs if env.spec else {}, default=str)),
+        "command": command,
     }
-    staged = _open_staging(staging_root, dataset_id, run_config, env)
+    staged = _open_staging(staging_root, dataset_id, run_config, env, discard_staged, checkpoint_steps)
 
     summary = CollectionSummary(dataset_id, str(final_dir), 0, 0, 0.0, episodes_per_agent={s.name: 0 for s in agents})
     episode = staged.total_episodes if staged is not None else 0
@@ -155,8 +178,22 @@ def collect_dataset(
                 bar.set_postfix(episodes=episode, ret=f"{episode_return:.0f}", refresh=False)
                 if since_checkpoint >= checkpoint_steps or done >= steps:
                     # The collector marks an episode cut by the step budget as truncated.
-                    staged = _checkpoint(collector, staged, dataset_id, run_config, description)
+                    with _ctrl_c_deferred():
+                        staged = _checkpoint(collector, staged, dataset_id, run_config, description)
                     since_checkpoint = 0
+        except KeyboardInterrupt:
+            kept = staged.total_steps if staged is not None else 0
+            if kept:
+                message = (
+                    f"interrupted: {kept} of {steps} steps of {dataset_id!r} are staged in {staging_root}; "
+                    "run the same command again to resume from them"
+                )
+            else:
+                message = (
+                    f"interrupted before the first {checkpoint_steps} steps of {dataset_id!r} were staged: nothing was kept, "
+                    "and the same command starts again from zero (--checkpoint-steps N stages more often)"
+                )
+            raise CollectionInterrupted(message) from None
         finally:
             # No collector.close(): it would close the caller's env. The collector's temporary folder
             # is inside the staging folder, which publishing removes.
@@ -170,26 +207,99 @@ def collect_dataset(
     return summary
 
 
-def _open_staging(staging_root: Path, dataset_id: str, run_config: dict[str, Any], env: gym.Env) -> minari.MinariDataset | None:
-    """The staged dataset of an interrupted run with the same arguments, or None to start afresh."""
+def _open_staging(
+    staging_root: Path,
+    dataset_id: str,
+    run_config: dict[str, Any],
+    env: gym.Env,
+    discard_staged: bool = False,
+    checkpoint_steps: int = DEFAULT_CHECKPOINT_STEPS,
+) -> minari.MinariDataset | None:
+    """The staged dataset of an interrupted run with the same arguments, or None to start afresh.
+
+    Staged episodes of a run with other arguments are kept (an error says how to finish or
+    discard them) unless ``discard_staged``; every other case that starts afresh says why.
+    """
     config_path = staging_root / "collect.json"
     if staging_root.exists():
-        same_run = config_path.exists() and json.loads(config_path.read_text()) == json.loads(json.dumps(run_config))
-        if same_run and (staging_root / dataset_id / "data").is_dir():
-            try:
-                with minari_root(staging_root):
-                    staged = minari.load_dataset(dataset_id)
-                check_spaces_match(staged, env)
+        has_data = (staging_root / dataset_id / "data").is_dir()
+        try:
+            previous = json.loads(config_path.read_text())
+        except (OSError, ValueError):
+            previous = None
+        differences = _differences(previous, run_config) if isinstance(previous, dict) else ["arguments (its collect.json cannot be read)"]
+        if discard_staged:
+            tqdm.write(f"{dataset_id}: discarding the staged run in {staging_root} (--discard-staged)")
+        elif differences and has_data:
+            was = f" (it was `{previous['command']}`)" if isinstance(previous, dict) and previous.get("command") else ""
+            raise WorldsimError(
+                f"{staging_root} holds an unfinished collection of {dataset_id!r} with other {', '.join(differences)}{was}: "
+                "run that command again to finish it, or add --discard-staged to delete its episodes and start this one"
+            )
+        elif has_data:
+            staged = _load_staged(staging_root, dataset_id, env)
+            if staged is not None:
                 tqdm.write(f"resuming {dataset_id}: {staged.total_episodes} episodes, {staged.total_steps} steps already collected")
                 return staged
-            except WorldsimError:
-                raise
-            except Exception:  # killed while Minari was writing: the staged data cannot be trusted
-                pass
+        else:
+            tqdm.write(
+                f"{dataset_id}: the interrupted run kept no episodes (it stopped before its first {checkpoint_steps} steps "
+                "were staged); starting from zero"
+            )
         shutil.rmtree(staging_root)
     staging_root.mkdir(parents=True)
     _write_atomically(config_path, json.dumps(run_config, indent=2))
     return None
+
+
+def _differences(previous: dict[str, Any], run_config: dict[str, Any]) -> list[str]:
+    """The arguments in which a staged run differs from this one, as ``name (X there, Y now)``.
+
+    The recorded command itself is not compared (the same run may be spelled differently), nor
+    keys that a staged run of an older worldsim did not record.
+    """
+    current = json.loads(json.dumps(run_config))
+    return [
+        f"{key} ({previous[key]} there, {current[key]} now)"
+        for key in current
+        if key != "command" and key in previous and previous[key] != current[key]
+    ]
+
+
+def _load_staged(staging_root: Path, dataset_id: str, env: gym.Env) -> minari.MinariDataset | None:
+    """The staged dataset, or None (with a message) when it cannot be read back."""
+    try:
+        with minari_root(staging_root):
+            staged = minari.load_dataset(dataset_id)
+        check_readable(dataset_id, staging_root / dataset_id)
+    except Exception as error:  # killed while Minari was writing: the staged data cannot be trusted
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        tqdm.write(f"{dataset_id}: the staged episodes in {staging_root} cannot be read ({reason}); starting from zero")
+        return None
+    check_spaces_match(staged, env)
+    return staged
+
+
+@contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Hold back a Ctrl-C (SIGINT) until the block is done, so Minari never stops halfway through a write.
+
+    Only the main thread can set signal handlers; elsewhere the block runs unprotected.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received and previous is not signal.SIG_IGN:
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signal.SIGINT, received[0])
+        else:
+            raise KeyboardInterrupt
 
 
 def _checkpoint(collector: DataCollector, staged, dataset_id: str, run_config: dict[str, Any], description: str | None):
@@ -203,11 +313,16 @@ def _checkpoint(collector: DataCollector, staged, dataset_id: str, run_config: d
                 algorithm_name=agents,
                 author="worldsim",
                 code_permalink="worldsim collect",
-                description=description or f"worldsim collect: {agents} in {run_config['env']}, seed {run_config['seed']}",
+                description=description or _description(run_config, agents),
                 requirements=["worldsim"],
             )
     collector.add_to_dataset(staged)
     return staged
+
+
+def _description(run_config: dict[str, Any], agents: str) -> str:
+    what = f"{agents} in {run_config['env']}, seed {run_config['seed']}"
+    return f"`{run_config['command']}` ({what})" if run_config.get("command") else f"worldsim collect: {what}"
 
 
 def _publish(staging_root: Path, dataset_id: str, final_dir: Path) -> None:

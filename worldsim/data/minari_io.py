@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,9 +58,41 @@ def load_dataset(dataset_id: str, env: gym.Env | None = None) -> minari.MinariDa
         dataset = minari.load_dataset(dataset_id)
     except Exception as error:
         raise WorldsimError(f"dataset {dataset_id!r} could not be read ({error}): delete {dataset_dir(dataset_id)} and collect it again") from error
+    check_readable(dataset_id, dataset_dir(dataset_id))
     if env is not None:
         check_spaces_match(dataset, env)
     return dataset
+
+
+def check_readable(dataset_id: str, folder: Path) -> None:
+    """Raise one ``WorldsimError`` if a data file of the dataset in ``folder`` cannot be opened.
+
+    ``minari.load_dataset`` reads only ``metadata.json``; a truncated ``main_data.hdf5`` (a copy
+    cut short, a full disk) would otherwise fail later, on the first episode read, with a long
+    h5py traceback. Opening the file is cheap and catches truncation: HDF5 records the file's
+    length in its superblock.
+    """
+    import h5py
+
+    for file in sorted((folder / "data").glob("*.hdf5")):
+        try:
+            with h5py.File(file, "r"):
+                pass
+        except OSError as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise WorldsimError(
+                f"dataset {dataset_id!r} is damaged ({file.name}: {reason}): delete {folder} and collect it again "
+                f"({_collection_note(folder)})"
+            ) from error
+
+
+def _collection_note(folder: Path) -> str:
+    """How the dataset was collected, from its metadata (``worldsim collect`` records its command there)."""
+    try:
+        description = json.loads((folder / "data" / "metadata.json").read_text()).get("description")
+    except (OSError, ValueError, AttributeError):
+        description = None
+    return f"it was made by {description}" if description else "with the `worldsim collect` command that made it"
 
 
 def check_spaces_match(dataset: minari.MinariDataset, env: gym.Env) -> None:
