@@ -158,7 +158,8 @@ class DQNAgent:
 
         With ``run_dir``, a checkpoint ``run_dir/agent.zip`` is written atomically every
         ``checkpoint_every`` steps and at the end, and ``evaluate(agent)`` results are appended to
-        ``run_dir/eval.csv`` every ``eval_every`` steps (the learning curve); the agent with the best
+        ``run_dir/eval.csv`` every ``eval_every`` steps and at the end of the run (the learning curve;
+        so a run shorter than ``eval_every`` still has its evaluation); the agent with the best
         evaluation ``return_median`` so far is kept as ``run_dir/best.zip`` (DQN's greedy policy
         often swings between evaluations, as SB3's EvalCallback also acknowledges by keeping a best
         model). The replay buffer is not checkpointed (2-3 GB); a resumed run refills it first.
@@ -174,7 +175,10 @@ class DQNAgent:
             callbacks.append(_Checkpoint(self, Path(run_dir), checkpoint_every, evaluate, eval_every))
         self.model.learn(total_steps, callback=CallbackList(callbacks), reset_num_timesteps=False)
         if run_dir is not None:
-            self.save(Path(run_dir) / "agent.zip")
+            run_dir = Path(run_dir)
+            self.save(run_dir / "agent.zip")
+            if evaluate is not None and self.trained_steps not in _evaluated_steps(run_dir / "eval.csv"):
+                _record_evaluation(self, run_dir, self.trained_steps, evaluate(self), self.model.logger)
 
     @property
     def trained_steps(self) -> int:
@@ -254,22 +258,32 @@ class _Checkpoint(BaseCallback):
         if steps % self._checkpoint_every == 0:
             self._agent.save(self._run_dir / "agent.zip")
         if self._evaluate is not None and steps % self._eval_every == 0:
-            self._record(steps, self._evaluate(self._agent))
+            _record_evaluation(self._agent, self._run_dir, steps, self._evaluate(self._agent), self.logger)
         return True
 
-    def _record(self, steps: int, metrics: dict[str, float]) -> None:
-        path = self._run_dir / "eval.csv"
-        new = not path.exists()
-        if metrics.get("return_median", -np.inf) > _best_return(path):
-            self._agent.save(self._run_dir / "best.zip")
-        with path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["steps", *metrics])
-            if new:
-                writer.writeheader()
-            writer.writerow({"steps": steps, **metrics})
-        for key, value in metrics.items():
-            self.logger.record(f"eval/{key}", value)
-        tqdm.write(f"[dqn] step {steps}: " + ", ".join(f"{k}={v:g}" for k, v in metrics.items()))
+
+def _record_evaluation(agent: DQNAgent, run_dir: Path, steps: int, metrics: dict[str, float], logger) -> None:
+    """Append one evaluation to ``run_dir/eval.csv``, and save the agent as best.zip if it is the best so far."""
+    path = run_dir / "eval.csv"
+    new = not path.exists()
+    if metrics.get("return_median", -np.inf) > _best_return(path) or not (run_dir / "best.zip").exists():
+        agent.save(run_dir / "best.zip")
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["steps", *metrics])
+        if new:
+            writer.writeheader()
+        writer.writerow({"steps": steps, **metrics})
+    for key, value in metrics.items():
+        logger.record(f"eval/{key}", value)
+    tqdm.write(f"[dqn] step {steps}: " + ", ".join(f"{k}={v:g}" for k, v in metrics.items()))
+
+
+def _evaluated_steps(eval_csv: Path) -> set[int]:
+    """The step counts at which a run's eval.csv has an evaluation."""
+    if not eval_csv.exists():
+        return set()
+    with eval_csv.open() as handle:
+        return {int(float(row["steps"])) for row in csv.DictReader(handle)}
 
 
 def _best_return(eval_csv: Path) -> float:

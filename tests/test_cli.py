@@ -97,10 +97,13 @@ def test_dataset_for_another_env_is_one_clear_line(capsys, minari_path):
     assert_one_line_error(code, err, "has observation space")
 
 
+TINY_DQN = ["env.max_episode_steps=60", "+dqn.hyperparameters.learning_starts=50", "+dqn.hyperparameters.buffer_size=500",
+            "+dqn.hyperparameters.batch_size=8"]
+
+
 def test_learn_checkpoints_and_resumes_from_its_run_folder(capsys, tmp_path):
     out = tmp_path / "dqn"
-    tiny = ["env.max_episode_steps=60", "+dqn.hyperparameters.learning_starts=50", "+dqn.hyperparameters.buffer_size=500",
-            "+dqn.hyperparameters.batch_size=8"]
+    tiny = TINY_DQN
     common = ["learn", "--env", "mario", "--agent", "dqn", "--out", str(out), "--eval-every", "100", "--eval-episodes", "1", *tiny]
     code, out_text, err = run(capsys, *common, "--steps", "200")
     assert code == 0, err
@@ -113,3 +116,14 @@ def test_learn_checkpoints_and_resumes_from_its_run_folder(capsys, tmp_path):
     assert "resuming" in out_text and "at step 200" in out_text
     assert "trained 300 steps" in out_text
     assert (out / "eval.csv").read_text().splitlines()[-1].startswith("300,")
+
+
+def test_learn_shorter_than_eval_every_still_writes_best_and_eval_csv(capsys, tmp_path):
+    # The README's run folder (agent.zip, best.zip, eval.csv) after a run that never reached --eval-every.
+    out = tmp_path / "dqn"
+    code, out_text, err = run(capsys, "learn", "--env", "mario", "--agent", "dqn", "--steps", "120", "--out", str(out),
+                              "--eval-episodes", "1", *TINY_DQN)
+    assert code == 0, err
+    assert (out / "agent.zip").exists() and (out / "best.zip").exists()
+    assert [line.split(",")[0] for line in (out / "eval.csv").read_text().splitlines()] == ["steps", "120"]
+    assert "evaluation: return_median=" in out_text and "best.zip" in out_text

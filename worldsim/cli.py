@@ -152,8 +152,14 @@ def _cmd_learn(args) -> int:
         agent = cls(env, seed=args.seed, tensorboard_log=str(args.out / "tensorboard"), **config)
     remaining = max(args.steps - agent.trained_steps, 0)
 
+    if args.eval_every <= 0 or args.eval_episodes <= 0:
+        raise WorldsimError(f"--eval-every and --eval-episodes must be positive, got {args.eval_every} and {args.eval_episodes}")
+    last: dict[str, float] = {}
+
     def evaluate(agent_) -> dict[str, float]:
-        return evaluate_agent(eval_env, agent_, episodes=args.eval_episodes, first_seed=10_000)
+        last.clear()
+        last.update(evaluate_agent(eval_env, agent_, episodes=args.eval_episodes, first_seed=10_000))
+        return dict(last)
 
     agent.learn(
         env,
@@ -164,9 +170,10 @@ def _cmd_learn(args) -> int:
         checkpoint_every=args.eval_every,
     )
     print(f"trained {agent.trained_steps} steps; agent saved to {checkpoint}")
-    if agent.trained_steps % args.eval_every:  # otherwise the run's last evaluation already scored this agent
-        final = evaluate(agent)
-        print("evaluation: " + ", ".join(f"{k}={v:g}" for k, v in final.items()))
+    # The agent evaluates at the end of every run (eval.csv, best.zip); its last scores:
+    if last:
+        print("evaluation: " + ", ".join(f"{k}={v:g}" for k, v in last.items()))
+    print(f"best agent so far: {args.out / 'best.zip'}; learning curve: {args.out / 'eval.csv'}")
     return 0
 
 
