@@ -127,3 +127,14 @@ def test_learn_shorter_than_eval_every_still_writes_best_and_eval_csv(capsys, tm
     assert (out / "agent.zip").exists() and (out / "best.zip").exists()
     assert [line.split(",")[0] for line in (out / "eval.csv").read_text().splitlines()] == ["steps", "120"]
     assert "evaluation: return_median=" in out_text and "best.zip" in out_text
+
+
+def test_eval_on_a_fresh_install_gives_the_command_that_collects_its_dataset(capsys, minari_path):
+    from worldsim.cli import default_heldout_dataset
+
+    assert default_heldout_dataset() == "worldsim/mario-heldout-v0"  # configs/train/mario.yaml data.heldout
+    code, _, err = run(capsys, "eval", "--device", "cpu")
+    assert_one_line_error(code, err, "the held-out dataset 'worldsim/mario-heldout-v0' is not in")
+    assert "`worldsim collect --env mario --agent scripted:0.4,dqn:0.4,random:0.2 --steps 6000 --seed 90000 " \
+           "--dataset-id worldsim/mario-heldout-v0 dqn.path=runs/dqn-mario/best.zip`" in err
+    assert not minari_path.exists()

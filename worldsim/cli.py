@@ -383,7 +383,35 @@ def _cmd_play(args) -> int:
     return 0
 
 
+# How scripts/train_world_model_mario.sh collects the held-out episodes (keep the two in step); the
+# DQN comes from scripts/train_dqn_mario.sh. Without a trained DQN, the fallback mix below.
+HELDOUT_COLLECT = (
+    "worldsim collect --env mario --agent scripted:0.4,dqn:0.4,random:0.2 --steps 6000 --seed 90000 --dataset-id {id} "
+    "dqn.path=runs/dqn-mario/best.zip"
+)
+HELDOUT_COLLECT_WITHOUT_DQN = "worldsim collect --env mario --agent scripted:0.8,random:0.2 --steps 6000 --seed 90000 --dataset-id {id}"
+
+
+def default_heldout_dataset() -> str:
+    """The held-out dataset of the shipped model's training config (configs/train/mario.yaml ``data.heldout``)."""
+    from worldsim.config import load_config
+
+    return load_config("train", "mario")["data"]["heldout"]
+
+
 def _cmd_eval(args) -> int:
+    from worldsim.data.minari_io import check_dataset_id, dataset_dir, datasets_root
+
+    heldout = default_heldout_dataset()
+    dataset = args.dataset or heldout
+    check_dataset_id(dataset)
+    if dataset == heldout and not (dataset_dir(dataset) / "data").is_dir():
+        # A fresh install has no datasets: say exactly how to make this one.
+        raise WorldsimError(
+            f"the held-out dataset {dataset!r} is not in {datasets_root()} (worldsim ships none): collect it with "
+            f"`{HELDOUT_COLLECT.format(id=dataset)}` (needs the DQN of scripts/train_dqn_mario.sh; without it "
+            f"`{HELDOUT_COLLECT_WITHOUT_DQN.format(id=dataset)}`), or pass --dataset ID, or set MINARI_DATASETS_PATH to where it is"
+        )
     from worldsim.envs.dream import default_device, shipped_checkpoint
     from worldsim.eval.fidelity import evaluate_fidelity, write_json
 
@@ -391,7 +419,7 @@ def _cmd_eval(args) -> int:
     checkpoint = args.checkpoint or shipped_checkpoint()
     report = evaluate_fidelity(
         checkpoint,
-        args.dataset,
+        dataset,
         horizon=args.horizon,
         rollouts=args.rollouts,
         transitions=args.transitions,
@@ -684,8 +712,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--dataset",
-        default="worldsim/mario-heldout-v0",
-        help="Minari dataset of held-out episodes",
+        default=None,
+        help="Minari dataset of held-out episodes (default: data.heldout of configs/train/mario.yaml, worldsim/mario-heldout-v0)",
     )
     evaluate.add_argument(
         "--horizon",
