@@ -109,3 +109,20 @@ def test_eval_reports_fidelity_on_real_episodes(tmp_path, minari_path, capsys):
 def test_any_agent_plays_the_dream_through_its_env_config(capsys):
     assert main(["rollout", "--env", "mario-dream", "--agent", "random", "--max-steps", "3"]) == 0
     assert "episode 0 (seed 0)" in capsys.readouterr().out
+
+
+def test_dream_reports_the_frames_its_video_holds(tmp_path, capsys):
+    import re
+
+    import cv2
+
+    # 30 steps give 31 frames, of which moviepy's mp4 writer keeps 30: the line must say 30.
+    video = tmp_path / "dream.mp4"
+    actions = ",".join(["1", "3"] * 15)  # a fixed list plays its length at most
+    assert main(["dream", "--actions", actions, "--steps", "30", "--video", str(video), "--scale", "1", "--device", "cpu"]) == 0
+    reported = int(re.search(r"wrote (\d+) frames to ", capsys.readouterr().out).group(1))
+    capture, held = cv2.VideoCapture(str(video)), 0
+    while capture.read()[0]:
+        held += 1
+    capture.release()
+    assert reported == held

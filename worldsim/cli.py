@@ -288,7 +288,7 @@ def _cmd_dream(args) -> int:
     from worldsim.config import make_env
     from worldsim.envs.rendering import upscale
     from worldsim.eval.dream_rollout import dream_rollout
-    from worldsim.video import check_video_path, write_video
+    from worldsim.video import check_video_path, count_video_frames, write_video
 
     if args.steps <= 0:
         raise WorldsimError(f"--steps must be positive, got {args.steps}")
@@ -332,7 +332,9 @@ def _cmd_dream(args) -> int:
         else:
             frames = [upscale(frame, scale) for frame in result.dream_frames]
         write_video(frames, video, fps=15)
-        print(f"wrote {len(frames)} frames to {video}")
+        held = count_video_frames(video)  # the encoder may drop the last frame: report what the file holds
+        dropped = f" (the encoder dropped {len(frames) - held} of {len(frames)})" if held != len(frames) else ""
+        print(f"wrote {held} frames to {video}{dropped}")
     dream.close()
     return 0
 

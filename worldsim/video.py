@@ -43,3 +43,28 @@ def write_video(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: int)
         clip.close()
         tmp.unlink(missing_ok=True)
     return path
+
+
+def count_video_frames(path: str | os.PathLike) -> int:
+    """The number of frames a written .mp4 or .gif holds, read back from the file.
+
+    Not always the number given to ``write_video``: moviepy derives the frame count from a float
+    duration (frames / fps) and can write one frame fewer (31 frames at 15 fps give 30). What a
+    command reports is what the file holds.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".gif":
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return int(image.n_frames)
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    try:
+        while capture.grab():
+            count += 1
+    finally:
+        capture.release()
+    return count
