@@ -21,6 +21,35 @@ def test_oracle_and_random_on_the_d4rl_protocol(tmp_path, capsys):
     assert oracle["normalized_score_mean"] > 100
     assert results["single", "random"]["normalized_score_mean"] < oracle["normalized_score_mean"]
     assert "| umaze | single | waypoint | 100% |" in (tmp_path / "results.md").read_text()
+    # Strict JSON (no bare NaN), and one picture per task with every method's episode 0.
+    json.loads((tmp_path / "results.json").read_text(), parse_constant=reject_constant)
+    for task in ("single", "multi"):
+        assert (tmp_path / f"umaze-{task}-episode0.png").stat().st_size > 0
+
+
+def reject_constant(name):
+    raise AssertionError(f"{name} is not JSON")
+
+
+def test_results_json_writes_null_for_nan_and_is_strict_json():
+    never = maze_bench.MazeResult("random", "umaze", "single", 2, 0.0, float("nan"), 0.0, -17.3, 0.0, replan_ms_single=float("inf"))
+    text = maze_bench.results_json([never])
+    (parsed,) = json.loads(text, parse_constant=reject_constant)
+    assert parsed["steps_to_reach_median"] is None and parsed["replan_ms_single"] is None
+    assert parsed["normalized_score_mean"] == -17.3
+
+
+def test_episode_picture_draws_every_method_with_a_legend(tmp_path):
+    import cv2
+
+    goal = np.array([1.0, 1.0])
+    paths = {"df": np.array([[-1.0, -1.0], [0.0, -1.0]]), "waypoint": np.array([[-1.0, -1.0], [-1.0, 0.0]])}
+    maze_bench.draw_episode("umaze", paths, [np.zeros((4, 2))], goal, tmp_path / "both.png", plans_label="df plans")
+    maze_bench.draw_episode("umaze", paths["df"], [], goal, tmp_path / "one.png")
+    both, one = cv2.imread(str(tmp_path / "both.png")), cv2.imread(str(tmp_path / "one.png"))
+    assert both.shape[1] == one.shape[1] == 5 * 48 and both.shape[0] > one.shape[0] > 5 * 48  # a legend strip, taller with more entries
+    orange = np.array([20, 140, 240])  # the second method's colour, BGR
+    assert (np.abs(both[: 5 * 48].astype(int) - orange).sum(axis=2) < 30).any()  # the waypoint path is drawn
 
 
 def test_same_seeds_give_the_same_episodes():

@@ -414,10 +414,11 @@ def _cmd_eval(args) -> int:
             f"`{HELDOUT_COLLECT.format(id=dataset)}` (needs the DQN of scripts/train_dqn_mario.sh; without it "
             f"`{HELDOUT_COLLECT_WITHOUT_DQN.format(id=dataset)}`), or pass --dataset ID, or set MINARI_DATASETS_PATH to where it is"
         )
-    from worldsim.envs.dream import default_device, shipped_checkpoint
+    from worldsim.engine import resolve_device
+    from worldsim.envs.dream import shipped_checkpoint
     from worldsim.eval.fidelity import evaluate_fidelity, write_json
 
-    device = args.device or default_device()
+    device = resolve_device(args.device)
     checkpoint = args.checkpoint or shipped_checkpoint()
     report = evaluate_fidelity(
         checkpoint,
@@ -449,7 +450,6 @@ METHODS = {
 
 
 def _cmd_bench(args) -> int:
-    import json
     import statistics
 
     import numpy as np
@@ -477,6 +477,8 @@ def _cmd_bench(args) -> int:
     for task in args.tasks:
         env = maze_bench.make_eval_env(args.maze, task)
         first, _ = env.reset(seed=args.seed)  # episode 0's start: the single-episode replan and the plot
+        paths_of_task: dict[str, np.ndarray] = {}  # episode 0 of every method, for one picture
+        plans_of_task: dict[str, list] = {}
         for method in args.methods:
             options = METHODS[method]
             if options is None:
@@ -501,17 +503,29 @@ def _cmd_bench(args) -> int:
                 result.replan_ms_batched = 1000 * statistics.median(planner.plan_seconds)
                 result.replan_ms_single = maze_bench.replan_ms(planner, first["observation"][None], first["desired_goal"][None])
                 picture = args.out / f"{args.maze}-{task}-{method}-episode0.png"
-                maze_bench.draw_episode(args.maze, result.paths[0], first_plans, first["desired_goal"], picture)
+                maze_bench.draw_episode(
+                    args.maze, {method: result.paths[0]}, first_plans, first["desired_goal"], picture, plans_label=f"{method} plans"
+                )
+                plans_of_task.setdefault(method, first_plans)
+            paths_of_task[method] = result.paths[0]
             results.append(result)
             print(
                 f"{task:6s} {method:18s} success {100 * result.success_rate:5.1f}%  score {result.normalized_score_mean:6.1f}", flush=True
             )
+        # Every method's episode 0 in one picture, with the first planner method's plans.
+        plan_method = next(iter(plans_of_task), None)
+        maze_bench.draw_episode(
+            args.maze,
+            paths_of_task,
+            plans_of_task.get(plan_method, []),
+            first["desired_goal"],
+            args.out / f"{args.maze}-{task}-episode0.png",
+            plans_label=f"{plan_method} plans",
+        )
     table = maze_bench.results_table(results)
     print("\n" + table)
     (args.out / "results.md").write_text(table + "\n")
-    (args.out / "results.json").write_text(
-        json.dumps([r.to_dict() for r in results], indent=2, default=lambda v: None if np.isnan(v) else v)
-    )
+    (args.out / "results.json").write_text(maze_bench.results_json(results) + "\n")
     print(f"\nwrote {args.out / 'results.md'}, results.json and plots of episode 0")
     return 0
 

@@ -17,6 +17,8 @@ All episodes of one method run in lockstep, so the planner plans all of them in 
 
 from __future__ import annotations
 
+import json
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -144,13 +146,45 @@ def results_table(results: list[MazeResult]) -> str:
     return "\n".join(lines)
 
 
-def draw_episode(maze: str, path: np.ndarray, plans: list[np.ndarray], goal: np.ndarray, file, pixels_per_cell: int = 48) -> None:
-    """A PNG of the maze (walls dark), the plans made along the episode (thin red, later ones
-    brighter), the path the ball took (blue) and the goal (green)."""
+def results_json(results: list[MazeResult]) -> str:
+    """The results as strict JSON: a non-finite number (the median steps to the goal of a method
+    that never reached it is NaN) is written as null, since ``NaN`` is not JSON and strict
+    parsers (``json.loads(..., parse_constant=...)``, JavaScript, jq) reject it."""
+
+    def finite(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: finite(v) for key, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps([finite(r.to_dict()) for r in results], indent=2, allow_nan=False)
+
+
+# Path colours (RGB) in method order; plans are red, the goal green.
+PATH_COLOURS = [(30, 90, 230), (240, 140, 20), (150, 60, 200), (20, 160, 160), (140, 90, 40), (110, 110, 110), (220, 60, 160)]
+
+
+def draw_episode(
+    maze: str,
+    paths: dict[str, np.ndarray] | np.ndarray,
+    plans: list[np.ndarray],
+    goal: np.ndarray,
+    file,
+    pixels_per_cell: int = 48,
+    plans_label: str = "plans",
+) -> None:
+    """A PNG of the maze (walls dark), each method's path (``{method: xy[T, 2]}``; one array is
+    drawn as "path"), each in its own colour, the plans made along the episode (thin red, later
+    ones brighter), the goal (green), and a legend below the maze naming them."""
     import cv2
 
     from worldsim.envs.real.pointmaze import MAZE_MAPS
 
+    if isinstance(paths, np.ndarray):
+        paths = {"path": paths}
     maze_map = np.array([[cell == 1 for cell in row] for row in MAZE_MAPS[maze]])
     rows, cols = maze_map.shape
     image = np.full((rows * pixels_per_cell, cols * pixels_per_cell, 3), 255, np.uint8)
@@ -166,7 +200,24 @@ def draw_episode(maze: str, path: np.ndarray, plans: list[np.ndarray], goal: np.
     for i, plan in enumerate(plans):
         shade = int(120 + 135 * (i + 1) / max(len(plans), 1))
         cv2.polylines(image, [to_pixels(plan[:, :2])], False, (shade, 40, 40), 1, cv2.LINE_AA)
-    cv2.polylines(image, [to_pixels(path)], False, (30, 90, 230), 2, cv2.LINE_AA)
+    legend: list[tuple[str, tuple[int, int, int], str]] = []  # (label, colour, marker)
+    if plans:
+        legend.append((plans_label, (255, 40, 40), "line"))
+    for k, (name, path) in enumerate(paths.items()):
+        colour = PATH_COLOURS[k % len(PATH_COLOURS)]
+        cv2.polylines(image, [to_pixels(path)], False, colour, 2, cv2.LINE_AA)
+        cv2.circle(image, tuple(int(v) for v in to_pixels(path[:1])[0]), 5, colour, -1, cv2.LINE_AA)
+        legend.append((name, colour, "line"))
     cv2.circle(image, tuple(int(v) for v in to_pixels(goal[None])[0]), int(0.45 * pixels_per_cell), (40, 180, 40), 2, cv2.LINE_AA)
-    cv2.circle(image, tuple(int(v) for v in to_pixels(path[:1])[0]), 5, (30, 90, 230), -1, cv2.LINE_AA)
-    cv2.imwrite(str(file), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    legend.append(("goal", (40, 180, 40), "circle"))
+
+    line_height = 16
+    strip = np.full((len(legend) * line_height + 8, image.shape[1], 3), 255, np.uint8)
+    for i, (label, colour, marker) in enumerate(legend):
+        y = 4 + i * line_height + line_height // 2
+        if marker == "circle":
+            cv2.circle(strip, (16, y), 5, colour, 2, cv2.LINE_AA)
+        else:
+            cv2.line(strip, (6, y), (26, y), colour, 2, cv2.LINE_AA)
+        cv2.putText(strip, label, (34, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(str(file), cv2.cvtColor(np.concatenate([image, strip]), cv2.COLOR_RGB2BGR))
