@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from worldsim.diffusion.edm import FrameDenoiser
+from worldsim.models.denoiser import FrameDenoiser
 from worldsim.diffusion.sampler import NextFrameSampler, SamplerConfig
 from worldsim.models.context import FrameStackContext
 from worldsim.models.frame_unet import FrameUNet, FrameUNetConfig

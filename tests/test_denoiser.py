@@ -6,7 +6,8 @@ import pytest
 import torch
 from diffusers import EDMEulerScheduler
 
-from worldsim.diffusion.edm import FrameDenoiser, skip_and_out_scales
+from worldsim.diffusion.edm import skip_and_out_scales
+from worldsim.models.denoiser import FrameDenoiser
 from worldsim.diffusion.sampler import (
     NextFrameSampler,
     SamplerConfig,

@@ -68,7 +68,7 @@ def test_reset_from_a_given_real_context(env):
     k = env.unwrapped.context_length
     observation, _ = env.reset(seed=0, options={"frames": np.stack(frames), "actions": np.array(actions)})
     np.testing.assert_array_equal(observation, frames[-1])
-    dream = env.unwrapped._dream
+    dream = env.unwrapped.engine
     assert dream.actions[0].tolist() == actions[-k:]  # a longer history is cut to its last K
     # A single frame (what a real reset returns) is padded to K with action 0.
     observation, _ = env.reset(options={"frames": np.stack(frames[:1]), "actions": np.array([0])})
@@ -129,7 +129,7 @@ def test_vector_env_steps_all_dreams_in_one_batch_and_autoresets():
     observations, info = envs.reset(seed=0)
     again, _ = envs.reset(seed=0)
     np.testing.assert_array_equal(observations, again)
-    starts = envs.unwrapped.start_states.frames[:, -1]
+    starts = envs.unwrapped.engine.start_states.frames[:, -1]
     elapsed, ended = np.zeros(3, int), np.zeros(3, bool)
     for _ in range(6):
         observations, rewards, terminated, truncated, info = envs.step(np.array([1, 3, 0]))
@@ -189,7 +189,7 @@ def test_corrupted_or_mismatched_checkpoints_give_one_clear_error(tmp_path):
     no_starts = tmp_path / "no_starts"
     shutil.copytree(shipped_checkpoint(), no_starts)
     (no_starts / "start_states.npz").unlink()
-    with pytest.raises(WorldsimError, match="start states"):
+    with pytest.raises(WorldsimError, match="start_states"):
         WorldModelEnv(checkpoint=no_starts)
 
     with pytest.raises(WorldsimError, match="no checkpoint"):

@@ -63,10 +63,11 @@ def rollout(
     """
     k = model.context_length
     context = frames[:, :k]
+    state = model.start(context, actions[:, :k])
     generated, heads = [], []
     for h in range(horizon):
         t = k + h
-        next_frame, out = model.predict_step(context, actions[:, t - k + 1 : t + 1], generator=generator)
+        next_frame, out, state = model.predict_step(context, actions[:, t - k + 1 : t + 1], state, generator=generator)
         generated.append(next_frame)
         heads.append(out)
         context = torch.cat([context[:, 1:], next_frame[:, None]], dim=1)
@@ -219,12 +220,12 @@ def evaluate_fidelity(
     from worldsim.data.minari_io import load_dataset
     from worldsim.data.sequences import SequenceDataset
     from worldsim.data.transitions import LABEL_KEYS, model_batch
-    from worldsim.envs.dream import load_dream
+    from worldsim.engine import load_engine_model
     from worldsim.errors import WorldsimError
 
     if horizon < 1 or rollouts < 0 or batch_size < 1:
         raise WorldsimError(f"--horizon and --batch-size must be >= 1 and --rollouts >= 0, got {horizon}, {batch_size}, {rollouts}")
-    model, _, device = load_dream(checkpoint, device, sampling_steps)
+    model, _, device = load_engine_model(checkpoint, device, sampling_steps)
     dataset = load_dataset(dataset_id)
     k = model.context_length
     rng = np.random.default_rng(seed)

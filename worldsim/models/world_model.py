@@ -1,9 +1,9 @@
-"""The world model: next-frame denoiser + sampler + transition heads, built from one config.
+"""The world model: next-frame denoiser + sampler + recurrent end model, built from one config.
 
 ``WorldModel.predict_step`` is everything one dream step needs: it samples the next frame for a
-batch of contexts and reads the step's reward, progress and end from it. ``WorldModelConfig`` is
-what a checkpoint's ``config.json`` stores under ``"model"``; ``load_world_model`` rebuilds the
-model from a checkpoint folder.
+batch of contexts and reads the step's reward, progress and end from it, carrying the end model's
+recurrent state. ``WorldModelConfig`` is what a checkpoint's ``config.json`` stores under
+``"model"``; ``load_world_model`` rebuilds the model from a checkpoint folder.
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from worldsim.diffusion.edm import EDMTraining, FrameDenoiser
+from worldsim.core.game import GameDescription
+from worldsim.diffusion.edm import EDMTraining
 from worldsim.diffusion.sampler import NextFrameSampler, SamplerConfig
 from worldsim.errors import WorldsimError
 from worldsim.models.context import FrameStackContext
+from worldsim.models.denoiser import FrameDenoiser
+from worldsim.models.end_model import EndModelConfig, RecurrentEndModel
 from worldsim.models.frame_unet import FrameUNet, FrameUNetConfig
 from worldsim.models.heads import HeadsConfig, TransitionHeads
 from worldsim.train.checkpoint import Checkpoint, load_checkpoint, load_weights
@@ -30,19 +33,22 @@ START_STATES_FILE = "start_states.npz"
 
 @dataclass
 class WorldModelConfig:
-    """Everything needed to rebuild a ``WorldModel`` and to feed it frames the way it was trained."""
+    """Everything needed to rebuild a ``WorldModel`` and to feed it frames the way it was trained.
+
+    Exactly one of ``end_model`` (recurrent, DIAMOND's) and ``heads`` (the first shipped model's
+    feed-forward transition heads, kept so that its checkpoint still loads) is set.
+    """
 
     num_actions: int = 7
     context_length: int = 4
     image_size: int = 64
     image_channels: int = 3
     unet: FrameUNetConfig = field(default_factory=FrameUNetConfig)
-    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    end_model: EndModelConfig | None = field(default_factory=EndModelConfig)
+    heads: HeadsConfig | None = None
     edm: EDMTraining = field(default_factory=EDMTraining)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    # The real env whose frames and actions the model learned (its preprocessing and action set).
-    real_env: dict[str, Any] = field(default_factory=lambda: {"id": "worldsim/MarioReal-v0", "kwargs": {}})
-    action_meanings: list[str] = field(default_factory=list)  # NES buttons of each action, space-separated ("right A")
+    game: GameDescription = field(default_factory=GameDescription)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,11 +57,11 @@ class WorldModelConfig:
             "image_size": self.image_size,
             "image_channels": self.image_channels,
             "unet": self.unet.to_dict(),
-            "heads": self.heads.to_dict(),
+            "end_model": self.end_model.to_dict() if self.end_model is not None else None,
+            "heads": self.heads.to_dict() if self.heads is not None else None,
             "edm": self.edm.to_dict(),
             "sampler": self.sampler.to_dict(),
-            "real_env": self.real_env,
-            "action_meanings": list(self.action_meanings),
+            "game": self.game.to_dict(),
         }
 
     @classmethod
@@ -66,21 +72,37 @@ class WorldModelConfig:
             unet.setdefault("image_size", values.get("image_size", 64))
             unet.setdefault("image_channels", values.get("image_channels", 3))
             unet["context_channels"] = values.get("context_length", 4) * unet["image_channels"]
+            game = values.pop("game", None)
+            if game is None:  # the first shipped model kept these two facts at the top level
+                game = {"action_meanings": values.pop("action_meanings", None) or GameDescription().action_meanings}
+                game["real_env"] = values.pop("real_env", None) or GameDescription().real_env
+            heads = values.pop("heads", None)
+            end_model = values.pop("end_model", None if heads is not None else {})
             return cls(
                 unet=FrameUNetConfig.from_dict({**FrameUNetConfig().to_dict(), **unet}),
-                heads=HeadsConfig.from_dict({**HeadsConfig().to_dict(), **values.pop("heads", {})}),
+                end_model=EndModelConfig.from_dict(end_model) if end_model is not None else None,
+                heads=HeadsConfig.from_dict({**HeadsConfig().to_dict(), **heads}) if heads is not None else None,
                 edm=EDMTraining(**values.pop("edm", {})),
                 sampler=SamplerConfig(**values.pop("sampler", {})),
+                game=GameDescription.from_dict(game),
                 **values,
             )
-        except TypeError as error:
-            raise WorldsimError(f"world model config has an unknown or missing field ({error}): check its keys") from error
+        except (TypeError, ValueError) as error:
+            if isinstance(error, WorldsimError):
+                raise
+            raise WorldsimError(f"world model config has an unknown, missing or bad field ({error}): check its keys") from error
+
+
+State = dict[str, torch.Tensor]  # a model's per-dream recurrent state, every tensor batch-first
 
 
 class WorldModel(nn.Module):
-    """Denoiser (context module + U-Net + EDM preconditioning), sampler and transition heads.
+    """Denoiser (context module + U-Net + EDM preconditioning), sampler and end model.
 
-    Frames inside the model are ``float[..., C, H, W]`` in ``[-1, 1]``.
+    Frames inside the model are ``float[..., C, H, W]`` in ``[-1, 1]``; ``actions[:, i]`` is the
+    action whose step produced ``frames[:, i]``. The dream engine uses three methods:
+    ``initial_state``/``start`` make a dream's recurrent state from its reset context, and
+    ``predict_step`` draws the next frame and the step's reward, progress and end.
     """
 
     def __init__(self, config: WorldModelConfig):
@@ -98,106 +120,120 @@ class WorldModel(nn.Module):
             FrameUNet(unet),
             config.edm,
         )
-        self.heads = TransitionHeads(
-            config.heads,
-            config.num_actions,
-            config.context_length + 1,
-            config.image_channels,
-            config.image_size,
-        )
+        if config.end_model is not None:
+            self.end_model = RecurrentEndModel(config.end_model, config.num_actions, config.image_channels, config.image_size)
+        else:
+            self.heads = TransitionHeads(
+                config.heads, config.num_actions, config.context_length + 1, config.image_channels, config.image_size
+            )
         self.sampler = NextFrameSampler(config.sampler, sigma_data=config.edm.sigma_data)
 
     @property
     def context_length(self) -> int:
         return self.config.context_length
 
-    def forward(
-        self,
-        frames: torch.Tensor,
-        actions: torch.Tensor,
-        rewards: torch.Tensor,
-        x_delta: torch.Tensor,
-        end_class: torch.Tensor,
-        end_class_weights: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Training losses on windows of ``L = K + U`` consecutive real steps (``U >= 1``).
+    @property
+    def recurrent(self) -> bool:
+        return self.config.end_model is not None
 
-        ``frames float[B, L, C, H, W]``; ``actions int64[B, L]`` (``actions[:, i]`` produced
-        ``frames[:, i]``); ``rewards``, ``x_delta float[B, L]`` and ``end_class int64[B, L]`` are
-        the labels of the step that produced each frame.
+    def forward(self, part: str, **batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training losses of one ``part`` (``"denoiser"`` or ``"end_model"``) on a batch of windows.
+
+        It is ``forward`` so that ``accelerate``'s distributed wrapper sees the whole step.
+        """
+        if part == "denoiser":
+            return {"denoiser": self.denoiser_loss(batch["frames"], batch["actions"], batch.get("unroll_generator"))}
+        if part == "end_model":
+            return self.end_model_losses(**{key: batch[key] for key in ("frames", "actions", "rewards", "progress", "end_class")})
+        raise ValueError(f"unknown training part {part!r}")
+
+    def denoiser_loss(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The denoiser's loss on windows ``frames float[B, K + U, C, H, W]``, ``actions int64[B, K + U]``.
 
         The denoiser learns the U frames after the first K autoregressively: the first from the
         real context, each later one from a context that ends in the model's own (quantised)
         generations, so it learns to recover from its own errors (DIAMOND's CS:GO unroll). The
-        generated frames are drawn without gradient. The heads learn every one of the U steps from
-        real frames. Returns ``denoiser``, ``reward``, ``x_delta``, ``end`` losses (scalars).
-
-        It is ``forward`` so that ``accelerate``'s distributed wrapper sees the whole step.
+        generated frames are drawn without gradient.
         """
         k = self.context_length
         unroll = frames.shape[1] - k
         if unroll < 1:
             raise ValueError(f"training windows need more than K={k} frames, got {frames.shape[1]}")
         context = frames[:, :k]
-        denoiser_loss = frames.new_zeros(())
+        loss = frames.new_zeros(())
         for u in range(unroll):
             t = k + u
             step_actions = actions[:, t - k + 1 : t + 1]
-            denoiser_loss = denoiser_loss + self.denoiser.loss(frames[:, t], context, step_actions) / unroll
+            loss = loss + self.denoiser.loss(frames[:, t], context, step_actions, sampler_sigmas=self.sampler.sigmas) / unroll
             if u < unroll - 1:
                 with torch.no_grad():
-                    generated = self.sampler.sample(self.denoiser, context, step_actions)
+                    generated = self.sampler.sample(self.denoiser, context, step_actions, generator=generator)
                 context = torch.cat([context[:, 1:], generated[:, None]], dim=1)
+        return loss
 
-        return {"denoiser": denoiser_loss, **self.heads_losses(frames, actions, rewards, x_delta, end_class, end_class_weights)}
-
-    def heads_losses(self, frames, actions, rewards, x_delta, end_class, end_class_weights=None) -> dict[str, torch.Tensor]:
-        """The transition heads' losses on every step after the first K of the windows (real frames)."""
+    def end_model_losses(self, frames, actions, rewards, progress, end_class) -> dict[str, torch.Tensor]:
+        """The end model's losses on windows of real steps (``[B, L, ...]``; labels describe the step
+        that produced each frame): burned in on the first K frames like a dream's reset, then
+        scored on every later transition."""
         k = self.context_length
-        unroll = frames.shape[1] - k
-        # Every step after the context is one transition: flatten (B, U) into one batch.
-        windows = frames.unfold(1, k + 1, 1)[:, :unroll]  # B, U, C, H, W, K+1
-        windows = windows.permute(0, 1, 5, 2, 3, 4).flatten(0, 1)
-        heads = self.heads(windows, actions[:, k:].flatten())
+        outputs, _ = self.end_model.sequence(frames, actions)
+        scored = slice(k - 1, None)  # outputs[:, i] is the transition into frame i + 1
         return {
-            "reward": nn.functional.smooth_l1_loss(heads["reward"], rewards[:, k:].flatten()),
-            "x_delta": nn.functional.smooth_l1_loss(heads["x_delta"], x_delta[:, k:].flatten()),
-            "end": nn.functional.cross_entropy(heads["end"], end_class[:, k:].flatten(), weight=end_class_weights),
+            "reward": nn.functional.smooth_l1_loss(outputs["reward"][:, scored], rewards[:, k:]),
+            "progress": nn.functional.smooth_l1_loss(outputs["progress"][:, scored], progress[:, k:]),
+            "end": nn.functional.cross_entropy(outputs["end"][:, scored].flatten(0, 1), end_class[:, k:].flatten()),
         }
 
-    @torch.no_grad()
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
+        return self.end_model.initial_state(batch, device) if self.recurrent else {}
+
+    def start(self, frames: torch.Tensor, actions: torch.Tensor) -> State:
+        """A dream's state after its reset context ``frames float[B, K, C, H, W]``, ``actions int64[B, K]``."""
+        if not self.recurrent:
+            return {}
+        return self.end_model.sequence(frames, actions)[1]
+
     def predict_step(
         self,
         frames: torch.Tensor,
         actions: torch.Tensor,
+        state: State | None = None,
         generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        grad_steps: int = 0,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], State]:
         """One dream step for a batch.
 
         ``frames float[B, K, C, H, W]``: the context; ``actions int64[B, K]``: the action taken at
-        each context frame, the last being the step's action. Returns the next frame ``float[B, C,
-        H, W]`` (quantised to 8 bits) and the heads' outputs (``reward``, ``x_delta`` ``float[B]``,
-        ``end`` logits ``float[B, 3]``).
+        each context frame, the last being the step's action; ``state``: the dreams' recurrent
+        state (``start``'s, then this method's). Returns the next frame ``float[B, C, H, W]``
+        (quantised to 8 bits), the step's ``reward``, ``progress`` ``float[B]`` and ``end`` logits
+        ``float[B, classes]``, and the new state. ``grad_steps``: sampling steps run with
+        gradients when autograd is on (``worldsim.diffusion.sampler``).
         """
-        next_frame = self.sampler.sample(self.denoiser, frames, actions, generator=generator)
-        heads = self.heads(torch.cat([frames, next_frame[:, None]], dim=1), actions[:, -1])
-        return next_frame, heads
+        next_frame = self.sampler.sample(self.denoiser, frames, actions, generator=generator, grad_steps=grad_steps)
+        if self.recurrent:
+            outputs, state = self.end_model.step(frames[:, -1], next_frame, actions[:, -1], state or self.initial_state(len(frames), frames.device))
+        else:
+            heads = self.heads(torch.cat([frames, next_frame[:, None]], dim=1), actions[:, -1])
+            outputs, state = {"reward": heads["reward"], "progress": heads["x_delta"], "end": heads["end"]}, {}
+        return next_frame, outputs, state
 
 
 @dataclass
 class StartStates:
     """Real contexts to start dreams from: ``frames uint8[N, K, H, W, C]``, ``actions int64[N, K]``
-    (``actions[:, j]`` produced ``frames[:, j]``) and Mario's ``x_pos float[N]`` at the last frame."""
+    (``actions[:, j]`` produced ``frames[:, j]``) and the game's progress label (Mario's ``x_pos``)
+    ``progress float[N]`` at the last frame."""
 
     frames: np.ndarray
     actions: np.ndarray
-    x_pos: np.ndarray
+    progress: np.ndarray
 
     def save_bytes(self) -> bytes:
         import io
 
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, frames=self.frames, actions=self.actions, x_pos=self.x_pos)
+        np.savez_compressed(buffer, frames=self.frames, actions=self.actions, progress=self.progress)
         return buffer.getvalue()
 
 
@@ -223,7 +259,8 @@ def _load_start_states(file: Path, config: WorldModelConfig) -> StartStates:
     try:
         with np.load(file, allow_pickle=False) as data:
             frames, actions = data["frames"], data["actions"]
-            x_pos = data["x_pos"] if "x_pos" in data else np.zeros(len(frames))
+            # the first shipped model's file named the progress label after Mario's x_pos
+            progress = data["progress"] if "progress" in data else data["x_pos"] if "x_pos" in data else np.zeros(len(frames))
     except (OSError, ValueError, KeyError) as error:
         raise WorldsimError(f"{file} is corrupted or incomplete ({error}): train or copy the checkpoint again") from error
     expected = (
@@ -237,7 +274,7 @@ def _load_start_states(file: Path, config: WorldModelConfig) -> StartStates:
         or frames.ndim != 5
         or frames.shape[1:] != expected
         or actions.shape != frames.shape[:2]
-        or x_pos.shape != frames.shape[:1]
+        or progress.shape != frames.shape[:1]
     ):
         raise WorldsimError(
             f"{file} holds frames {frames.dtype}{list(frames.shape)} and actions {list(actions.shape)}; "
@@ -245,4 +282,4 @@ def _load_start_states(file: Path, config: WorldModelConfig) -> StartStates:
         )
     if len(frames) == 0:
         raise WorldsimError(f"{file} holds no start states: a world model needs at least one real context for reset")
-    return StartStates(frames, actions.astype(np.int64), x_pos.astype(np.float64))
+    return StartStates(frames, actions.astype(np.int64), progress.astype(np.float64))

@@ -1,0 +1,102 @@
+"""The dream engine under the Gymnasium front-ends: same frames as before the refactor, subsets
+reset, model state carried and reset per dream, gradients on request, clear errors."""
+
+import hashlib
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import worldsim  # noqa: F401
+from worldsim.engine import DreamEngine, load_engine_model, resolve_device
+from worldsim.envs.dream import shipped_checkpoint
+from worldsim.errors import WorldsimError
+
+torch.set_num_threads(1)
+
+# Frames (md5, first 12 hex digits) of the shipped model from fixed seeds and actions. They were
+# recorded before the dream engine existed and pin that the refactor changed no frame; shipping a
+# new model changes them on purpose (re-record with the same code).
+PINNED_SINGLE = ["a759625015fb", "018a80288ab4", "86cf3d1cb672", "cc7456b796d1", "e51bbc6e2210"]
+PINNED_VECTOR = ["e929f5f006ff", "1d4b768d1c73", "3c5418aff5a9", "5ed61d432d51"]
+
+
+def _md5(array: np.ndarray) -> str:
+    return hashlib.md5(array.tobytes()).hexdigest()[:12]
+
+
+def test_same_model_and_seed_give_the_pinned_frames():
+    env = gym.make("worldsim/Mario-v0")
+    observation, _ = env.reset(seed=7)
+    frames = [_md5(observation)] + [_md5(env.step(action)[0]) for action in (3, 3, 0, 4)]
+    assert frames == PINNED_SINGLE
+    envs = gym.make_vec("worldsim/Mario-v0", num_envs=3)
+    observations, _ = envs.reset(seed=11)
+    frames = [_md5(observations)] + [_md5(envs.step(np.array(actions))[0]) for actions in ([3, 0, 1], [4, 4, 2], [6, 5, 0])]
+    assert frames == PINNED_VECTOR
+
+
+@pytest.fixture(scope="module")
+def engine():
+    model, start_states, device = load_engine_model(shipped_checkpoint(), "cpu")
+    return DreamEngine(model, start_states, 3, device)
+
+
+def test_resetting_a_subset_leaves_the_other_dreams_alone(engine):
+    rng = np.random.default_rng(0)
+    engine.reset([0, 1, 2], rng)
+    engine.step(np.array([3, 3, 3]))
+    before = engine.frames.clone()
+    engine.reset([1], rng)
+    assert torch.equal(engine.frames[[0, 2]], before[[0, 2]])
+    assert not torch.equal(engine.frames[1], before[1])
+    bank = torch.from_numpy(engine.start_states.frames)
+    assert any(np.array_equal(engine.observations([1])[0], frames[-1].numpy()) for frames in bank)
+
+
+def test_step_info_has_the_reset_info_keys_and_dtypes(engine):
+    engine.reset([0, 1, 2], np.random.default_rng(1))
+    at_reset = engine.reset_info()
+    step = engine.step(np.array([0, 1, 6]))
+    assert set(at_reset) == set(step.info) >= {"x_pos", "is_dying", "flag_get", "end_probabilities"}
+    for key in at_reset:
+        assert at_reset[key].dtype == step.info[key].dtype and at_reset[key].shape == step.info[key].shape
+    assert step.observations.shape == (3, 64, 64, 3) and step.observations.dtype == np.uint8
+
+
+def test_gradients_flow_only_when_asked(engine):
+    engine.reset([0, 1, 2], np.random.default_rng(2))
+    assert not engine.step(np.array([3, 3, 3])).frames.requires_grad
+    with torch.enable_grad():
+        frames = engine.step(np.array([3, 3, 3]), grad_steps=1).frames
+        assert frames.requires_grad
+        frames.mean().backward()
+    assert any(p.grad is not None for p in engine.model.denoiser.parameters())
+    engine.model.zero_grad(set_to_none=True)
+
+
+def test_non_finite_weights_are_an_error_not_a_frame(tmp_path):
+    model, start_states, device = load_engine_model(shipped_checkpoint(), "cpu")
+    with torch.no_grad():
+        next(model.denoiser.network.parameters()).fill_(float("nan"))
+    engine = DreamEngine(model, start_states, 1, device)
+    engine.reset([0], np.random.default_rng(0))
+    with pytest.raises(WorldsimError, match="non-finite"):
+        engine.step(np.array([3]))
+
+
+@pytest.mark.parametrize("device, message", [("tpu", "not a torch device|not supported"), ("cuda:7", "not available")])
+def test_unusable_devices_name_the_available_ones(device, message):
+    with pytest.raises(WorldsimError, match=message) as error:
+        resolve_device(device)
+    assert "cpu" in str(error.value)
+
+
+def test_a_bool_is_not_an_action():
+    env = gym.make("worldsim/Mario-v0")
+    env.reset(seed=0)
+    with pytest.raises(WorldsimError, match="not in Discrete"):
+        env.step(True)
+    with pytest.raises(WorldsimError, match="not in Discrete"):
+        env.step(np.bool_(False))

@@ -1,0 +1,103 @@
+"""The next-frame denoiser: context module + inner network + EDM preconditioning.
+
+``FrameDenoiser`` is the model the sampler calls; the noise it trains at and the preconditioning
+formulas are ``worldsim.diffusion.edm``'s.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import EDMEulerScheduler
+from torch import nn
+
+from worldsim.diffusion.edm import EDMTraining, skip_and_out_scales
+from worldsim.models.context import FrameStackContext
+from worldsim.models.frame_unet import FrameUNet
+
+
+class FrameDenoiser(nn.Module):
+    """Context module + inner network + EDM preconditioning; ``loss`` trains, ``denoise`` samples."""
+
+    def __init__(self, context: FrameStackContext, network: FrameUNet, training: EDMTraining | None = None):
+        super().__init__()
+        self.context = context
+        self.network = network
+        self.training_config = training or EDMTraining()
+        # Only its preconditioning formulas are used here; the sampler steps with its own instance.
+        self.preconditioning = EDMEulerScheduler(sigma_data=self.training_config.sigma_data, prediction_type="epsilon")
+
+    def _network_output(self, noisy, sigma, frames, actions, context_sigma) -> torch.Tensor:
+        sigma = sigma.reshape(-1, 1, 1, 1)
+        channels, embedding = self.context(frames, actions, context_sigma)
+        c_noise = self.preconditioning.precondition_noise(sigma.flatten())
+        return self.network(self.preconditioning.precondition_inputs(noisy, sigma), c_noise, channels, embedding)
+
+    def target(self, next_frame: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """What is denoised for ``next_frame float[B, C, H, W]`` after context ``frames float[B, K, C, H, W]``."""
+        return next_frame - frames[:, -1] if self.training_config.prediction == "change" else next_frame
+
+    def to_frame(self, denoised: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """The next frame from a clean estimate of the target (the inverse of ``target``)."""
+        return frames[:, -1] + denoised if self.training_config.prediction == "change" else denoised
+
+    def denoise(
+        self,
+        noisy: torch.Tensor,
+        sigma: torch.Tensor,
+        frames: torch.Tensor,
+        actions: torch.Tensor,
+        context_sigma: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Clean estimate ``float[B, C, H, W]`` of the target (see ``target``) from ``noisy`` at noise
+        level ``sigma float[B]``.
+
+        ``frames float[B, K, C, H, W]`` and ``actions int64[B, K]`` are the context;
+        ``context_sigma float[B]`` the noise level the context frames carry (0 when clean).
+        """
+        if context_sigma is None:
+            context_sigma = torch.zeros(noisy.shape[0], device=noisy.device)
+        output = self._network_output(noisy, sigma, frames, actions, context_sigma)
+        return self.preconditioning.precondition_outputs(noisy, output, sigma.reshape(-1, 1, 1, 1))
+
+    def loss(
+        self,
+        next_frame: torch.Tensor,
+        frames: torch.Tensor,
+        actions: torch.Tensor,
+        generator: torch.Generator | None = None,
+        sampler_sigmas: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """EDM's weighted denoising loss for one next frame per sample.
+
+        ``next_frame float[B, C, H, W]``, the frame to generate; ``frames float[B, K, C, H, W]``,
+        the context; ``actions int64[B, K]``, the action taken at each context frame (so
+        ``actions[:, -1]`` is the one whose step produced ``next_frame``). ``sampler_sigmas``: the
+        noise levels the sampler denoises at; ``sampler_levels_fraction`` of the batch is drawn there.
+        """
+        config = self.training_config
+        target = self.target(next_frame, frames)
+        batch, device = target.shape[0], target.device
+        log_sigma = config.log_sigma_mean + config.log_sigma_std * torch.randn(batch, device=device, generator=generator)
+        sigma = log_sigma.exp().clamp(config.sigma_min, config.sigma_max)
+        if sampler_sigmas is not None and config.sampler_levels_fraction > 0:
+            # The few levels a 2-3 step sampler visits matter most: train them exactly, often.
+            at_levels = torch.rand(batch, device=device, generator=generator) < config.sampler_levels_fraction
+            level = sampler_sigmas.to(device)[torch.randint(len(sampler_sigmas), (batch,), device=device, generator=generator)]
+            sigma = torch.where(at_levels, level, sigma)
+        noise = torch.randn(target.shape, device=device, generator=generator)
+        noise = noise + config.offset_noise * torch.randn((batch, target.shape[1], 1, 1), device=device, generator=generator)
+        noisy = target + sigma.reshape(-1, 1, 1, 1) * noise
+
+        context_sigma = config.context_sigma_max * torch.rand(batch, device=device, generator=generator)
+        noisy_frames = frames + context_sigma.reshape(-1, 1, 1, 1, 1) * torch.randn(frames.shape, device=device, generator=generator)
+
+        output = self._network_output(noisy, sigma, noisy_frames, actions, context_sigma)
+        # Regress F onto the output that makes D exact: the loss on D weighted by 1 / c_out^2 (EDM).
+        c_skip, c_out = skip_and_out_scales(sigma.reshape(-1, 1, 1, 1), config.sigma_data)
+        error = (output - (target - c_skip * noisy) / c_out) ** 2
+        if config.changed_pixel_weight == 1.0:
+            return error.mean()
+        changed = (next_frame - frames[:, -1]).abs().amax(dim=1, keepdim=True) > config.changed_pixel_threshold
+        weight = 1.0 + (config.changed_pixel_weight - 1.0) * changed.float()
+        # Normalised per sample, so the loss scale does not depend on how much of a frame moved.
+        return ((error * weight).mean(dim=(1, 2, 3)) / weight.mean(dim=(1, 2, 3))).mean()
