@@ -10,6 +10,9 @@ when the env provides ``x_pos``), so it runs unchanged in the real emulator and 
 Exploration: with probability ``epsilon`` it takes a random action instead. With
 ``balance_actions=True`` the exploratory action is the one it has used least so far, so a
 dataset it collects covers rare actions (NOOP, left, jump in place) that a runner never takes.
+With ``hold_steps=N`` an exploratory action is held for 1..N steps (drawn uniformly): one step of
+LEFT barely moves Mario, a held one makes him stop, turn and run back, which a world model must
+also learn to draw.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class ScriptedMarioAgent:
         balance_actions: pick exploratory actions least-used-first instead of uniformly.
         jump_steps: how long a jump button is held (longer = higher and farther).
         stuck_steps: steps without progress before it jumps.
+        hold_steps: an exploratory action is held for a uniform 1..hold_steps steps.
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class ScriptedMarioAgent:
         jump_steps: int = 8,
         stuck_steps: int = 2,
         sprint: bool = True,
+        hold_steps: int = 1,
     ):
         action_set = getattr(env.unwrapped, "action_set", None)
         if action_set is None:
@@ -67,7 +72,10 @@ class ScriptedMarioAgent:
             )
         if not 0.0 <= epsilon <= 1.0:
             raise WorldsimError(f"epsilon must be in [0, 1], got {epsilon}")
+        if hold_steps < 1:
+            raise WorldsimError(f"hold_steps must be >= 1, got {hold_steps}")
         self.num_actions = int(env.action_space.n)
+        self.hold_steps = int(hold_steps)
         self.epsilon = float(epsilon)
         self.balance_actions = bool(balance_actions)
         self.jump_steps = int(jump_steps)
@@ -82,11 +90,17 @@ class ScriptedMarioAgent:
         self._last_progress: Any = None
         self._still_steps = 0
         self._last_height: int | None = None
+        self._held: tuple[int, int] | None = None  # (exploratory action, steps it is still held)
 
     def act(self, observation: np.ndarray, info: dict[str, Any] | None = None) -> int:
         action = self._scripted_action(observation, info)
-        if self._rng.random() < self.epsilon:
+        if self._held is not None:
+            action, left = self._held
+            self._held = (action, left - 1) if left > 1 else None
+        elif self._rng.random() < self.epsilon:
             action = self._exploratory_action()
+            hold = int(self._rng.integers(1, self.hold_steps + 1))
+            self._held = (action, hold - 1) if hold > 1 else None
         self.action_counts[action] += 1
         return int(action)
 
