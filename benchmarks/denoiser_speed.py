@@ -30,6 +30,9 @@ CANDIDATES = {
     "64-64-64, 1/level, s2d 2": FrameUNetConfig(block_channels=(64, 64, 64), layers_per_block=1, space_to_depth=2),
     "32-64-64, 1/level, s2d 2": FrameUNetConfig(block_channels=(32, 64, 64), layers_per_block=1, norm_groups=16, space_to_depth=2),
     "32-32-64, 1/level, s2d 2": FrameUNetConfig(block_channels=(32, 32, 64), layers_per_block=1, norm_groups=16, space_to_depth=2),
+    "64-96-128, 1/level, s2d 4 (mario-v0)": FrameUNetConfig(block_channels=(64, 96, 128), layers_per_block=1, norm_groups=16, space_to_depth=4),
+    "32-64-96-128, 1/level, s2d 2": FrameUNetConfig(block_channels=(32, 64, 96, 128), layers_per_block=1, norm_groups=16, space_to_depth=2),
+    "48-96-128, 1/level, s2d 2": FrameUNetConfig(block_channels=(48, 96, 128), layers_per_block=1, norm_groups=16, space_to_depth=2),
 }
 
 
@@ -54,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3, help="Euler steps per frame")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", nargs="+", default=None, help="architecture names (substrings) to measure")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -61,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     print("| architecture | parameters | " + " | ".join(f"batch {b}" for b in args.batches) + " |")
     print("|---|---:|" + "---:|" * len(args.batches))
     for name, config in CANDIDATES.items():
+        if args.only and not any(part in name for part in args.only):
+            continue
         parameters = sum(p.numel() for p in FrameUNet(config).parameters())
         rates = [frames_per_second(config, batch, args.steps, args.runs) for batch in args.batches]
         print(f"| {name} | {parameters / 1e6:.2f}M | " + " | ".join(f"{rate:.1f}" for rate in rates) + " |")

@@ -6,16 +6,11 @@ import pytest
 import torch
 from diffusers import EDMEulerScheduler
 
+from worldsim.core.frames import from_uint8, quantize, to_uint8
 from worldsim.diffusion.edm import skip_and_out_scales
-from worldsim.models.denoiser import FrameDenoiser
-from worldsim.diffusion.sampler import (
-    NextFrameSampler,
-    SamplerConfig,
-    from_uint8,
-    quantize,
-    to_uint8,
-)
+from worldsim.diffusion.sampler import NextFrameSampler, SamplerConfig
 from worldsim.models.context import FrameStackContext
+from worldsim.models.denoiser import FrameDenoiser
 from worldsim.models.frame_unet import FrameUNet, FrameUNetConfig
 
 K = 4

@@ -124,7 +124,7 @@ def test_planner_trains_plans_in_a_batch_and_refuses_another_maze(windows, tmp_p
 
     from worldsim.config import load_config
     from worldsim.errors import WorldsimError
-    from worldsim.train.planner_trainer import train_planner
+    from worldsim.train.planner_training import train_planner
 
     model_values = load_config(
         "model", "df-umaze", ["model.num_tokens=4", "model.frame_stack=4", "model.network.width=32", "model.network.depth=1"]

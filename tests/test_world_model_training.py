@@ -12,32 +12,34 @@ from worldsim.cli import main
 from worldsim.config import load_config
 from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
-from worldsim.data.transitions import LABEL_KEYS, model_batch
-from worldsim.models.heads import DEATH, RUNNING
+from worldsim.data.transitions import model_batch, stack_windows
 from worldsim.models.world_model import WorldModel, WorldModelConfig, load_world_model
-from worldsim.train.trainer import train_world_model
+from worldsim.train.world_model_training import DenoiserObjective, EndModelObjective, train_world_model
+
+torch.set_num_threads(1)
 
 TINY_MODEL = [
     "model.unet.block_channels=[16,16]",
     "model.unet.norm_groups=8",
     "model.unet.space_to_depth=4",
-    "model.heads.channels=[8,8,8,8]",
-    "model.heads.hidden=32",
+    "model.end_model.channels=[8,8,8,8]",
+    "model.end_model.hidden=32",
 ]
+DEATH, RUNNING = 1, 0
 
 
-def tiny_train(dataset_id, **changes):
+def tiny_train(dataset_id, denoiser_steps=3, end_model_steps=2, **changes):
     overrides = [
         f"train.data.datasets=[{dataset_id}]",
         f"train.data.heldout={dataset_id}",
-        "train.batch_size=4",
-        "train.eval_windows=8",
-        "train.checkpoint_every=2",
-        "train.eval_every=2",
-        "train.sample_every=4",
         "train.start_states=4",
-        "train.heads_steps=2",
-        "train.heads_batch_size=4",
+        f"train.denoiser.steps={denoiser_steps}",
+        "train.denoiser.batch_size=4",
+        "train.denoiser.checkpoint_every=2",
+        "train.denoiser.eval_every=2",
+        f"train.end_model.steps={end_model_steps}",
+        "train.end_model.batch_size=4",
+        "train.end_model.checkpoint_every=2",
     ] + [f"train.{key}={value}" for key, value in changes.items()]
     return load_config("model", "mario", TINY_MODEL), load_config("train", "mario", overrides)
 
@@ -70,61 +72,72 @@ def dataset_id(tmp_path_factory):
 
 
 def test_model_batch_labels_follow_the_recorded_steps(dataset_id):
-    windows = SequenceDataset(load_dataset(dataset_id), 6, LABEL_KEYS, pad_start=3)
+    game = WorldModelConfig.from_dict(load_config("model", "mario")).game
+    windows = SequenceDataset(load_dataset(dataset_id), 6, game.label_keys, pad_start=3)
     ends = np.flatnonzero(windows.target_ends())
     assert len(ends) > 0  # the scripted runner dies within 400 steps
-    batch = model_batch({key: torch.stack([windows[int(i)][key] for i in ends[:2]]) for key in windows[0]})
+    batch = model_batch(stack_windows([windows[int(i)] for i in ends[:2]]), game)
     assert batch["frames"].shape == (2, 6, 3, 64, 64) and batch["frames"].min() >= -1
     assert (batch["end_class"][:, -1] == DEATH).all() and (batch["end_class"][:, :-1] == RUNNING).all()
     x_pos = torch.stack([windows[int(i)]["x_pos"] for i in ends[:2]]).float()
-    torch.testing.assert_close(batch["x_delta"][:, 1:], x_pos[:, 1:] - x_pos[:, :-1])
+    torch.testing.assert_close(batch["progress"][:, 1:], x_pos[:, 1:] - x_pos[:, :-1])
     # A window padded before an episode's start repeats its first frame with action 0.
     first = windows[0]
     assert torch.equal(first["frames"][0], first["frames"][3]) and first["actions"][:4].tolist() == [0, 0, 0, 0]
 
 
-def test_training_forward_unrolls_and_every_loss_learns(dataset_id):
+def test_both_objectives_unroll_burn_in_and_every_loss_learns(dataset_id):
     torch.manual_seed(0)
     model_values, _ = tiny_train(dataset_id)
     model = WorldModel(WorldModelConfig.from_dict(model_values))
-    windows = SequenceDataset(load_dataset(dataset_id), 6, LABEL_KEYS, pad_start=3)
-    batch = model_batch({key: torch.stack([windows[i][key] for i in range(0, 64, 4)]) for key in windows[0]})
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    first = None
-    for _ in range(30):
-        losses = model(**batch)
-        assert set(losses) == {"denoiser", "reward", "x_delta", "end"}
-        if first is None:
-            first = {k: v.item() for k, v in losses.items()}
-        sum(losses.values()).backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    for name, value in losses.items():
-        assert value.item() < first[name], name
+    game = model.config.game
+    windows = SequenceDataset(load_dataset(dataset_id), 8, game.label_keys, pad_start=3)
+    ends = np.flatnonzero(windows.target_ends())
+    batch = model_batch(stack_windows([windows[int(i)] for i in [*range(0, 60, 4), *ends[:2]]]), game)
+    for objective, names in ((DenoiserObjective(model), {"denoiser"}), (EndModelObjective(model), {"reward", "progress", "end"})):
+        assert {name for name, _ in objective.named_parameters()} <= {f"{part}.{name}" for part in ("denoiser", "end_model") for name, _ in getattr(model, part).named_parameters()}
+        optimizer = torch.optim.AdamW(objective.parameters(), lr=1e-3)
+        first = None
+        for _ in range(30):
+            losses = objective(**batch)
+            assert set(losses) == names
+            if first is None:
+                first = {k: v.item() for k, v in losses.items()}
+            sum(losses.values()).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        for name, value in losses.items():
+            assert value.item() < first[name], name
 
 
 def test_train_writes_checkpoints_resumes_and_exports_a_dream_env(dataset_id, tmp_path):
+    from worldsim.eval.fidelity import heldout_curve
+
     out = tmp_path / "run"
-    model_values, train_values = tiny_train(dataset_id, steps=3)
-    path = train_world_model(model_values, train_values, out, command="worldsim train (test)", progress=False)
+    model_values, train_values = tiny_train(dataset_id, phases="[end_model]")
+    # One phase alone writes its checkpoint, not the model.
+    assert train_world_model(model_values, train_values, out, progress=False) is None
+    assert json.loads((out / "end_model" / "training.json").read_text())["step"] == 2 and not (out / "model").exists()
+    _, train_values = tiny_train(dataset_id)
+    path = train_world_model(model_values, train_values, out, command="worldsim train (test)", progress=False, heldout_evaluator=heldout_curve)
     assert path == out / "model"
-    state = json.loads((out / "checkpoint" / "training.json").read_text())
+    state = json.loads((out / "denoiser" / "training.json").read_text())
     assert state["step"] == 3 and state["elapsed_seconds"] > 0
     with (out / "curve.csv").open() as handle:
-        assert [int(row["step"]) for row in csv.DictReader(handle)] == [2, 3]
-    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000003.mp4"]
-    assert json.loads((out / "heads_checkpoint" / "training.json").read_text())["step"] == 2
-    assert "Heads fine-tuning: 2 steps of batch 4" in (out / "model" / "README.md").read_text()
+        rows = list(csv.DictReader(handle))
+    assert [int(row["step"]) for row in rows] == [2, 3]
+    assert float(rows[0]["copy_psnr"]) > 0 and rows[0]["delta_psnr_8"] != ""
+    assert "End model: 2 steps of batch 4" in (out / "model" / "README.md").read_text()
 
     # Running again with more steps resumes at step 3 and continues to 5.
-    _, more = tiny_train(dataset_id, steps=5)
-    train_world_model(model_values, more, out, progress=False)
-    assert json.loads((out / "checkpoint" / "training.json").read_text())["step"] == 5
+    _, more = tiny_train(dataset_id, denoiser_steps=5)
+    train_world_model(model_values, more, out, progress=False, heldout_evaluator=heldout_curve)
+    assert json.loads((out / "denoiser" / "training.json").read_text())["step"] == 5
     with (out / "curve.csv").open() as handle:
         assert [int(row["step"]) for row in csv.DictReader(handle)] == [2, 3, 4, 5]
 
     _, starts, _ = load_world_model(out / "model")
-    assert starts.frames.shape[1:] == (4, 64, 64, 3) and (starts.x_pos > 0).all()
+    assert starts.frames.shape[1:] == (4, 64, 64, 3) and (starts.progress > 0).all()
     assert "worldsim train (test)" not in (out / "model" / "README.md").read_text()  # the resumed run's command
     env = gym.make("worldsim/Mario-v0", checkpoint=out / "model")
     observation, _ = env.reset(seed=0)
@@ -133,8 +146,8 @@ def test_train_writes_checkpoints_resumes_and_exports_a_dream_env(dataset_id, tm
 
     # A changed architecture cannot resume into the same folder.
     other_model = load_config("model", "mario", [*TINY_MODEL, "model.unet.block_channels=[8,16]"])
-    with pytest.raises(Exception, match="another model config"):
-        train_world_model(other_model, more | {"steps": 6}, out, progress=False)
+    with pytest.raises(Exception, match="another config"):
+        train_world_model(other_model, more, out, progress=False)
 
 
 def test_train_command_line_rejects_bad_overrides(capsys):

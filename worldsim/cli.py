@@ -234,7 +234,6 @@ def _cmd_train(args) -> int:
     import shlex
 
     from worldsim.config import load_config
-    from worldsim.train.trainer import train_world_model
 
     model_overrides, train_overrides = [], []
     for override in args.overrides:
@@ -248,12 +247,17 @@ def _cmd_train(args) -> int:
     train_config = load_config("train", args.train, train_overrides)
     command = "worldsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command is None else args.record_command
     if model_config.get("kind") == "diffusion_forcing_planner":
-        from worldsim.train.planner_trainer import train_planner
+        from worldsim.train.planner_training import train_planner
 
         path = train_planner(model_config, train_config, args.out, command=command, progress=not args.quiet)
     else:
-        path = train_world_model(model_config, train_config, args.out, command=command, progress=not args.quiet)
-    print(f"model written to {path}")
+        from worldsim.eval.fidelity import heldout_curve
+        from worldsim.train.world_model_training import train_world_model
+
+        path = train_world_model(
+            model_config, train_config, args.out, command=command, progress=not args.quiet, heldout_evaluator=heldout_curve
+        )
+    print(f"model written to {path}" if path else f"phases {train_config.get('phases')} done or stopped; model/ is written once every phase is done")
     return 0
 
 

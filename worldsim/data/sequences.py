@@ -65,7 +65,8 @@ class SequenceDataset(Dataset):
 
     Args:
         dataset: a Minari dataset with image observations (``worldsim collect`` writes these), or
-            several, whose episodes are pooled.
+            several, whose episodes are pooled; or another ``SequenceDataset``, whose episodes
+            (already in memory) these windows share.
         length: frames per window, e.g. context length + 1 for next-frame training, or
             context length + unroll steps for autoregressive training.
         label_keys: ``info`` keys to carry along (Mario: ``x_pos``, ``life``, ``is_dying``, ...).
@@ -77,7 +78,7 @@ class SequenceDataset(Dataset):
 
     def __init__(
         self,
-        dataset: minari.MinariDataset | Sequence[minari.MinariDataset],
+        dataset: minari.MinariDataset | Sequence[minari.MinariDataset] | SequenceDataset,
         length: int,
         label_keys: Sequence[str] = (),
         pad_start: int = 0,
@@ -89,9 +90,15 @@ class SequenceDataset(Dataset):
         self.length = int(length)
         self.label_keys = tuple(label_keys)
         self.pad_start = int(pad_start)
-        datasets = [dataset] if isinstance(dataset, minari.MinariDataset) else list(dataset)
-        self.dataset_ids = [d.id for d in datasets]
-        self.episodes = [EpisodeArrays.from_minari(ep, self.label_keys) for d in datasets for ep in d.iterate_episodes()]
+        if isinstance(dataset, SequenceDataset):  # other windows over episodes already in memory
+            missing = set(self.label_keys) - set(dataset.label_keys)
+            if missing:
+                raise WorldsimError(f"the episodes in memory carry no labels {sorted(missing)}: load them with those label keys")
+            self.dataset_ids, self.episodes = dataset.dataset_ids, dataset.episodes
+        else:
+            datasets = [dataset] if isinstance(dataset, minari.MinariDataset) else list(dataset)
+            self.dataset_ids = [d.id for d in datasets]
+            self.episodes = [EpisodeArrays.from_minari(ep, self.label_keys) for d in datasets for ep in d.iterate_episodes()]
         # (episode index, first frame) of every window; frames [start, start + length) of one
         # episode, where a negative start means padding before the first frame.
         starts = [
@@ -138,15 +145,21 @@ class SequenceDataset(Dataset):
     def action_balanced_sampler(
         self, num_samples: int, generator: torch.Generator | None = None, end_weight: float = 1.0
     ) -> WeightedRandomSampler:
-        """Draws windows so that every action is the target action equally often.
+        """``weighted_sampler`` with every action drawn equally often."""
+        return self.weighted_sampler(num_samples, generator, balance_actions=True, end_weight=end_weight)
+
+    def weighted_sampler(
+        self, num_samples: int, generator: torch.Generator | None = None, *, balance_actions: bool = True, end_weight: float = 1.0
+    ) -> WeightedRandomSampler:
+        """Draws windows with replacement, optionally so that every action is the target action
+        equally often, and episode ends ``end_weight`` times more often.
 
         Agents that mostly run right leave NOOP, left and jumping in place rare; a world model
-        trained on such data ignores them. Each window is weighted by 1 / (count of its target action).
-        ``end_weight`` multiplies the weight of windows whose last frame ends the episode: deaths
-        and flags are under 1% of frames, yet the termination head must not miss them.
+        trained on such data ignores them. Balanced, each window is weighted by 1 / (count of its
+        target action). ``end_weight`` multiplies the weight of windows whose last frame ends the
+        episode: deaths and flags are under 1% of frames, yet the end model must not miss them.
         """
         actions = self.target_actions()
-        counts = np.bincount(actions)
-        weights = 1.0 / counts[actions]
+        weights = 1.0 / np.bincount(actions)[actions] if balance_actions else np.ones(len(actions))
         weights = np.where(self.target_ends(), weights * end_weight, weights)
         return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples, replacement=True, generator=generator)

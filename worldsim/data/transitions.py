@@ -2,38 +2,43 @@
 
 ``SequenceDataset`` yields raw windows (uint8 frames, actions, rewards, terminations, info labels);
 ``model_batch`` turns a collated batch of them into model inputs and labels: frames as
-``float[B, L, C, H, W]`` in ``[-1, 1]``, the rightward move ``x_delta`` from the ``x_pos`` label,
-and the end class of each step (running, death, flag) from the termination and ``flag_get``.
+``float[B, L, C, H, W]`` in ``[-1, 1]``, the change of the game's progress label (Mario's
+``x_pos``), and the end class of each step, both as the game description defines them.
 """
 
 from __future__ import annotations
 
 import torch
 
-from worldsim.diffusion.sampler import from_uint8
-from worldsim.models.heads import DEATH, FLAG, RUNNING
-
-# The info labels these targets are derived from (``worldsim collect`` records them for Mario).
-LABEL_KEYS = ("x_pos", "flag_get")
+from worldsim.core.frames import from_uint8
+from worldsim.core.game import GameDescription
 
 
-def model_batch(batch: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """``{frames uint8[B, L, H, W, C], actions, rewards, ends, x_pos, flag_get}`` -> ``{frames float[B,
-    L, C, H, W], actions int64[B, L], rewards float[B, L], x_delta float[B, L], end_class int64[B, L]}``.
+def model_batch(batch: dict[str, torch.Tensor], game: GameDescription, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """``{frames uint8[B, L, H, W, C], actions, rewards, ends, <game labels>}`` -> ``{frames float[B,
+    L, C, H, W], actions int64[B, L], rewards float[B, L], progress float[B, L], end_class int64[B, L]}``.
 
     Labels at index ``i`` describe the step that produced frame ``i`` (zero for a window's first).
     """
-    x_pos = batch["x_pos"].to(device).float()
-    x_delta = torch.zeros_like(x_pos)
-    x_delta[:, 1:] = x_pos[:, 1:] - x_pos[:, :-1]
-    ends = batch["ends"].to(device)
-    end_class = torch.full(ends.shape, RUNNING, dtype=torch.int64, device=device)
-    end_class[ends] = DEATH
-    end_class[ends & batch["flag_get"].to(device).bool()] = FLAG
+    progress = torch.zeros(batch["actions"].shape, dtype=torch.float32)
+    if game.progress_label:
+        label = batch[game.progress_label].float()
+        progress[:, 1:] = label[:, 1:] - label[:, :-1]
+    labels = {key: batch[key].numpy() for key in game.end_info_keys.values() if key in batch}
+    end_class = torch.from_numpy(game.end_class_of(batch["ends"].numpy(), labels))
     return {
         "frames": from_uint8(batch["frames"].to(device)),
         "actions": batch["actions"].to(device).long(),
         "rewards": batch["rewards"].to(device).float(),
-        "x_delta": x_delta,
-        "end_class": end_class,
+        "progress": progress.to(device),
+        "end_class": end_class.to(device),
     }
+
+
+def stack_windows(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Collate ``SequenceDataset`` items into one batch (what a ``DataLoader`` would do)."""
+    return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+
+
+__all__ = ["model_batch", "stack_windows"]
+

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from worldsim.diffusion.sampler import from_uint8, to_uint8
+from worldsim.core.frames import from_uint8, to_uint8
 from worldsim.engine.reset_options import ResetContext
 from worldsim.errors import WorldsimError
 from worldsim.models.world_model import StartStates, WorldModel, load_world_model

@@ -29,6 +29,7 @@ from worldsim.models.heads import HeadsConfig, TransitionHeads
 from worldsim.train.checkpoint import Checkpoint, load_checkpoint, load_weights
 
 START_STATES_FILE = "start_states.npz"
+FRAME_SIGMA_DATA = 0.5  # context frames are divided by it (DIAMOND), whatever the denoised target's scale
 
 
 @dataclass
@@ -115,7 +116,7 @@ class WorldModel(nn.Module):
                 config.context_length,
                 config.image_channels,
                 unet.embedding_dim,
-                config.edm.sigma_data,
+                FRAME_SIGMA_DATA,
             ),
             FrameUNet(unet),
             config.edm,
@@ -135,54 +136,6 @@ class WorldModel(nn.Module):
     @property
     def recurrent(self) -> bool:
         return self.config.end_model is not None
-
-    def forward(self, part: str, **batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Training losses of one ``part`` (``"denoiser"`` or ``"end_model"``) on a batch of windows.
-
-        It is ``forward`` so that ``accelerate``'s distributed wrapper sees the whole step.
-        """
-        if part == "denoiser":
-            return {"denoiser": self.denoiser_loss(batch["frames"], batch["actions"], batch.get("unroll_generator"))}
-        if part == "end_model":
-            return self.end_model_losses(**{key: batch[key] for key in ("frames", "actions", "rewards", "progress", "end_class")})
-        raise ValueError(f"unknown training part {part!r}")
-
-    def denoiser_loss(self, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The denoiser's loss on windows ``frames float[B, K + U, C, H, W]``, ``actions int64[B, K + U]``.
-
-        The denoiser learns the U frames after the first K autoregressively: the first from the
-        real context, each later one from a context that ends in the model's own (quantised)
-        generations, so it learns to recover from its own errors (DIAMOND's CS:GO unroll). The
-        generated frames are drawn without gradient.
-        """
-        k = self.context_length
-        unroll = frames.shape[1] - k
-        if unroll < 1:
-            raise ValueError(f"training windows need more than K={k} frames, got {frames.shape[1]}")
-        context = frames[:, :k]
-        loss = frames.new_zeros(())
-        for u in range(unroll):
-            t = k + u
-            step_actions = actions[:, t - k + 1 : t + 1]
-            loss = loss + self.denoiser.loss(frames[:, t], context, step_actions, sampler_sigmas=self.sampler.sigmas) / unroll
-            if u < unroll - 1:
-                with torch.no_grad():
-                    generated = self.sampler.sample(self.denoiser, context, step_actions, generator=generator)
-                context = torch.cat([context[:, 1:], generated[:, None]], dim=1)
-        return loss
-
-    def end_model_losses(self, frames, actions, rewards, progress, end_class) -> dict[str, torch.Tensor]:
-        """The end model's losses on windows of real steps (``[B, L, ...]``; labels describe the step
-        that produced each frame): burned in on the first K frames like a dream's reset, then
-        scored on every later transition."""
-        k = self.context_length
-        outputs, _ = self.end_model.sequence(frames, actions)
-        scored = slice(k - 1, None)  # outputs[:, i] is the transition into frame i + 1
-        return {
-            "reward": nn.functional.smooth_l1_loss(outputs["reward"][:, scored], rewards[:, k:]),
-            "progress": nn.functional.smooth_l1_loss(outputs["progress"][:, scored], progress[:, k:]),
-            "end": nn.functional.cross_entropy(outputs["end"][:, scored].flatten(0, 1), end_class[:, k:].flatten()),
-        }
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
         return self.end_model.initial_state(batch, device) if self.recurrent else {}

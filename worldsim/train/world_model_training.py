@@ -1,0 +1,276 @@
+"""``worldsim train --model mario``: the world model's two training tasks, and its export.
+
+The denoiser and the end model read the same recorded episodes but share no weights, so they train
+as two tasks of the one loop (``worldsim.train.loop``), each resumable on its own, in any order or
+at the same time (``train.phases=[end_model]`` in one process, ``[denoiser]`` in another):
+
+* ``denoiser``: windows of K + U steps; the first generated frame from the real context, each
+  later one from a context ending in the model's own quantised generations (DIAMOND's CS:GO
+  unroll), drawn action-balanced;
+* ``end_model``: longer windows of real steps, burned in on the first K like a dream's reset, then
+  scored on every later transition (reward, progress, end class), episode ends oversampled.
+
+When every phase has reached its steps, ``model/`` is written: the world model ready for
+``gym.make("worldsim/Mario-v0", checkpoint=...)`` (EMA weights, ``config.json``,
+``start_states.npz``, a model card). ``curve.csv`` holds the held-out fidelity the caller's
+``evaluate`` callback measures during the denoiser phase.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import nn
+from torch.utils.data import RandomSampler, Sampler
+
+from worldsim.core.serialization import from_dict, to_dict
+from worldsim.data.minari_io import load_dataset
+from worldsim.data.sequences import SequenceDataset
+from worldsim.data.transitions import model_batch
+from worldsim.errors import WorldsimError
+from worldsim.models.world_model import START_STATES_FILE, StartStates, WorldModel, WorldModelConfig
+from worldsim.train.checkpoint import save_checkpoint
+from worldsim.train.loop import LoopConfig, hardware_description, tensorboard_writer, train
+
+MODEL_DIR = "model"
+PHASES = ("end_model", "denoiser")
+
+
+@dataclass
+class DataConfig:
+    datasets: list[str] = field(default_factory=list)  # Minari ids (pooled); windows never cross an episode
+    heldout: str | None = None  # for the fidelity curve during training
+
+
+@dataclass
+class DenoiserPhase(LoopConfig):
+    unroll_steps: int = 2  # frames generated per window: the 2nd onward from the model's own frames
+    balance_actions: bool = True  # every action equally often as the generated step's action
+    end_weight: float = 1.0  # windows that end an episode drawn this many times more often
+
+
+@dataclass
+class EndModelPhase(LoopConfig):
+    scored_steps: int = 12  # transitions scored per window, after the K-frame burn-in
+    balance_actions: bool = False
+    end_weight: float = 10.0
+
+
+@dataclass
+class WorldModelTraining:
+    """``configs/train/mario.yaml``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    phases: list[str] = field(default_factory=lambda: list(PHASES))
+    denoiser: DenoiserPhase = field(default_factory=DenoiserPhase)
+    end_model: EndModelPhase = field(default_factory=EndModelPhase)
+    mixed_precision: str = "no"  # "bf16" or "fp16" on a GPU (accelerate)
+    threads: int | None = None  # torch CPU threads; None: torch's default
+    seed: int = 0
+    start_states: int = 64  # real first frames of training episodes, for the env's reset
+
+
+class DenoiserObjective(nn.Module):
+    """``forward(frames float[B, K + U, C, H, W], actions int64[B, K + U])`` -> ``{"denoiser": loss}``."""
+
+    def __init__(self, world_model: WorldModel):
+        super().__init__()
+        self.denoiser = world_model.denoiser  # the only trained weights; names match the world model's
+        self._sampler = world_model.sampler
+        self._context_length = world_model.context_length
+
+    def forward(self, frames: torch.Tensor, actions: torch.Tensor, **labels) -> dict[str, torch.Tensor]:
+        k = self._context_length
+        unroll = frames.shape[1] - k
+        context, loss = frames[:, :k], frames.new_zeros(())
+        for u in range(unroll):
+            t = k + u
+            step_actions = actions[:, t - k + 1 : t + 1]
+            loss = loss + self.denoiser.loss(frames[:, t], context, step_actions, sampler_sigmas=self._sampler.sigmas) / unroll
+            if u < unroll - 1:
+                with torch.no_grad():
+                    generated = self._sampler.sample(self.denoiser, context, step_actions)
+                context = torch.cat([context[:, 1:], generated[:, None]], dim=1)
+        return {"denoiser": loss}
+
+
+class EndModelObjective(nn.Module):
+    """``forward(frames, actions, rewards, progress, end_class)`` on windows ``[B, L, ...]`` of real
+    steps -> ``{"reward", "progress", "end"}`` losses on the transitions after the K-frame burn-in."""
+
+    def __init__(self, world_model: WorldModel):
+        super().__init__()
+        self.end_model = world_model.end_model
+        self._context_length = world_model.context_length
+
+    def forward(self, frames, actions, rewards, progress, end_class) -> dict[str, torch.Tensor]:
+        k = self._context_length
+        outputs, _ = self.end_model.sequence(frames, actions)
+        scored = slice(k - 1, None)  # outputs[:, i] is the transition into frame i + 1
+        return {
+            "reward": nn.functional.smooth_l1_loss(outputs["reward"][:, scored], rewards[:, k:]),
+            "progress": nn.functional.smooth_l1_loss(outputs["progress"][:, scored], progress[:, k:]),
+            "end": nn.functional.cross_entropy(outputs["end"][:, scored].flatten(0, 1), end_class[:, k:].flatten()),
+        }
+
+
+class WindowTask:
+    """A training task over windows of recorded steps (``worldsim.train.loop.TrainingTask``)."""
+
+    def __init__(self, name, objective, saved_config, dataset, game, balance_actions, end_weight, evaluate=None):
+        self.name, self.objective, self.saved_config, self.dataset, self.game = name, objective, saved_config, dataset, game
+        self.balance_actions, self.end_weight, self._evaluate = balance_actions, end_weight, evaluate
+
+    def sampler(self, num_samples: int, generator: torch.Generator) -> Sampler:
+        if self.balance_actions or self.end_weight != 1.0:
+            return self.dataset.weighted_sampler(num_samples, generator, balance_actions=self.balance_actions, end_weight=self.end_weight)
+        return RandomSampler(self.dataset, replacement=True, num_samples=num_samples, generator=generator)
+
+    def to_batch(self, batch, device):
+        return model_batch(batch, self.game, device)
+
+    def evaluate(self, objective, step, hours, loss, writer) -> None:
+        if self._evaluate is not None:
+            self._evaluate(objective, step, hours, loss, writer)
+
+
+def train_world_model(
+    model_values: dict[str, Any],
+    train_values: dict[str, Any],
+    out: str | Path,
+    *,
+    command: str = "",
+    progress: bool = True,
+    heldout_evaluator: Callable[[WorldModel, WorldModelTraining, Path], Callable] | None = None,
+) -> Path | None:
+    """Train (or resume) the phases in ``train.phases``; returns ``out/model`` once every phase is
+    done (else None). ``heldout_evaluator(world_model, cfg, out)`` makes the denoiser phase's
+    evaluation callback (the CLI passes the fidelity curve; training itself imports no evaluation)."""
+    out = Path(out)
+    cfg = from_dict(WorldModelTraining, train_values, where="train")
+    unknown = set(cfg.phases) - set(PHASES)
+    if unknown or not cfg.phases:
+        raise WorldsimError(f"train.phases {cfg.phases} must name some of {list(PHASES)}")
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    set_seed(cfg.seed)
+    if not cfg.data.datasets:
+        raise WorldsimError("train.data.datasets is empty: name the Minari datasets to train on")
+    datasets = [load_dataset(dataset_id) for dataset_id in cfg.data.datasets]
+    config = _model_config(model_values, datasets)
+    if config.end_model is not None:
+        # Ends are drawn end_weight times too often in training; inference undoes it (logit adjustment).
+        config.end_model.end_log_prior = float(np.log(cfg.end_model.end_weight))
+    world_model = WorldModel(config)
+    if not world_model.recurrent:
+        raise WorldsimError("model.end_model is null: training needs the recurrent end model (model.heads is only for loading old checkpoints)")
+    k, game = config.context_length, config.game
+    writer = tensorboard_writer(out) if accelerator.is_main_process else None
+    data_ids = sorted(cfg.data.datasets)
+    episodes = SequenceDataset(datasets, k + 1, game.label_keys, pad_start=k - 1)  # read once, shared by every phase's windows
+    results = {}
+    for phase in PHASES:
+        settings: DenoiserPhase | EndModelPhase = getattr(cfg, phase)
+        length = k + (settings.unroll_steps if phase == "denoiser" else settings.scored_steps)
+        if length <= k:
+            raise WorldsimError(f"train.{phase}: windows need at least one step after the K={k} context frames")
+        windows = SequenceDataset(episodes, length, game.label_keys, pad_start=k - 1)
+        objective = DenoiserObjective(world_model) if phase == "denoiser" else EndModelObjective(world_model)
+        evaluate = heldout_evaluator(world_model, cfg, out) if phase == "denoiser" and heldout_evaluator and cfg.data.heldout else None
+        saved = {"model": config.to_dict(), "phase": phase, "datasets": data_ids, "window": length}
+        task = WindowTask(phase, objective, saved, windows, game, settings.balance_actions, settings.end_weight, evaluate)
+        steps = settings.steps if phase in cfg.phases else 0
+        if phase not in cfg.phases and not (out / phase).is_dir():
+            continue
+        phase_cfg = LoopConfig(**{key: getattr(settings, key) for key in LoopConfig.__dataclass_fields__}) if steps else LoopConfig(steps=0)
+        results[phase] = train(task, phase_cfg, out / phase, accelerator, seed=cfg.seed, writer=writer, progress=progress)
+    if writer is not None:
+        writer.close()
+    complete = all(phase in results and results[phase].step >= getattr(cfg, phase).steps for phase in PHASES)
+    if not complete or not accelerator.is_main_process:
+        return None
+    world_model.to("cpu").eval()
+    card = model_card(config, cfg, episodes, results, command, hardware_description(accelerator), out)
+    save_checkpoint(
+        out / MODEL_DIR,
+        world_model,
+        {"model": config.to_dict()},
+        files={
+            START_STATES_FILE: start_states(episodes, cfg.start_states, cfg.seed, game.progress_label).save_bytes(),
+            "README.md": card,
+            "training_config.json": json.dumps(to_dict(cfg), indent=2),
+        },
+    )
+    return out / MODEL_DIR
+
+
+def _model_config(values: dict[str, Any], datasets) -> WorldModelConfig:
+    """The model config with the data's frame size and action count, checked against the datasets."""
+    spaces = {(str(d.spec.observation_space), str(d.spec.action_space)) for d in datasets}
+    if len(spaces) > 1:
+        raise WorldsimError(f"datasets {[d.id for d in datasets]} have different observation or action spaces: train on one env's data")
+    observation_space, action_space = datasets[0].spec.observation_space, datasets[0].spec.action_space
+    if len(observation_space.shape) != 3 or not hasattr(action_space, "n"):
+        raise WorldsimError(
+            f"dataset {datasets[0].id} has {observation_space} / {action_space}: the world model needs image observations and discrete actions"
+        )
+    height, width, channels = observation_space.shape
+    if height != width or values.get("image_size", height) != height:
+        raise WorldsimError(f"dataset frames are {height}x{width}; the model config says image_size {values.get('image_size')}")
+    config = WorldModelConfig.from_dict({**values, "num_actions": int(action_space.n), "image_size": height, "image_channels": channels})
+    if len(config.game.action_meanings) != config.num_actions:
+        raise WorldsimError(
+            f"model.game.action_meanings lists {len(config.game.action_meanings)} actions, the datasets have {config.num_actions}: fix the game section"
+        )
+    env_spec = datasets[0].spec.env_spec
+    if env_spec is not None and env_spec.id != config.game.real_env.get("id"):
+        raise WorldsimError(f"the datasets come from {env_spec.id}, the model's game from {config.game.real_env.get('id')}: fix model.game.real_env")
+    return config
+
+
+def start_states(windows: SequenceDataset, count: int, seed: int, progress_label: str | None) -> StartStates:
+    """The first frames of up to ``count`` training episodes, each as a K-frame context (the first
+    frame repeated, action 0): what a real env's ``reset`` shows, in the form the model learned
+    from padded windows."""
+    k = windows.pad_start + 1
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(windows.episodes), size=min(count, len(windows.episodes)), replace=False)
+    episodes = [windows.episodes[i] for i in sorted(chosen)]
+    frames = np.stack([np.repeat(episode.frames[:1], k, axis=0) for episode in episodes])
+    progress = np.array([float(episode.labels[progress_label][0]) if progress_label else 0.0 for episode in episodes])
+    return StartStates(frames, np.zeros(frames.shape[:2], np.int64), progress)
+
+
+def model_card(config: WorldModelConfig, cfg: WorldModelTraining, windows: SequenceDataset, results, command, hardware, out: Path) -> str:
+    """A first model card: data, steps, time, hardware, command, the last held-out fidelity."""
+    frames = sum(len(ep.frames) for ep in windows.episodes)
+    denoiser, end_model = results["denoiser"], results["end_model"]
+    parameters = sum(p.numel() for p in WorldModel(config).parameters()) / 1e6
+    lines = [
+        f"# World model card: {config.game.name}",
+        "",
+        f"- Data: {', '.join(windows.dataset_ids)} ({len(windows.episodes)} episodes, {frames} frames).",
+        f"- Denoiser: {denoiser.step} steps of batch {cfg.denoiser.batch_size}, windows of {config.context_length} + {cfg.denoiser.unroll_steps} steps, "
+        f"{denoiser.seconds / 3600:.2f} h.",
+        f"- End model: {end_model.step} steps of batch {cfg.end_model.batch_size}, windows of {config.context_length} + {cfg.end_model.scored_steps} steps, "
+        f"{end_model.seconds / 3600:.2f} h.",
+        f"- Hardware: {hardware}.",
+        f"- Command: `{command}`" if command else "- Command: (not recorded)",
+        f"- Parameters: {parameters:.2f}M; sampler levels {[round(s, 4) for s in config.sampler.sigmas or []] or config.sampler.num_steps}.",
+    ]
+    curve = out / "curve.csv"
+    if curve.is_file():
+        lines += ["", "Held-out fidelity during training (`curve.csv`):", "", "```", curve.read_text().strip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["WorldModelTraining", "train_world_model"]
