@@ -33,11 +33,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from worldsim.core.checkpoint import shipped_checkpoint
 from worldsim.data.trajectories import STATE_DIM, STEP_DIM, steps_to_tokens, tokens_to_steps
 from worldsim.diffusion.forcing import full_sequence_schedule, pyramid_schedule
 from worldsim.errors import WorldsimError
 from worldsim.models.trajectory_model import load_trajectory_model
-from worldsim.train.checkpoint import shipped_checkpoint
 
 SCHEDULES = ("pyramid", "full")
 CONTROLLERS = ("pd", "actions")

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from worldsim.core.checkpoint import shipped_checkpoint as shipped_checkpoint_folder
 from worldsim.core.game import GameDescription
 from worldsim.engine import DreamEngine, load_engine_model, parse_reset_options
 from worldsim.envs.rendering import FrameRenderer
 from worldsim.errors import WorldsimError
-from worldsim.train.checkpoint import shipped_checkpoint as shipped_checkpoint_folder
 
 SHIPPED_CHECKPOINT = "mario-v0"
 

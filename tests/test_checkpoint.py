@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from worldsim.cli import main
+from worldsim.core.checkpoint import load_checkpoint, load_weights, save_checkpoint, shipped_checkpoint
 from worldsim.errors import WorldsimError
-from worldsim.train.checkpoint import load_checkpoint, load_weights, save_checkpoint, shipped_checkpoint
 
 
 def model_and_optimizer(seed=0):

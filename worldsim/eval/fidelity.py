@@ -363,7 +363,7 @@ class HeldoutCurve:
         model.to(device).eval()
         end_model = self.out / "end_model"
         if end_model.is_dir():  # trained by the other phase, maybe in another process: read it as it is now
-            from worldsim.train.checkpoint import load_checkpoint
+            from worldsim.core.checkpoint import load_checkpoint
 
             weights = load_checkpoint(end_model, map_location=device).weights  # the end-model phase's, named "end_model.*"
             model.end_model.load_state_dict({name.removeprefix("end_model."): value for name, value in weights.items()})

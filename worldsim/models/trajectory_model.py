@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 
+from worldsim.core.checkpoint import load_checkpoint, load_weights
 from worldsim.data.trajectories import STEP_DIM, Normalizer
 from worldsim.diffusion.forcing import DiffusionForcing, ForcingConfig
 from worldsim.errors import WorldsimError
 from worldsim.models.trajectory_transformer import TrajectoryTransformer, TrajectoryTransformerConfig
-from worldsim.train.checkpoint import load_checkpoint, load_weights
 
 PLANNER_KIND = "diffusion_forcing_planner"
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from worldsim.core.checkpoint import Checkpoint, load_checkpoint, load_weights
 from worldsim.core.game import GameDescription
 from worldsim.diffusion.edm import EDMTraining
 from worldsim.diffusion.sampler import NextFrameSampler, SamplerConfig
@@ -26,7 +27,6 @@ from worldsim.models.denoiser import FrameDenoiser
 from worldsim.models.end_model import EndModelConfig, RecurrentEndModel
 from worldsim.models.frame_unet import FrameUNet, FrameUNetConfig
 from worldsim.models.heads import HeadsConfig, TransitionHeads
-from worldsim.train.checkpoint import Checkpoint, load_checkpoint, load_weights
 
 START_STATES_FILE = "start_states.npz"
 FRAME_SIGMA_DATA = 0.5  # context frames are divided by it (DIAMOND), whatever the denoised target's scale

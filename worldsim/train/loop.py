@@ -32,8 +32,8 @@ from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from worldsim.core.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from worldsim.errors import WorldsimError
-from worldsim.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
 
 
 @dataclass

@@ -20,12 +20,12 @@ from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import RandomSampler
 
+from worldsim.core.checkpoint import save_checkpoint
 from worldsim.core.serialization import from_dict, to_dict
 from worldsim.data.minari_io import load_dataset
 from worldsim.data.trajectories import TrajectoryWindows
 from worldsim.errors import WorldsimError
 from worldsim.models.trajectory_model import PLANNER_KIND, TrajectoryModelConfig, build_trajectory_model
-from worldsim.train.checkpoint import save_checkpoint
 from worldsim.train.loop import LoopConfig, hardware_description, tensorboard_writer, train
 
 MODEL_DIR = "model"

@@ -31,13 +31,13 @@ from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import RandomSampler, Sampler
 
+from worldsim.core.checkpoint import save_checkpoint
 from worldsim.core.serialization import from_dict, to_dict
 from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
 from worldsim.data.transitions import model_batch
 from worldsim.errors import WorldsimError
 from worldsim.models.world_model import START_STATES_FILE, StartStates, WorldModel, WorldModelConfig
-from worldsim.train.checkpoint import save_checkpoint
 from worldsim.train.loop import LoopConfig, hardware_description, tensorboard_writer, train
 
 MODEL_DIR = "model"
