@@ -32,7 +32,7 @@ from tqdm import tqdm
 from worldsim.agents import make_agent
 
 import worldsim  # noqa: F401  (registers the env ids)
-from worldsim.data.collect import AgentShare, collect_dataset
+from worldsim.eval.collect import AgentShare, collect_dataset
 
 ENVS = {
     # name: (env id, gym.make kwargs, data agent, agent options)

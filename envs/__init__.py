@@ -8,10 +8,16 @@
   preprocessing (64x64 RGB uint8, Discrete(7), frame skip 4 with max-pool of the last two frames);
 * ``worldsim/PointMaze-UMaze-v0``, ``-Medium-v0``, ``-Large-v0``: Gymnasium-Robotics PointMaze (v3)
   with D4RL maze2d episode limits; ``goal_cell="d4rl"`` gives the single-task goal.
+
+``make_env("mario")`` builds an env from its Hydra config (``configs/env/mario.yaml``) or a bare
+Gymnasium id; Hydra is imported only when it is called, so ``import worldsim`` stays light.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import gymnasium as gym
 from gymnasium.envs.registration import register, registry
 
 # A stuck agent (walking into a pipe) would otherwise run until the in-game clock ends the episode,
@@ -54,3 +60,33 @@ def register_envs() -> None:
 
 
 register_envs()
+
+
+def make_env(name: str, overrides: list[str] | None = None, **kwargs: Any) -> gym.Env:
+    """Build an env from its config name (``mario``, ``pointmaze-umaze``, ...) or a Gymnasium id.
+
+    ``kwargs`` (for example ``render_mode``) are passed to ``gymnasium.make`` on top of the config.
+    """
+    from worldsim.config import available, load_config
+    from worldsim.errors import WorldsimError
+
+    if name in available("env"):
+        config = load_config("env", name, overrides)
+        env_kwargs = {**config.get("kwargs", {}), **kwargs}
+        if "size" in env_kwargs:
+            env_kwargs["size"] = tuple(env_kwargs["size"])
+        if config.get("max_episode_steps") is not None:
+            env_kwargs["max_episode_steps"] = config["max_episode_steps"]
+        env_id = config["id"]
+    elif name in gym.registry:
+        if overrides:
+            raise WorldsimError(f"overrides {overrides} need an env config; {name!r} is a bare Gymnasium id")
+        env_id, env_kwargs = name, kwargs
+    else:
+        raise WorldsimError(f"unknown env {name!r}: choose one of {', '.join(available('env'))}, or a registered Gymnasium id")
+    try:
+        return gym.make(env_id, **env_kwargs)
+    except (TypeError, ValueError) as error:
+        if isinstance(error, WorldsimError):
+            raise
+        raise WorldsimError(f"env {name!r} could not be built with {env_kwargs}: {error}") from error

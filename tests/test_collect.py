@@ -7,9 +7,9 @@ import pytest
 from worldsim.agents import make_agent
 from worldsim.envs.real.mario import MARIO_INFO_KEYS
 
-from worldsim.data.collect import AgentShare, collect_dataset
 from worldsim.data.minari_io import load_dataset
 from worldsim.errors import WorldsimError
+from worldsim.eval.collect import AgentShare, collect_dataset
 
 
 @pytest.fixture
@@ -227,7 +227,7 @@ def test_discard_staged_starts_afresh_over_a_staged_run(minari_path):
 
 
 def test_ctrl_c_before_anything_was_staged_says_nothing_was_kept(minari_path):
-    from worldsim.data.collect import CollectionInterrupted
+    from worldsim.eval.collect import CollectionInterrupted
 
     class CtrlC(DiesAfter):
         def act(self, observation, info=None):

@@ -7,9 +7,9 @@ import pytest
 import torch
 from worldsim.agents import make_agent
 
-from worldsim.data.collect import AgentShare, collect_dataset
 from worldsim.data.sequences import SequenceDataset
 from worldsim.errors import WorldsimError
+from worldsim.eval.collect import AgentShare, collect_dataset
 
 LABELS = ("x_pos", "is_dying", "flag_get")
 

@@ -76,7 +76,7 @@ def _build_agents(
 ):
     from worldsim.agents import agent_class, make_agent
     from worldsim.config import load_config
-    from worldsim.data.collect import AgentShare
+    from worldsim.eval.collect import AgentShare
 
     shares = []
     for name, weight in mix:
@@ -94,8 +94,8 @@ def _build_agents(
 def _cmd_collect(args) -> int:
     import shlex
 
-    from worldsim.config import make_env
-    from worldsim.data.collect import collect_dataset, default_dataset_id
+    from worldsim.envs import make_env
+    from worldsim.eval.collect import collect_dataset, default_dataset_id
 
     if args.steps <= 0:
         raise WorldsimError(f"--steps must be a positive number of env steps, got {args.steps}")
@@ -127,7 +127,8 @@ def _cmd_collect(args) -> int:
 
 def _cmd_learn(args) -> int:
     from worldsim.agents import agent_class
-    from worldsim.config import load_config, make_env
+    from worldsim.config import load_config
+    from worldsim.envs import make_env
     from worldsim.eval.episodes import evaluate_agent
 
     if args.steps < 0:
@@ -178,7 +179,7 @@ def _cmd_learn(args) -> int:
 
 
 def _cmd_rollout(args) -> int:
-    from worldsim.config import make_env
+    from worldsim.envs import make_env
     from worldsim.eval.episodes import run_episode
     from worldsim.video import check_video_path, write_video
 
@@ -212,7 +213,7 @@ def _cmd_rollout(args) -> int:
 def _cmd_dataset(args) -> int:
     import numpy as np
 
-    from worldsim.config import make_env
+    from worldsim.envs import make_env
     from worldsim.data.minari_io import dataset_dir, load_dataset
 
     env = make_env(args.env) if args.env else None
@@ -289,7 +290,7 @@ def _parse_actions(spec: str, num_actions: int) -> list[int]:
 def _cmd_dream(args) -> int:
     import numpy as np
 
-    from worldsim.config import make_env
+    from worldsim.envs import make_env
     from worldsim.envs.rendering import upscale
     from worldsim.eval.dream_rollout import dream_rollout
     from worldsim.video import check_video_path, count_video_frames, write_video

@@ -1,7 +1,8 @@
-"""Hydra configs shipped in the package (``worldsim.configs``): env and agent groups by name.
+"""Hydra configs shipped in the package (``worldsim.configs``): env, agent, model and train groups by name.
 
 ``load_config("env", "mario", ["kwargs.level=1-2"])`` composes ``configs/env/mario.yaml`` with
-Hydra's compose API and its override syntax, and returns a plain dict.
+Hydra's compose API and its override syntax, and returns a plain dict. Reading configs is core (it
+imports nothing of worldsim but the errors); building an env from one is ``worldsim.envs.make_env``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
@@ -37,30 +37,3 @@ def load_config(group: str, name: str, overrides: list[str] | None = None) -> di
     # A primary config in a group subfolder is packaged under the group's key.
     container = OmegaConf.to_container(config, resolve=True)
     return container.get(group, container) if isinstance(container, dict) else {}
-
-
-def make_env(name: str, overrides: list[str] | None = None, **kwargs: Any) -> gym.Env:
-    """Build an env from its config name (``mario``, ``pointmaze-umaze``, ...) or a Gymnasium id.
-
-    ``kwargs`` (for example ``render_mode``) are passed to ``gymnasium.make`` on top of the config.
-    """
-    if name in available("env"):
-        config = load_config("env", name, overrides)
-        env_kwargs = {**config.get("kwargs", {}), **kwargs}
-        if "size" in env_kwargs:
-            env_kwargs["size"] = tuple(env_kwargs["size"])
-        if config.get("max_episode_steps") is not None:
-            env_kwargs["max_episode_steps"] = config["max_episode_steps"]
-        env_id = config["id"]
-    elif name in gym.registry:
-        if overrides:
-            raise WorldsimError(f"overrides {overrides} need an env config; {name!r} is a bare Gymnasium id")
-        env_id, env_kwargs = name, kwargs
-    else:
-        raise WorldsimError(f"unknown env {name!r}: choose one of {', '.join(available('env'))}, or a registered Gymnasium id")
-    try:
-        return gym.make(env_id, **env_kwargs)
-    except (TypeError, ValueError) as error:
-        if isinstance(error, WorldsimError):
-            raise
-        raise WorldsimError(f"env {name!r} could not be built with {env_kwargs}: {error}") from error

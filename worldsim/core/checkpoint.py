@@ -15,6 +15,9 @@ so a reader (or a run killed mid-write) only ever sees a complete checkpoint. ``
 checks the recorded checksums, so a file damaged after saving (a bad copy, a disk error that
 leaves a valid-looking safetensors file with wrong numbers) is an error instead of a silently
 wrong model. A checkpoint written before checksums were recorded loads without the check.
+
+What a checkpoint holds (a world model, a maze planner, ...) is its kind, told from ``config.json``
+by the one registry in ``worldsim.core.checkpoint_kinds``.
 """
 
 from __future__ import annotations
@@ -105,12 +108,9 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Read a checkpoint folder; any missing, corrupted or foreign file is one ``WorldsimError``.
-
-    The files listed in config.json's ``"checksums"`` are verified first; the returned ``config``
-    is config.json without them (it is what the caller saved).
-    """
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint folder's ``config.json`` (checksums included), checked to be a complete worldsim
+    checkpoint of this format version; reads no weights (``checkpoint_kind`` uses it)."""
     path = Path(path)
     if not path.is_dir():
         raise WorldsimError(f"no checkpoint at {path}: pass the folder that holds {MODEL_FILE} and {CONFIG_FILE}")
@@ -128,6 +128,17 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
             f"checkpoint {path} has format version {config.get('format_version')}, this worldsim reads {FORMAT_VERSION}: "
             "use the worldsim version that wrote it"
         )
+    return config
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint folder; any missing, corrupted or foreign file is one ``WorldsimError``.
+
+    The files listed in config.json's ``"checksums"`` are verified first; the returned ``config``
+    is config.json without them (it is what the caller saved).
+    """
+    path = Path(path)
+    config = read_config(path)
     verify_checksums(path, config.pop(CHECKSUMS_KEY, None))
     weights = _load_tensors(path / MODEL_FILE, map_location)
 
@@ -234,7 +245,11 @@ def _unflatten_optimizer_state(tensors: dict[str, torch.Tensor], structure: Any)
 
 
 def shipped_checkpoint(name: str) -> Path:
-    """The folder of a checkpoint shipped inside the package (``worldsim/checkpoints/<name>``)."""
+    """The folder of a checkpoint shipped inside the package (``worldsim/checkpoints/<name>``).
+
+    The one place that finds shipped models: the dream env's default (``mario-v0``,
+    ``worldsim.envs.dream.shipped_checkpoint``) and each maze's planner (``df-<maze>-v0``) go through it.
+    """
     path = Path(str(files("worldsim") / "checkpoints" / name))
     if not path.is_dir():
         raise WorldsimError(f"worldsim ships no checkpoint {name!r} (looked in {path}): pass the path of a trained model folder")

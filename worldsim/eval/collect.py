@@ -13,6 +13,9 @@
 * staged episodes are never thrown away silently: a run with other arguments over a staged one
   is an error, unless ``discard_staged`` is set; staged data that cannot be read (killed while
   Minari wrote it) is dropped with a message saying so.
+
+It sits in ``worldsim.eval``, beside the agents it runs, not in ``worldsim.data``: the data layer
+reads and writes Minari datasets and knows no agents (``worldsim.core.layers``).
 """
 
 from __future__ import annotations
