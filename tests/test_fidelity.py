@@ -1,0 +1,80 @@
+"""The fidelity metrics cannot flatter: a model that copies its last frame scores exactly the copy
+baseline and a delta-PSNR of 0; the inverse-dynamics probe scores real, dreamed and copied frames."""
+
+import numpy as np
+import pytest
+import torch
+
+from worldsim.cli import main
+from worldsim.config import load_config
+from worldsim.data.minari_io import load_dataset
+from worldsim.eval.fidelity import evaluate_model
+from worldsim.models.world_model import WorldModel, WorldModelConfig
+
+TINY = ["model.unet.block_channels=[16,16]", "model.unet.norm_groups=8", "model.end_model.channels=[8,8,8,8]", "model.end_model.hidden=16"]
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory):
+    """300 real steps of random play (with deaths) as a Minari dataset."""
+    path = tmp_path_factory.mktemp("minari")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MINARI_DATASETS_PATH", str(path))
+    assert main(["collect", "--env", "mario", "--agent", "random", "--steps", "300", "--quiet", "--dataset-id", "worldsim/mario-fid-v0"]) == 0
+    yield load_dataset("worldsim/mario-fid-v0")
+    patch.undo()
+
+
+def copying_model() -> WorldModel:
+    """A world model whose denoiser predicts no change at all: its frames are the last frame copied."""
+    torch.manual_seed(0)
+    model = WorldModel(WorldModelConfig.from_dict(load_config("model", "mario", TINY))).eval()
+    model.denoiser.denoise = lambda noisy, sigma, frames, actions, context_sigma=None: torch.zeros_like(noisy)
+    return model
+
+
+def test_a_copying_model_scores_the_copy_baseline_and_no_controllability(heldout):
+    report = evaluate_model(copying_model(), heldout, horizon=8, rollouts=16, batch_size=16, progress=False)
+    assert report.transitions > 250 and report.rollouts == 16
+    assert report.teacher_forced_psnr == pytest.approx(report.copy_psnr, abs=1e-4)
+    assert report.changed_psnr == pytest.approx(report.copy_changed_psnr, abs=1e-4)
+    np.testing.assert_allclose(report.autoregressive_psnr, report.copy_autoregressive_psnr, atol=1e-4)
+    np.testing.assert_allclose(report.delta_psnr, 0.0, atol=1e-6)
+    # Whole frames hide how bad copying is where things move.
+    assert report.copy_changed_psnr < report.copy_psnr - 5
+    assert "copy last frame" in report.table()
+
+
+def test_only_a_model_that_ignores_the_action_scores_zero_controllability(heldout):
+    """A denoiser that draws the action into the frame (a bar whose length is the action) gives
+    other frames under random actions, so its delta-PSNR is not 0 (its sign says nothing here:
+    the recording has no bar)."""
+    model = copying_model()
+
+    def action_bar(noisy, sigma, frames, actions, context_sigma=None):
+        change = torch.zeros_like(noisy)
+        for i, action in enumerate(actions[:, -1].tolist()):
+            change[i, :, :4, : 8 * (action + 1)] = 0.5
+        return change
+
+    model.denoiser.denoise = action_bar
+    report = evaluate_model(model, heldout, horizon=4, rollouts=16, batch_size=16, progress=False)
+    assert all(abs(value) > 0.01 for value in report.delta_psnr)
+
+
+def test_the_inverse_dynamics_probe_scores_real_dreamed_and_copied_frames(heldout, tmp_path):
+    from worldsim.data.sequences import SequenceDataset
+    from worldsim.eval.fidelity import window_batches
+    from worldsim.eval.inverse_dynamics import load_probe, probe_accuracy
+    from worldsim.train.idm_training import train_inverse_dynamics
+
+    model_values = load_config("model", "idm-mario", ["model.channels=[8,8,8,8]", "model.hidden=16"])
+    train_values = load_config("train", "idm-mario", [f"train.datasets=[{heldout.id}]", "train.steps=200", "train.batch_size=16", "train.optimizer.warmup_steps=0", "train.ema_decay=0.9"])
+    probe = load_probe(train_inverse_dynamics(model_values, train_values, tmp_path / "idm", progress=False))
+    model = copying_model()
+    windows = SequenceDataset(heldout, 5, model.config.game.label_keys, pad_start=3)
+    report = probe_accuracy(model, probe, window_batches(windows, np.arange(len(windows)), model.config.game, 64, "cpu"))
+    assert report.transitions == len(windows)
+    assert 0 <= report.copy_accuracy <= 1 and 0 < report.chance <= 1
+    assert report.dream_accuracy == report.copy_accuracy  # the copying model's frames are the copies
+    assert report.real_accuracy > report.chance  # it learned the very transitions it is scored on
