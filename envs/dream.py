@@ -25,11 +25,23 @@ from worldsim.envs.rendering import FrameRenderer
 from worldsim.errors import WorldsimError
 
 SHIPPED_CHECKPOINT = "mario-v0"
+DREAM_ENV_ID = "worldsim/Mario-v0"
 
 
 def shipped_checkpoint(name: str = SHIPPED_CHECKPOINT) -> Path:
     """The shipped Mario world model's folder (by default)."""
     return shipped_checkpoint_folder(name)
+
+
+def make_dream_env(
+    checkpoint: str | os.PathLike | None = None,
+    device: str | None = None,
+    sampling_steps: int | None = None,
+    **kwargs: Any,
+) -> gym.Env:
+    """``gym.make("worldsim/Mario-v0", ...)`` passing only the options given (None: the env's default)."""
+    options = {"checkpoint": checkpoint, "device": device, "sampling_steps": sampling_steps}
+    return gym.make(DREAM_ENV_ID, **{key: value for key, value in options.items() if value is not None}, **kwargs)
 
 
 def dream_spaces(config) -> tuple[spaces.Box, spaces.Discrete]:

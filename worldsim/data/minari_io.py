@@ -64,6 +64,27 @@ def load_dataset(dataset_id: str, env: gym.Env | None = None) -> minari.MinariDa
     return dataset
 
 
+def describe_dataset(dataset_id: str, env: gym.Env | None = None, env_name: str | None = None) -> list[str]:
+    """``worldsim dataset``: lines describing a dataset (size, spaces, info labels, returns); with
+    ``env`` (called ``env_name``), the dataset must fit its spaces."""
+    import numpy as np
+
+    dataset = load_dataset(dataset_id, env=env)
+    episode = dataset[0]
+    returns = [float(np.sum(ep.rewards)) for ep in dataset.iterate_episodes()]
+    lines = [
+        f"dataset       {dataset.id}  ({dataset_dir(dataset.id)})",
+        f"episodes      {dataset.total_episodes}, steps {dataset.total_steps}",
+        f"observations  {dataset.observation_space}",
+        f"actions       {dataset.action_space}",
+        f"info labels   {', '.join(sorted(episode.infos))}",
+        f"return        mean {np.mean(returns):.1f}, median {np.median(returns):.1f}",
+    ]
+    if env is not None:
+        lines.append(f"spaces match  {env_name or (env.spec.id if env.spec else type(env.unwrapped).__name__)}")
+    return lines
+
+
 def check_readable(dataset_id: str, folder: Path) -> None:
     """Raise one ``WorldsimError`` if a data file of the dataset in ``folder`` cannot be opened.
 

@@ -99,6 +99,58 @@ def default_dataset_id(env_name: str, agent_names: list[str]) -> str:
     return f"worldsim/{env_name}-{'-'.join(agent_names)}-v0"
 
 
+def collect_from_configs(
+    env_name: str,
+    agent_spec: str,
+    steps: int,
+    overrides: list[str] | None = None,
+    *,
+    dataset_id: str | None = None,
+    seed: int = 0,
+    checkpoint_steps: int = DEFAULT_CHECKPOINT_STEPS,
+    progress: bool = True,
+    discard_staged: bool = False,
+) -> CollectionSummary:
+    """``worldsim collect``: the env and the agents (a mix such as ``dqn:0.7,scripted:0.3``) built
+    from their configs with Hydra ``overrides``, then ``collect_dataset``.
+
+    The dataset's description records the full ``worldsim collect`` command that makes it again.
+    """
+    import shlex
+
+    from worldsim.envs import make_env
+    from worldsim.eval.agent_configs import build_agents, parse_agent_mix, split_overrides
+
+    if steps <= 0:
+        raise WorldsimError(f"--steps must be a positive number of env steps, got {steps}")
+    overrides = list(overrides or [])
+    mix = parse_agent_mix(agent_spec)
+    names = [name for name, _ in mix]
+    env_overrides, agent_overrides = split_overrides(overrides, names)
+    env = make_env(env_name, env_overrides)
+    try:
+        agents = build_agents(mix, agent_overrides, env, need_trained=True)
+        dataset_id = dataset_id or default_dataset_id(env_name, names)
+        # The command that makes this dataset, spelled out in full: errors about it later quote it.
+        command = shlex.join(
+            ["worldsim", "collect", "--env", env_name, "--agent", agent_spec, "--steps", str(steps), "--seed", str(seed),
+             "--dataset-id", dataset_id, *overrides]
+        )  # fmt: skip
+        return collect_dataset(
+            env,
+            agents,
+            steps,
+            dataset_id,
+            seed=seed,
+            checkpoint_steps=checkpoint_steps,
+            progress=progress,
+            command=command,
+            discard_staged=discard_staged,
+        )
+    finally:
+        env.close()
+
+
 def collect_dataset(
     env: gym.Env,
     agents: list[AgentShare],

@@ -3,17 +3,23 @@
 With a real env (``--compare``), both start from the same real first frame (the dream is reset
 with the real env's first observation as its context) and receive the same actions, chosen by the
 agent from the real observations: the two videos differ only where the model is wrong.
+
+``run_dream`` is ``worldsim dream``: the dream (and the real game) built, the agent from its config,
+the rollout, and the video (real on the left, dream on the right).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
 
 from worldsim.agents import Agent
+from worldsim.envs.rendering import upscale
+from worldsim.errors import WorldsimError
 
 
 @dataclass
@@ -84,4 +90,76 @@ def dream_rollout(
             observation, info = dream_observation, dream_info
             if terminated or truncated:
                 break
+    return result
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray, scale: int, gap: int = 2) -> np.ndarray:
+    """Two ``uint8[H, W, 3]`` frames upscaled ``scale`` times, side by side, ``gap`` white pixels between."""
+    white = np.full((left.shape[0] * scale, gap * scale, left.shape[2]), 255, np.uint8)
+    return np.concatenate([upscale(left, scale), white, upscale(right, scale)], axis=1)
+
+
+def video_frames(result: DreamRollout, scale: int) -> list[np.ndarray]:
+    """The rollout's frames for a video: the dream alone, or real (left) beside dream (right)."""
+    if result.real_frames:
+        return [side_by_side(real, dream, scale) for real, dream in zip(result.real_frames, result.dream_frames, strict=False)]
+    return [upscale(frame, scale) for frame in result.dream_frames]
+
+
+def run_dream(
+    *,
+    agent_spec: str = "scripted",
+    actions: Sequence[int] | None = None,
+    steps: int = 300,
+    seed: int = 0,
+    compare: bool = False,
+    video: str | os.PathLike | None = None,
+    scale: int = 4,
+    checkpoint: str | os.PathLike | None = None,
+    device: str | None = None,
+    sampling_steps: int | None = None,
+    overrides: list[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> DreamRollout:
+    """``worldsim dream``: up to ``steps`` steps of the dream driven by an agent (built from its
+    config with ``overrides``) or by ``actions``; with ``compare``, the real game under the same
+    actions; a summary to ``log`` and, with ``video``, the frames written upscaled ``scale`` times."""
+    from worldsim.envs import make_env
+    from worldsim.envs.dream import make_dream_env
+    from worldsim.eval.agent_configs import build_agents, single_agent, split_overrides
+    from worldsim.video import check_video_path, count_video_frames, write_video
+
+    if steps <= 0:
+        raise WorldsimError(f"--steps must be positive, got {steps}")
+    overrides = list(overrides or [])
+    video = check_video_path(video) if video else None
+    dream = make_dream_env(checkpoint, device, sampling_steps)
+    real = make_env("mario") if compare else None
+    if actions is not None:
+        if overrides:
+            raise WorldsimError(f"overrides {overrides} configure an agent; --actions plays a fixed list")
+        n = dream.action_space.n
+        if not actions or min(actions) < 0 or max(actions) >= n:
+            raise WorldsimError(f"--actions must be numbers in 0..{n - 1}, got {','.join(map(str, actions))!r}")
+        result = dream_rollout(dream, actions=actions, steps=steps, seed=seed, real=real)
+    else:
+        name = single_agent(agent_spec, "dream plays")
+        env_overrides, agent_overrides = split_overrides(overrides, [name])
+        if env_overrides:
+            raise WorldsimError(f"overrides {env_overrides} change an env; use --checkpoint, --device and --sampling-steps for the dream")
+        (share,) = build_agents([(name, 1.0)], agent_overrides, real if real is not None else dream, need_trained=True)
+        result = dream_rollout(dream, agent=share.agent, steps=steps, seed=seed, real=real)
+    ended = f", the dream ended (death or flag) at step {result.dream_end}" if result.dream_end else ""
+    log(f"dreamed {len(result.actions)} steps, predicted return {sum(result.dream_rewards):.1f}{ended}")
+    if real is not None:
+        real_end = f", ended at step {result.real_end}" if result.real_end else ""
+        log(f"real game under the same actions: return {sum(result.real_rewards):.1f}{real_end}")
+        real.close()
+    if video:
+        frames = video_frames(result, scale)
+        write_video(frames, video, fps=15)
+        held = count_video_frames(video)  # the encoder may drop the last frame: report what the file holds
+        dropped = f" (the encoder dropped {len(frames) - held} of {len(frames)})" if held != len(frames) else ""
+        log(f"wrote {held} frames to {video}{dropped}")
+    dream.close()
     return result

@@ -19,18 +19,29 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
 from worldsim.envs import POINTMAZE_IDS
-from worldsim.envs.real.pointmaze import SUCCESS_RADIUS
 from worldsim.errors import WorldsimError
+
+# Methods of ``worldsim bench maze``: planner options over the agent config, or None for a non-planner.
+METHODS: dict[str, dict | None] = {
+    "df": {},  # the full planner: pyramid schedule, Monte-Carlo guidance, PD tracking
+    "df-full-sequence": {"schedule": "full"},  # Diffuser-style: all tokens denoised together
+    "df-no-mc": {"mc_samples": 1},
+    "df-actions": {"controller": "actions"},  # execute the planned actions instead of tracking
+    "waypoint": None,  # the oracle: shortest path over cells, noiseless
+    "random": None,
+}
 
 # D4RL maze2d reference returns (min: random policy, max: the D4RL expert) for the normalised score.
 D4RL_REFERENCE_RETURNS = {"umaze": (23.85, 161.86), "medium": (13.13, 277.39), "large": (6.7, 273.99)}
@@ -72,6 +83,8 @@ def make_eval_env(maze: str, task: str, **kwargs) -> gym.Env:
 
 def run_policy(method: str, maze: str, task: str, policy: BatchPolicy, episodes: int, seed: int, progress: bool = True) -> MazeResult:
     """Play ``episodes`` evaluation episodes in lockstep with ``policy`` and score them."""
+    from worldsim.envs.real.pointmaze import SUCCESS_RADIUS  # here: gymnasium-robotics (MuJoCo) is slow to import
+
     envs = [make_eval_env(maze, task) for _ in range(episodes)]
     observations = [env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]
     horizon = envs[0].spec.max_episode_steps
@@ -221,3 +234,92 @@ def draw_episode(
             cv2.line(strip, (6, y), (26, y), colour, 2, cv2.LINE_AA)
         cv2.putText(strip, label, (34, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.imwrite(str(file), cv2.cvtColor(np.concatenate([image, strip]), cv2.COLOR_RGB2BGR))
+
+
+def run_benchmark(
+    maze: str = "umaze",
+    *,
+    planner: str | os.PathLike | None = None,
+    methods: Sequence[str] = ("df", "df-full-sequence", "waypoint", "random"),
+    tasks: Sequence[str] = TASKS,
+    episodes: int = 100,
+    seed: int = 100_000,
+    out: str | os.PathLike = "runs/bench-maze",
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[MazeResult]:
+    """``worldsim bench maze``: every method on every task, ``episodes`` seeded episodes each.
+
+    ``planner`` is the planner folder of the df methods (default: the one shipped for ``maze``);
+    ``overrides`` (``df_planner.guidance_scale=0.2``) change its config. Writes ``results.md``,
+    ``results.json`` and a picture of episode 0 per method and per task into ``out``.
+    """
+    from worldsim.agents import make_agent
+    from worldsim.config import load_config
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise WorldsimError(f"unknown methods {unknown}: choose from {', '.join(METHODS)}")
+    planner_methods = [m for m in methods if METHODS[m] is not None]
+    if planner_methods and planner is None:
+        from worldsim.agents.df_planner import shipped_planner
+
+        planner = shipped_planner(maze)
+    if episodes < 1:
+        raise WorldsimError(f"--episodes must be positive, got {episodes}")
+    overrides = [f"agent.{o.split('.', 1)[1]}" if o.startswith("df_planner.") else o for o in overrides]
+    if any(not o.startswith("agent.") for o in overrides):
+        raise WorldsimError(f"overrides {list(overrides)} must look like df_planner.guidance_scale=0.2")
+    planner_config = {k: v for k, v in load_config("agent", "df_planner", overrides).items() if k != "path"}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for task in tasks:
+        env = make_eval_env(maze, task)
+        first, _ = env.reset(seed=seed)  # episode 0's start: the single-episode replan and the plot
+        paths_of_task: dict[str, np.ndarray] = {}  # episode 0 of every method, for one picture
+        plans_of_task: dict[str, list] = {}
+        for method in methods:
+            options = METHODS[method]
+            if options is None:
+                name = "waypoint" if method == "waypoint" else "random"
+                extra = {"action_noise": 0.0} if method == "waypoint" else {}
+                policy = per_episode_policy(lambda e, n=name, x=extra: make_agent(n, e, **x), maze, task, episodes, seed)
+                result = run_policy(method, maze, task, policy, episodes, seed, progress=progress)
+            else:
+                agent = make_agent("df_planner", env, path=planner, **{**planner_config, **options}, seed=seed)
+                first_plans: list = []
+
+                def policy(observations, restart, agent=agent, first_plans=first_plans):
+                    replans = len(agent.plan_seconds)
+                    actions = agent.act_batch(observations, restart)
+                    if len(agent.plan_seconds) > replans:
+                        first_plans.append(agent.plans[0].copy())
+                    return actions
+
+                result = run_policy(method, maze, task, policy, episodes, seed, progress=progress)
+                result.replan_ms_batched = 1000 * statistics.median(agent.plan_seconds)
+                result.replan_ms_single = replan_ms(agent, first["observation"][None], first["desired_goal"][None])
+                picture = out / f"{maze}-{task}-{method}-episode0.png"
+                draw_episode(maze, {method: result.paths[0]}, first_plans, first["desired_goal"], picture, plans_label=f"{method} plans")
+                plans_of_task.setdefault(method, first_plans)
+            paths_of_task[method] = result.paths[0]
+            results.append(result)
+            log(f"{task:6s} {method:18s} success {100 * result.success_rate:5.1f}%  score {result.normalized_score_mean:6.1f}")
+        # Every method's episode 0 in one picture, with the first planner method's plans.
+        plan_method = next(iter(plans_of_task), None)
+        draw_episode(
+            maze,
+            paths_of_task,
+            plans_of_task.get(plan_method, []),
+            first["desired_goal"],
+            out / f"{maze}-{task}-episode0.png",
+            plans_label=f"{plan_method} plans",
+        )
+    table = results_table(results)
+    log("\n" + table)
+    (out / "results.md").write_text(table + "\n")
+    (out / "results.json").write_text(results_json(results) + "\n")
+    log(f"\nwrote {out / 'results.md'}, results.json and plots of episode 0")
+    return results

@@ -21,11 +21,12 @@ from torch import nn
 from torch.utils.data import RandomSampler
 
 from worldsim.core.checkpoint import save_checkpoint
+from worldsim.core.checkpoint_kinds import DIFFUSION_FORCING_PLANNER
 from worldsim.core.serialization import from_dict, to_dict
 from worldsim.data.minari_io import load_dataset
 from worldsim.data.trajectories import TrajectoryWindows
 from worldsim.errors import WorldsimError
-from worldsim.models.trajectory_model import PLANNER_KIND, TrajectoryModelConfig, build_trajectory_model
+from worldsim.models.trajectory_model import TrajectoryModelConfig, build_trajectory_model
 from worldsim.train.loop import LoopConfig, hardware_description, tensorboard_writer, train
 
 MODEL_DIR = "model"
@@ -89,7 +90,7 @@ def train_planner(model_values: dict[str, Any], train_values: dict[str, Any], ou
             raise WorldsimError(f"dataset {dataset.id} was collected in {env_id}, not {MAZE_ENV_IDS[maze]}: train the {maze} planner on {maze} data")
     windows = TrajectoryWindows(datasets, int(values.get("num_tokens", 16)), int(values.get("frame_stack", 8)))
     config = TrajectoryModelConfig.from_dict({**values, "normalizer": windows.normalizer.to_dict()})
-    saved_config = {"kind": PLANNER_KIND, "planner": config.to_dict()}
+    saved_config = {"kind": DIFFUSION_FORCING_PLANNER, "planner": config.to_dict()}
     model = build_trajectory_model(config)
     writer = tensorboard_writer(out) if accelerator.is_main_process else None
     result = train(PlannerTask(PlannerObjective(model), saved_config, windows), cfg, out / "planner", accelerator, seed=cfg.seed, writer=writer, progress=progress)
