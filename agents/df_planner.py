@@ -65,6 +65,7 @@ class DiffusionForcingPlanner:
             positions. The ball moves at most about 0.07 per step; sampled plans jump up to about
             0.4 where tokens meet, and more where they cut through a wall.
         device: ``"cpu"`` or ``"cuda"``; default CUDA when present.
+        seed: seeds the sampler's noise (``reset(seed)`` reseeds it; without either, OS entropy).
     """
 
     def __init__(
@@ -117,6 +118,8 @@ class DiffusionForcingPlanner:
         self.goal_radius, self.max_jump = float(goal_radius), float(max_jump)
         self._low, self._high = np.asarray(env.action_space.low), np.asarray(env.action_space.high)
         self._generator = torch.Generator(self.device)
+        if seed is None:
+            self._generator.seed()  # unpredictable until reset(seed=...)
         self.plans: np.ndarray | None = None  # float[N, plan_steps, 6] of the last plan, per episode
         self.history: np.ndarray | None = None  # float[N, frame_stack, 6]: each episode's last steps
         self.plan_seconds: list[float] = []  # wall time of each (batched) replan
@@ -131,7 +134,9 @@ class DiffusionForcingPlanner:
     # ----------------------------------------------------------------------------- protocol
 
     def reset(self, seed: int | None = None) -> None:
-        self._generator.manual_seed(0 if seed is None else int(seed))
+        """Forget the plans; a seed reseeds the sampler, ``None`` keeps its stream (the protocol's meaning)."""
+        if seed is not None:
+            self._generator.manual_seed(int(seed))
         self._since_plan: np.ndarray | None = None
         self.plans = self.history = None
 

@@ -124,11 +124,14 @@ class DQNAgent:
             )
         self.model = model
         self._frames: deque[np.ndarray] = deque(maxlen=self.frame_stack)
-        self.reset(seed)
+        self._rng = np.random.default_rng(seed)
+        self.reset()
 
     # -- acting ------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
-        self._rng = np.random.default_rng(seed)
+        """Forget the frame stack; a seed reseeds exploration, ``None`` keeps its stream (the protocol's meaning)."""
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
         self._frames.clear()
 
     def act(self, observation: np.ndarray, info: dict[str, Any] | None = None) -> int:
@@ -218,7 +221,8 @@ class DQNAgent:
         agent.num_actions = int(model.action_space.n)
         agent.model = model
         agent._frames = deque(maxlen=agent.frame_stack)
-        agent.reset(None)
+        agent._rng = np.random.default_rng()  # unseeded until reset(seed=...)
+        agent.reset()
         return agent
 
 

@@ -15,9 +15,12 @@ class Agent(Protocol):
     Whatever preprocessing an agent needs (grayscale, frame stacks, cues from ``info``) lives
     inside it, so the same agent object runs in ``worldsim/MarioReal-v0`` and in the dream.
 
-    ``reset(seed)`` is called at the start of every episode, before the first ``act``; the seed
-    makes the agent's own randomness (exploration) reproducible. ``act`` returns one action that
-    ``env.action_space.contains``.
+    ``reset(seed)`` is called at the start of every episode, before the first ``act``: it forgets
+    the episode (frame stacks, plans, held actions). The seed means what it means for
+    ``gymnasium.Env.reset``: an int reseeds the agent's own randomness (exploration, noise), so
+    ``reset(seed=s)`` always starts the same stream; ``None`` keeps the current stream going, which
+    is the constructor's ``seed=`` if it was given one, else fresh unpredictable randomness (OS
+    entropy). ``act`` returns one action that ``env.action_space.contains``.
 
     Optional methods, implemented by agents that learn or persist:
     ``learn(env, total_steps)``, ``save(path)`` and the classmethod ``load(path)``.

@@ -45,6 +45,7 @@ class ScriptedMarioAgent:
         jump_steps: how long a jump button is held (longer = higher and farther).
         stuck_steps: steps without progress before it jumps.
         hold_steps: an exploratory action is held for a uniform 1..hold_steps steps.
+        seed: seeds exploration (``reset(seed)`` reseeds it; without either, OS entropy).
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class ScriptedMarioAgent:
         stuck_steps: int = 2,
         sprint: bool = True,
         hold_steps: int = 1,
+        seed: int | None = None,
     ):
         action_set = getattr(env.unwrapped, "action_set", None)
         if action_set is None:
@@ -81,10 +83,13 @@ class ScriptedMarioAgent:
         self.jump_steps = int(jump_steps)
         self.stuck_steps = int(stuck_steps)
         self.action_counts = np.zeros(self.num_actions, np.int64)
+        self._rng = np.random.default_rng(seed)
         self.reset()
 
     def reset(self, seed: int | None = None) -> None:
-        self._rng = np.random.default_rng(seed)
+        """Forget the episode; a seed reseeds exploration, ``None`` keeps its stream (the protocol's meaning)."""
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
         self._jump_left = 0  # steps the jump button may still be held
         self._previous: int | None = None  # the last scripted action (A must be released to jump again)
         self._last_progress: Any = None

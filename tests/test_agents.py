@@ -34,6 +34,30 @@ def test_agents_follow_the_protocol_and_act_in_the_action_space(mario, name, opt
             break
 
 
+@pytest.mark.parametrize("name, options", [("random", {}), ("scripted", {"epsilon": 1.0}), ("dqn", {"epsilon": 1.0, "hyperparameters": TINY_DQN})])
+def test_reset_seed_means_the_same_for_every_agent(mario, name, options):
+    # The protocol: an int reseeds the agent's randomness; None keeps its stream going (seeded by
+    # the constructor's seed=, else by OS entropy), as gymnasium.Env.reset does.
+    observation, info = mario.reset(seed=0)
+
+    def actions(agent, n=40):
+        return [int(agent.act(observation, info)) for _ in range(n)]
+
+    agent = make_agent(name, mario, **options, seed=3)
+    first = actions(agent)
+    agent.reset()
+    continued = actions(agent)
+    assert continued != first  # None does not restart the stream
+    again = make_agent(name, mario, **options, seed=3)
+    assert actions(again) == first
+    again.reset(seed=None)
+    assert actions(again) == continued  # ... and keeps it reproducible
+    again.reset(seed=7)
+    reseeded = actions(again)
+    again.reset(seed=7)
+    assert actions(again) == reseeded
+
+
 def test_random_agent_is_reproducible_and_leaves_the_env_space_alone(mario):
     agent = make_agent("random", mario)
     agent.reset(seed=5)
