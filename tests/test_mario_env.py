@@ -8,6 +8,7 @@ from gym_super_mario_bros.actions import SIMPLE_MOVEMENT
 from gymnasium.utils.env_checker import check_env
 from nes_py.wrappers import JoypadSpace
 from worldsim.envs.real.mario import MARIO_INFO_KEYS, MarioEnv
+from worldsim.errors import WorldsimError
 
 
 def test_registered_defaults_match_the_dream_contract():
@@ -93,7 +94,7 @@ def test_render_rgb_array_is_the_upscaled_observation():
 def test_invalid_action_is_a_clear_error(bad):
     env = MarioEnv()
     env.reset(seed=0)
-    with pytest.raises(ValueError, match="not in Discrete"):
+    with pytest.raises(WorldsimError, match="not in Discrete"):
         env.step(bad)
     env.close()
 
@@ -105,5 +106,5 @@ def test_invalid_action_is_a_clear_error(bad):
     ({"render_mode": "ansi"}, "render_mode"),
 ])
 def test_bad_arguments_name_the_problem(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(WorldsimError, match=message):
         MarioEnv(**kwargs)

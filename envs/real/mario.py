@@ -25,6 +25,7 @@ from gym_super_mario_bros.actions import COMPLEX_MOVEMENT, RIGHT_ONLY, SIMPLE_MO
 from gymnasium import spaces
 from nes_py.wrappers import JoypadSpace
 from worldsim.envs.rendering import FrameRenderer
+from worldsim.errors import WorldsimError
 
 ACTION_SETS: dict[str, list[list[str]]] = {
     "simple": SIMPLE_MOVEMENT,
@@ -54,20 +55,20 @@ NES_FPS = 60
 
 
 def parse_level(level: str | tuple[int, int]) -> tuple[int, int]:
-    """``"1-1"`` or ``(1, 1)`` -> ``(world, stage)``; raises ValueError naming the bad value."""
+    """``"1-1"`` or ``(1, 1)`` -> ``(world, stage)``; raises WorldsimError naming the bad value."""
     if isinstance(level, str):
         parts = level.split("-")
         if len(parts) == 2 and all(p.isdigit() for p in parts):
             level = (int(parts[0]), int(parts[1]))
     if not isinstance(level, tuple | list) or len(level) != 2 or not all(isinstance(v, int) and 1 <= v <= 8 for v in level) or level[1] > 4:
-        raise ValueError(f"level {level!r} is not a Super Mario Bros level: use 'W-S' with W in 1..8, S in 1..4")
+        raise WorldsimError(f"level {level!r} is not a Super Mario Bros level: use 'W-S' with W in 1..8, S in 1..4")
     return (level[0], level[1])
 
 
 def resolve_action_set(action_set: str | list[list[str]]) -> list[list[str]]:
     if isinstance(action_set, str):
         if action_set not in ACTION_SETS:
-            raise ValueError(f"unknown action set {action_set!r}: choose one of {sorted(ACTION_SETS)}")
+            raise WorldsimError(f"unknown action set {action_set!r}: choose one of {sorted(ACTION_SETS)}")
         return ACTION_SETS[action_set]
     return [list(buttons) for buttons in action_set]
 
@@ -103,9 +104,9 @@ class MarioEnv(gym.Env):
         noop_max: int = 0,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode {render_mode!r} is not supported: use one of {self.metadata['render_modes']}")
+            raise WorldsimError(f"render_mode {render_mode!r} is not supported: use one of {self.metadata['render_modes']}")
         if int(frame_skip) < 2:
-            raise ValueError(f"frame_skip must be >= 2 (max-pooling needs two frames), got {frame_skip}")
+            raise WorldsimError(f"frame_skip must be >= 2 (max-pooling needs two frames), got {frame_skip}")
         self.level = parse_level(level)
         self.action_set = resolve_action_set(action_set)
         self.frame_skip = int(frame_skip)
@@ -140,7 +141,7 @@ class MarioEnv(gym.Env):
 
     def step(self, action):
         if not self.action_space.contains(action):
-            raise ValueError(f"action {action!r} is not in {self.action_space}: pass an int in [0, {self.action_space.n})")
+            raise WorldsimError(f"action {action!r} is not in {self.action_space}: pass an int in [0, {self.action_space.n})")
         # Written by hand rather than with gymnasium's MaxAndSkipObservation: that wrapper max-pools
         # buffers it only fills at fixed skip indices, so an episode ending mid-skip (a death) returns
         # stale frames from the previous step. Here the pool is always over the last two frames seen.
