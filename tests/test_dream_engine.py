@@ -100,3 +100,17 @@ def test_a_bool_is_not_an_action():
         env.step(True)
     with pytest.raises(WorldsimError, match="not in Discrete"):
         env.step(np.bool_(False))
+
+
+def test_the_dream_collects_into_a_minari_dataset(minari_path):
+    """A dream dataset is a real use (synthetic data; comparing dream and real): the info keys are
+    the same at reset and at every step, so Minari stores them."""
+    from worldsim.cli import main
+    from worldsim.data.minari_io import load_dataset
+
+    assert main(["collect", "--env", "mario-dream", "--agent", "scripted", "--steps", "12", "--quiet"]) == 0
+    dataset = load_dataset("worldsim/mario-dream-scripted-v0")
+    episode = next(dataset.iterate_episodes())
+    assert dataset.total_steps == 12 and episode.observations.shape[1:] == (64, 64, 3)
+    assert {"x_pos", "is_dying", "flag_get", "end_probabilities"} <= set(episode.infos)
+    assert len(episode.infos["x_pos"]) == len(episode.observations)
