@@ -100,3 +100,57 @@ def dream_vs_real_progress(dream: gym.Env, real: gym.Env, agent: Agent, seeds: S
         report.closed_loop_progress.append(float(dream_info["x_pos"]) - start_x)
         report.closed_loop_steps.append(played)
     return report
+
+
+@dataclass
+class ConstantActionReport:
+    """Mean x progress and reward over ``steps`` steps of one held action, real vs dream, per action."""
+
+    steps: int
+    episodes: int
+    actions: list[str]
+    real_progress: list[float]
+    dream_progress: list[float]
+    real_reward: list[float]
+    dream_reward: list[float]
+
+    def table(self) -> str:
+        lines = [
+            f"| action held {self.steps} steps | real x progress | dream x progress | real reward | dream reward |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for i, name in enumerate(self.actions):
+            lines.append(
+                f"| {name} | {self.real_progress[i]:.0f} | {self.dream_progress[i]:.0f} | {self.real_reward[i]:.0f} | {self.dream_reward[i]:.0f} |"
+            )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def constant_action_progress(dream: gym.Env, real: gym.Env, seeds: Sequence[int], steps: int = 20) -> ConstantActionReport:
+    """Each action held for ``steps`` steps from each seed's real start, in the real game and in the
+    dream started from the same frame: do progress and reward answer the action (NOOP and LEFT
+    must not earn rightward progress)? Episodes that end early count what they reached."""
+    meanings = real.unwrapped.get_action_meanings()
+    results = np.zeros((4, len(meanings), len(seeds)))
+    for a in range(len(meanings)):
+        for j, seed in enumerate(seeds):
+            observation, info = real.reset(seed=seed)
+            start_x = float(info["x_pos"])
+            _, dream_info = _start_dream(dream, observation, start_x, seed)
+            real_total = dream_total = 0.0
+            real_done = dream_done = False
+            for _ in range(steps):
+                if not real_done:
+                    _, reward, terminated, truncated, info = real.step(a)
+                    real_total += reward
+                    real_done = terminated or truncated
+                if not dream_done:
+                    _, reward, terminated, truncated, dream_info = dream.step(a)
+                    dream_total += reward
+                    dream_done = terminated or truncated
+            results[:, a, j] = [float(info["x_pos"]) - start_x, float(dream_info["x_pos"]) - start_x, real_total, dream_total]
+    means = results.mean(axis=2)
+    return ConstantActionReport(steps, len(seeds), list(meanings), *[list(map(float, row)) for row in means])
