@@ -108,3 +108,21 @@ def test_invalid_action_is_a_clear_error(bad):
 def test_bad_arguments_name_the_problem(kwargs, message):
     with pytest.raises(WorldsimError, match=message):
         MarioEnv(**kwargs)
+
+
+def test_camera_x_is_the_scroll_read_from_ram():
+    """The screen stays put until Mario passes its middle, then scrolls with him: x_pos - camera_x
+    (Mario's x on screen) stays within the screen."""
+    env = MarioEnv()
+    _, info = env.reset(seed=0)
+    assert info["camera_x"] == 0
+    cameras, on_screen = [], []
+    for _ in range(40):
+        _, _, terminated, truncated, info = env.step(3)  # right + B
+        cameras.append(int(info["camera_x"]))
+        on_screen.append(int(info["x_pos"]) - int(info["camera_x"]))
+        if terminated or truncated:
+            break
+    env.close()
+    assert cameras[-1] > 100 and all(b >= a for a, b in zip(cameras, cameras[1:], strict=False))
+    assert all(0 <= x < 256 for x in on_screen)

@@ -49,6 +49,7 @@ MARIO_INFO_KEYS: dict[str, type] = {
     "powerup": np.int64,  # 0 small, 1 tall, 2 fire
     "world": np.int64,
     "stage": np.int64,
+    "camera_x": np.int64,  # the screen's left edge in the level, in pixels: x_pos minus Mario's screen x (RAM)
 }
 
 NES_FPS = 60
@@ -176,7 +177,8 @@ class MarioEnv(gym.Env):
             return pooled.copy()
         return cv2.resize(pooled, (width, height), interpolation=cv2.INTER_AREA)
 
-    @staticmethod
-    def _labels(raw_info: dict[str, Any]) -> dict[str, Any]:
-        values = {**raw_info, "powerup": raw_info.get("powerup_level", 0)}
+    def _labels(self, raw_info: dict[str, Any]) -> dict[str, Any]:
+        ram = self._nes.unwrapped.ram
+        screen_x = (int(ram[0x86]) - int(ram[0x071C])) % 256  # Mario's x on screen (RAM 0x86: his x in the page)
+        values = {**raw_info, "powerup": raw_info.get("powerup_level", 0), "camera_x": int(raw_info["x_pos"]) - screen_x}
         return {key: dtype(values[key]) for key, dtype in MARIO_INFO_KEYS.items()}
