@@ -42,6 +42,7 @@ def test_a_copying_model_scores_the_copy_baseline_and_no_controllability(heldout
     np.testing.assert_allclose(report.delta_psnr, 0.0, atol=1e-6)
     # Whole frames hide how bad copying is where things move.
     assert report.copy_changed_psnr < report.copy_psnr - 5
+    assert report.dream_scroll == 0.0 and report.scroll_error == pytest.approx(report.real_scroll)  # a copy never scrolls
     assert "copy last frame" in report.table()
 
 

@@ -11,6 +11,8 @@ Every figure stands beside the trivial predictor on the same frames, so that non
 * controllability (Genie's delta-PSNR): PSNR under the recorded actions minus PSNR under random
   actions, from the same contexts with the same sampling noise; a model that ignores the action
   scores 0 exactly;
+* scroll: how far the level moved over the rollouts' horizon, estimated from the frames in the same
+  way for real and dreamed ones (``worldsim.eval.scroll``; checked against the RAM camera);
 * the end model: death/flag precision and recall on real transitions, and false ends per 1000
   dreamed steps (an end predicted in an open-loop dream where the recording did not end);
   reward and progress errors.
@@ -31,8 +33,10 @@ import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from tqdm import tqdm
 
+from worldsim.core.frames import to_uint8
 from worldsim.data.sequences import SequenceDataset
 from worldsim.data.transitions import model_batch, stack_windows
+from worldsim.eval.scroll import sequence_scroll
 from worldsim.models.world_model import WorldModel
 
 CHANGED_THRESHOLD = 0.03  # |difference| in [-1, 1] units (about 4 of 255 levels), any channel
@@ -113,6 +117,9 @@ class FidelityReport:
     flag_recall: float = float("nan")
     dreamed_steps: int = 0
     false_ends_per_1000_dreamed_steps: float = float("nan")
+    real_scroll: float = float("nan")  # mean camera move over the rollouts' horizon (64-px frame pixels)
+    dream_scroll: float = float("nan")  # the same, estimated from the dreamed frames
+    scroll_error: float = float("nan")  # mean |dream - real| over the rollouts
     reward_mae: float = float("nan")
     reward_sign_accuracy: float = float("nan")
     progress_mae: float = float("nan")
@@ -146,6 +153,12 @@ class FidelityReport:
             ("death precision / recall", f"{self.death_precision:.3f} / {self.death_recall:.3f}", "", f"{self.deaths} deaths"),
             ("flag precision / recall", f"{self.flag_precision:.3f} / {self.flag_recall:.3f}", "", f"{self.flags} flags"),
             ("false ends per 1000 dreamed steps", f"{self.false_ends_per_1000_dreamed_steps:.1f}", "", f"{self.dreamed_steps} dreamed steps"),
+            (
+                f"scroll over {len(self.autoregressive_psnr)} steps (pixels)",
+                f"{self.dream_scroll:.1f}",
+                "0 (a still frame)",
+                f"real {self.real_scroll:.1f}; mean error {self.scroll_error:.1f}",
+            ),
             ("reward MAE / sign accuracy", f"{self.reward_mae:.2f} / {self.reward_sign_accuracy:.3f}", "", ""),
             ("progress (x_pos) MAE", f"{self.progress_mae:.2f}", "", ""),
         ]
@@ -187,6 +200,7 @@ def autoregressive(model: WorldModel, batches, horizon: int, seed: int = 0, num_
     psnr, copy, random_psnr = [], [], []
     changed = np.zeros((horizon, 4))
     false_ends, dreamed = 0, 0
+    real_scroll, dream_scroll = [], []
     for index, batch in enumerate(batches):
         frames, actions = batch["frames"], batch["actions"]
         k = frames.shape[1] - horizon
@@ -199,6 +213,9 @@ def autoregressive(model: WorldModel, batches, horizon: int, seed: int = 0, num_
         for h in range(horizon):
             mask = changed_pixels(real[:, h], last)
             changed[h] += [*changed_squared_error(generated[:, h], real[:, h], mask), *changed_squared_error(last, real[:, h], mask)]
+        for real_frames, dream_frames, last_frame in zip(to_uint8(real).cpu().numpy(), to_uint8(generated).cpu().numpy(), to_uint8(last).cpu().numpy(), strict=True):
+            real_scroll.append(sequence_scroll(np.concatenate([last_frame[None], real_frames]))[-1])
+            dream_scroll.append(sequence_scroll(np.concatenate([last_frame[None], dream_frames]))[-1])
         predicted_end = outputs["end"].argmax(-1) != 0
         false_ends += int((predicted_end & (batch["end_class"][:, k:] == 0)).sum())
         dreamed += predicted_end.numel()
@@ -214,6 +231,8 @@ def autoregressive(model: WorldModel, batches, horizon: int, seed: int = 0, num_
         "changed": changed,
         "false_ends": np.array(false_ends),
         "dreamed_steps": np.array(dreamed),
+        "real_scroll": np.array(real_scroll),
+        "dream_scroll": np.array(dream_scroll),
     }
     if random_psnr:
         result["random_psnr"] = torch.cat(random_psnr).cpu().numpy()
@@ -264,6 +283,9 @@ def summarize(teacher: dict[str, np.ndarray], rollouts: dict[str, np.ndarray] | 
             report.delta_psnr = [float(v) for v in (rollouts["psnr"] - rollouts["random_psnr"]).mean(axis=0)]
         report.dreamed_steps = int(rollouts["dreamed_steps"])
         report.false_ends_per_1000_dreamed_steps = 1000 * float(rollouts["false_ends"]) / max(int(rollouts["dreamed_steps"]), 1)
+        report.real_scroll = float(rollouts["real_scroll"].mean())
+        report.dream_scroll = float(rollouts["dream_scroll"].mean())
+        report.scroll_error = float(np.abs(rollouts["dream_scroll"] - rollouts["real_scroll"]).mean())
     return report
 
 
@@ -339,7 +361,7 @@ def evaluate_fidelity(
 CURVE_FILE = "curve.csv"
 CURVE_FIELDS = (
     "step", "hours", "loss", "teacher_forced_psnr", "copy_psnr", "changed_psnr", "copy_changed_psnr",
-    "autoregressive_psnr_8", "copy_autoregressive_psnr_8", "delta_psnr_8", "false_ends_per_1000",
+    "autoregressive_psnr_8", "copy_autoregressive_psnr_8", "delta_psnr_8", "false_ends_per_1000", "real_scroll_8", "dream_scroll_8",
 )  # fmt: skip
 
 
@@ -383,6 +405,8 @@ class HeldoutCurve:
             f"copy_autoregressive_psnr_{h}": round(report.copy_autoregressive_psnr[-1], 3),
             f"delta_psnr_{h}": round(report.delta_psnr[-1], 3),
             "false_ends_per_1000": round(report.false_ends_per_1000_dreamed_steps, 2),
+            f"real_scroll_{h}": round(report.real_scroll, 2),
+            f"dream_scroll_{h}": round(report.dream_scroll, 2),
         }
         file = self.out / CURVE_FILE
         previous = list(csv.DictReader(file.open())) if file.is_file() else []
