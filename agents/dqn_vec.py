@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
-
 from worldsim.agents.dqn import REWARD_SCALE, grayscale_resize
 
 

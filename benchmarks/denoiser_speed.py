@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from worldsim.models.denoiser import FrameDenoiser
 from worldsim.diffusion.sampler import NextFrameSampler, SamplerConfig
 from worldsim.models.context import FrameStackContext
+from worldsim.models.denoiser import FrameDenoiser
 from worldsim.models.frame_unet import FrameUNet, FrameUNetConfig
 
 CONTEXT = 4

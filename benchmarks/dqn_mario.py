@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from worldsim.agents import make_agent
 from worldsim.agents.dqn import DQNAgent
+from worldsim.envs import make_env
 
 from worldsim.config import load_config
-from worldsim.envs import make_env
 from worldsim.eval.episodes import evaluate_agent
 
 CURVE_SEED = 10_000  # the seeds `worldsim learn` evaluates on (and picks best.zip by)

@@ -28,12 +28,12 @@ from pathlib import Path
 import torch
 from stable_baselines3 import DQN
 from stable_baselines3.common.callbacks import BaseCallback
-
 from worldsim.agents import make_agent
 from worldsim.agents.dqn import DQN_DEFAULTS, DQNAgent
 from worldsim.agents.dqn_vec import VecAgentPreprocessing
 from worldsim.envs import make_env
 from worldsim.envs.dream_sb3 import DreamSB3VecEnv
+
 from worldsim.eval.episodes import evaluate_agent
 
 HELD_OUT_SEED = 20_000

@@ -17,11 +17,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
+from worldsim.envs.rendering import FrameRenderer
 
 from worldsim.core.checkpoint import shipped_checkpoint as shipped_checkpoint_folder
 from worldsim.core.game import GameDescription
 from worldsim.engine import DreamEngine, load_engine_model, parse_reset_options
-from worldsim.envs.rendering import FrameRenderer
 from worldsim.errors import WorldsimError
 
 SHIPPED_CHECKPOINT = "mario-v0"

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecEnv
-
 from worldsim.envs.dream import build_engine, dream_spaces
+
 from worldsim.errors import WorldsimError
 
 

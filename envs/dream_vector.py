@@ -18,9 +18,9 @@ import torch
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
-
 from worldsim.envs.dream import build_engine, dream_spaces, reset_options
 from worldsim.envs.rendering import upscale
+
 from worldsim.errors import WorldsimError
 
 

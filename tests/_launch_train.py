@@ -45,8 +45,8 @@ def recording(train):
 
 
 if __name__ == "__main__":
-    import worldsim.train.planner_training as planner_training
     from worldsim.cli import main
+    from worldsim.train import planner_training
 
     planner_training.train = recording(planner_training.train)  # the name train_planner calls
     sys.exit(main(sys.argv[1:]))

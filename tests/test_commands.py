@@ -4,6 +4,8 @@ import itertools
 
 import pytest
 from gym_super_mario_bros.actions import RIGHT_ONLY, SIMPLE_MOVEMENT
+from worldsim.envs.play import keyboard_action
+
 from worldsim.cli import COMMANDS, build_parser
 from worldsim.core.checkpoint import read_config, shipped_checkpoint
 from worldsim.core.checkpoint_kinds import (
@@ -14,7 +16,6 @@ from worldsim.core.checkpoint_kinds import (
     model_config_kind,
     require_kind,
 )
-from worldsim.envs.play import keyboard_action
 from worldsim.errors import WorldsimError
 from worldsim.train.tasks import train_model
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from _launch_train import weights_sha256
+
 from worldsim.cli import main
 from worldsim.core.checkpoint import load_checkpoint
 

@@ -7,10 +7,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from worldsim.envs.dream import shipped_checkpoint
 
 import worldsim  # noqa: F401
 from worldsim.engine import DreamEngine, load_engine_model, resolve_device
-from worldsim.envs.dream import shipped_checkpoint
 from worldsim.errors import WorldsimError
 
 torch.set_num_threads(1)

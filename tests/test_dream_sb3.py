@@ -4,10 +4,10 @@ for vectorised envs, and a DQN that learns on it."""
 import numpy as np
 import pytest
 from stable_baselines3 import DQN
-
 from worldsim.agents.dqn import DQN_DEFAULTS, REWARD_SCALE, grayscale_resize
 from worldsim.agents.dqn_vec import VecAgentPreprocessing
 from worldsim.envs.dream_sb3 import DreamSB3VecEnv
+
 from worldsim.errors import WorldsimError
 
 

@@ -99,7 +99,7 @@ def test_eval_reports_fidelity_on_real_episodes(tmp_path, minari_path, capsys):
         str(report_file),
     ]
     assert main(argv) == 0
-    assert "teacher-forced next-frame PSNR" in capsys.readouterr().out
+    assert "next-frame PSNR, teacher-forced" in capsys.readouterr().out
     report = json.loads(report_file.read_text())
     ends = int(sum(ep.terminations.sum() for ep in load_dataset("worldsim/mario-eval-v0").iterate_episodes()))
     assert report["transitions"] == max(24, ends) and report["rollouts"] == 3 and len(report["autoregressive_psnr"]) == 4

@@ -8,6 +8,7 @@ from gym_super_mario_bros.actions import SIMPLE_MOVEMENT
 from gymnasium.utils.env_checker import check_env
 from nes_py.wrappers import JoypadSpace
 from worldsim.envs.real.mario import MARIO_INFO_KEYS, MarioEnv
+
 from worldsim.errors import WorldsimError
 
 

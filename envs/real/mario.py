@@ -25,6 +25,7 @@ from gym_super_mario_bros.actions import COMPLEX_MOVEMENT, RIGHT_ONLY, SIMPLE_MO
 from gymnasium import spaces
 from nes_py.wrappers import JoypadSpace
 from worldsim.envs.rendering import FrameRenderer
+
 from worldsim.errors import WorldsimError
 
 ACTION_SETS: dict[str, list[list[str]]] = {

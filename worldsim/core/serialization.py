@@ -11,11 +11,9 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, TypeVar
+from typing import Any
 
 from worldsim.errors import WorldsimError
-
-T = TypeVar("T")
 
 
 def to_dict(config: Any) -> Any:
@@ -29,7 +27,7 @@ def to_dict(config: Any) -> Any:
     return config
 
 
-def from_dict(cls: type[T], values: dict[str, Any] | None, *, where: str = "") -> T:
+def from_dict[T](cls: type[T], values: dict[str, Any] | None, *, where: str = "") -> T:
     """Build ``cls`` (a dataclass) from ``values``, converting nested fields by their type hints."""
     name = where or cls.__name__
     if values is None:

@@ -12,13 +12,13 @@ was trained on.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from typing import Protocol
 
 import torch
 from diffusers import EDMEulerScheduler
 
 from worldsim.core.frames import quantize
-
 
 
 class Denoiser(Protocol):
@@ -93,7 +93,7 @@ class NextFrameSampler:
         sigmas = self.sigmas.tolist() + [0.0]
         sample = sigmas[0] * torch.randn((batch, channels, height, width), generator=generator, device=frames.device)
         first_with_grad = len(sigmas) - 1 - grad_steps
-        for index, (sigma, next_sigma) in enumerate(zip(sigmas[:-1], sigmas[1:], strict=True)):
+        for index, (sigma, next_sigma) in enumerate(pairwise(sigmas)):
             with torch.set_grad_enabled(torch.is_grad_enabled() and index >= first_with_grad):
                 level = torch.full((batch,), sigma, device=frames.device)
                 denoised = denoiser.denoise(sample, level, frames, actions)

@@ -144,8 +144,10 @@ class FidelityReport:
                 f"autoregressive PSNR, step {h}",
                 f"{at(self.autoregressive_psnr, h)} dB",
                 f"{at(self.copy_autoregressive_psnr, h)} dB",
-                f"changed pixels {at(self.changed_autoregressive_psnr, h)} (copy {at(self.copy_changed_autoregressive_psnr, h)}); "
-                f"random actions {at(self.random_action_psnr, h)}, delta-PSNR {at(self.delta_psnr, h)} dB",
+                (
+                    f"changed pixels {at(self.changed_autoregressive_psnr, h)} (copy {at(self.copy_changed_autoregressive_psnr, h)}); "
+                    f"random actions {at(self.random_action_psnr, h)}, delta-PSNR {at(self.delta_psnr, h)} dB"
+                ),
             )
             for h in steps
         ]
@@ -252,7 +254,7 @@ def summarize(teacher: dict[str, np.ndarray], rollouts: dict[str, np.ndarray] | 
     death_precision, death_recall, deaths = precision_recall(1)
     flag_precision, flag_recall, flags = precision_recall(2)
     reward_true, reward_pred = teacher["reward_true"], teacher["reward_pred"]
-    sign = lambda r: np.where(r > 0.5, 1, np.where(r < -0.5, -1, 0))  # noqa: E731 (the env's rewards are integers)
+    sign = lambda r: np.where(r > 0.5, 1, np.where(r < -0.5, -1, 0))
     error, count, copy_error, copy_count = teacher["changed"]
     report = FidelityReport(
         transitions=len(teacher["psnr"]),

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from worldsim.core.checkpoint_kinds import INVERSE_DYNAMICS, require_kind
 from worldsim.core.serialization import from_dict
-from worldsim.errors import WorldsimError
-from worldsim.models.inverse_dynamics import IDM_KIND, InverseDynamicsConfig, InverseDynamicsModel
+from worldsim.models.inverse_dynamics import InverseDynamicsConfig, InverseDynamicsModel
 from worldsim.models.world_model import WorldModel
 
 
@@ -26,8 +26,7 @@ def load_probe(path: str | os.PathLike, device: str | torch.device = "cpu") -> I
     from worldsim.core.checkpoint import load_checkpoint, load_weights
 
     checkpoint = load_checkpoint(path, map_location=device)
-    if checkpoint.config.get("kind") != IDM_KIND:
-        raise WorldsimError(f"checkpoint {checkpoint.path} is not an inverse-dynamics probe (kind {checkpoint.config.get('kind')!r})")
+    require_kind(checkpoint.config, INVERSE_DYNAMICS, checkpoint.path)
     probe = InverseDynamicsModel(from_dict(InverseDynamicsConfig, checkpoint.config["inverse_dynamics"]))
     load_weights(probe, checkpoint)
     return probe.to(device).eval()

@@ -9,6 +9,8 @@ does not depend on the estimator being exact.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 SHIFTS = np.arange(0.0, 4.01, 0.25)  # candidate shifts per step (the camera moves at most ~3 px of 64)
@@ -35,4 +37,4 @@ def estimate_scroll(previous: np.ndarray, current: np.ndarray) -> float:
 
 def sequence_scroll(frames: np.ndarray) -> np.ndarray:
     """Cumulative scroll ``float[T]`` of ``uint8[T + 1, H, W, 3]`` frames (step t: frames 0..t+1)."""
-    return np.cumsum([estimate_scroll(a, b) for a, b in zip(frames[:-1], frames[1:], strict=True)])
+    return np.cumsum([estimate_scroll(a, b) for a, b in pairwise(frames)])

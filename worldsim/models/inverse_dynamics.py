@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-IDM_KIND = "inverse_dynamics"
+from worldsim.core.checkpoint_kinds import INVERSE_DYNAMICS
+
+IDM_KIND = INVERSE_DYNAMICS
 
 
 @dataclass

@@ -14,12 +14,13 @@ from typing import Any
 import torch
 
 from worldsim.core.checkpoint import load_checkpoint, load_weights
+from worldsim.core.checkpoint_kinds import DIFFUSION_FORCING_PLANNER, require_kind
 from worldsim.data.trajectories import STEP_DIM, Normalizer
 from worldsim.diffusion.forcing import DiffusionForcing, ForcingConfig
 from worldsim.errors import WorldsimError
 from worldsim.models.trajectory_transformer import TrajectoryTransformer, TrajectoryTransformerConfig
 
-PLANNER_KIND = "diffusion_forcing_planner"
+PLANNER_KIND = DIFFUSION_FORCING_PLANNER
 
 
 @dataclass
@@ -68,10 +69,7 @@ def build_trajectory_model(config: TrajectoryModelConfig) -> DiffusionForcing:
 def load_trajectory_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[DiffusionForcing, TrajectoryModelConfig]:
     """Rebuild a planner's model from its checkpoint folder (eval mode, on ``device``)."""
     checkpoint = load_checkpoint(path, map_location=device)
-    if checkpoint.config.get("kind") != PLANNER_KIND:
-        raise WorldsimError(
-            f"checkpoint {checkpoint.path} is not a diffusion-forcing planner (config.json kind is {checkpoint.config.get('kind')!r})"
-        )
+    require_kind(checkpoint.config, DIFFUSION_FORCING_PLANNER, checkpoint.path)
     config = TrajectoryModelConfig.from_dict(checkpoint.config["planner"])
     model = build_trajectory_model(config)
     load_weights(model, checkpoint)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from worldsim.core.checkpoint import Checkpoint, load_checkpoint, load_weights
+from worldsim.core.checkpoint_kinds import WORLD_MODEL, require_kind
 from worldsim.core.game import GameDescription
 from worldsim.diffusion.edm import EDMTraining
 from worldsim.diffusion.sampler import NextFrameSampler, SamplerConfig
@@ -197,8 +198,7 @@ def load_world_model(path: str | os.PathLike, device: str | torch.device = "cpu"
     wrong shape) is one ``WorldsimError`` naming the file.
     """
     checkpoint = load_checkpoint(path, map_location=device)
-    if "model" not in checkpoint.config:
-        raise WorldsimError(f'checkpoint {checkpoint.path} is not a world model (config.json has no "model" section)')
+    require_kind(checkpoint.config, WORLD_MODEL, checkpoint.path)
     config = WorldModelConfig.from_dict(checkpoint.config["model"])
     model = WorldModel(config)
     load_weights(model, checkpoint)

@@ -16,13 +16,13 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
 
+from worldsim.core.checkpoint import save_checkpoint
 from worldsim.core.frames import from_uint8
 from worldsim.core.serialization import from_dict, to_dict
 from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
 from worldsim.errors import WorldsimError
 from worldsim.models.inverse_dynamics import IDM_KIND, InverseDynamicsConfig, InverseDynamicsModel
-from worldsim.core.checkpoint import save_checkpoint
 from worldsim.train.loop import LoopConfig, hardware_description, tensorboard_writer, train
 
 MODEL_DIR = "model"

@@ -259,10 +259,14 @@ def model_card(config: WorldModelConfig, cfg: WorldModelTraining, windows: Seque
         f"# World model card: {config.game.name}",
         "",
         f"- Data: {', '.join(windows.dataset_ids)} ({len(windows.episodes)} episodes, {frames} frames).",
-        f"- Denoiser: {denoiser.step} steps of batch {cfg.denoiser.batch_size}, windows of {config.context_length} + {cfg.denoiser.unroll_steps} steps, "
-        f"{denoiser.seconds / 3600:.2f} h.",
-        f"- End model: {end_model.step} steps of batch {cfg.end_model.batch_size}, windows of {config.context_length} + {cfg.end_model.scored_steps} steps, "
-        f"{end_model.seconds / 3600:.2f} h.",
+        (
+            f"- Denoiser: {denoiser.step} steps of batch {cfg.denoiser.batch_size}, windows of {config.context_length} + "
+            f"{cfg.denoiser.unroll_steps} steps, {denoiser.seconds / 3600:.2f} h."
+        ),
+        (
+            f"- End model: {end_model.step} steps of batch {cfg.end_model.batch_size}, windows of {config.context_length} + "
+            f"{cfg.end_model.scored_steps} steps, {end_model.seconds / 3600:.2f} h."
+        ),
         f"- Hardware: {hardware}.",
         f"- Command: `{command}`" if command else "- Command: (not recorded)",
         f"- Parameters: {parameters:.2f}M; sampler levels {[round(s, 4) for s in config.sampler.sigmas or []] or config.sampler.num_steps}.",
