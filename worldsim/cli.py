@@ -274,6 +274,9 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transitions", type=int, default=None, help="teacher-forced transitions (default: all)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--json", type=Path, help="also write the report as JSON")
+    parser.add_argument("--probe", type=Path, default=None, help="inverse-dynamics probe checkpoint (default: the shipped idm-mario-v0)")
+    parser.add_argument("--agent-episodes", type=int, default=10, help="scripted episodes played in the dream and the real game (0: skip)")
+    parser.add_argument("--held-action-starts", type=int, default=3, help="starts per action held 20 steps, dream vs real (0: skip)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     _dream_options(parser)
 
@@ -293,6 +296,9 @@ def _cmd_eval(args) -> int:
         seed=args.seed,
         progress=not args.quiet,
         json_path=args.json,
+        probe=args.probe,
+        agent_episodes=args.agent_episodes,
+        held_action_starts=args.held_action_starts,
     )
     print(report.table())
     if args.json:

@@ -17,7 +17,8 @@ Every figure stands beside the trivial predictor on the same frames, so that non
   dreamed steps (an end predicted in an open-loop dream where the recording did not end);
   reward and progress errors.
 
-PSNR and SSIM are torchmetrics' (on ``[0, 1]`` frames, per frame, then averaged).
+PSNR is per frame (on ``[0, 1]`` frames, exact frames at the 8-bit quantisation floor), then averaged;
+SSIM is torchmetrics'.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import structural_similarity_index_measure
 from tqdm import tqdm
 
 from worldsim.core.frames import to_uint8
@@ -43,9 +44,17 @@ CHANGED_THRESHOLD = 0.03  # |difference| in [-1, 1] units (about 4 of 255 levels
 REPORT_STEPS = (1, 2, 4, 8, 16, 32)
 
 
+# The mean squared error of rounding to 8 bits (a uniform error of one level, 1/255): a frame that
+# matches exactly scores this PSNR (58.9 dB) instead of infinity, which would swamp any average
+# (copying the last frame is exact whenever nothing moved).
+QUANTIZATION_MSE = 1.0 / (12 * 255**2)
+
+
 def frame_psnr(generated: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB of each frame: ``float[N, C, H, W]`` pairs in ``[-1, 1]`` -> ``float[N]``."""
-    return peak_signal_noise_ratio((generated + 1) / 2, (real + 1) / 2, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    """PSNR in dB of each frame: ``float[N, C, H, W]`` pairs in ``[-1, 1]`` -> ``float[N]``, on
+    ``[0, 1]`` frames, the error floored at 8-bit quantisation (``QUANTIZATION_MSE``)."""
+    mse = (((generated - real) / 2) ** 2).mean(dim=(1, 2, 3)).clamp_min(QUANTIZATION_MSE)
+    return -10 * torch.log10(mse)
 
 
 def frame_ssim(generated: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -433,18 +442,21 @@ def heldout_curve(model: WorldModel, cfg, out: Path) -> HeldoutCurve:
 def write_json(report: FidelityReport, path: str | os.PathLike) -> None:
     """Write the report as strict JSON (NaN as null), atomically."""
     path = Path(path)
-    values = {key: _finite(value) for key, value in report.to_dict().items()}
+    values = finite(report.to_dict())
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(values, indent=2, allow_nan=False))
     tmp.replace(path)
 
 
-def _finite(value):
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
+def finite(value):
+    """``value`` with every non-finite float (in nested dicts and lists) replaced by None: strict JSON."""
+    if isinstance(value, dict):
+        return {key: finite(v) for key, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    if isinstance(value, float | np.floating) and not np.isfinite(value):
         return None
-    return value
+    return value.item() if isinstance(value, np.generic) else value
 
 
 __all__ = ["FidelityReport", "HeldoutCurve", "evaluate_fidelity", "evaluate_model", "frame_psnr", "frame_ssim", "rollout", "summarize"]

@@ -1,19 +1,70 @@
-"""``worldsim eval``: a world model's fidelity on held-out real episodes, by default the held-out
-dataset of the shipped model's training config, with the command that collects it when missing."""
+"""``worldsim eval``: a world model against held-out real episodes, by default the held-out dataset
+of the shipped model's training config (with the command that collects it when missing).
+
+The evaluation has three parts, each beside its trivial baseline:
+
+* fidelity (``worldsim.eval.fidelity``): PSNR beside copying the last frame, changed pixels,
+  controllability (delta-PSNR), scroll, ends;
+* the inverse-dynamics probe (``worldsim.eval.inverse_dynamics``): accuracy on dreamed transitions
+  over accuracy on real ones (and on copied frames);
+* agents (``worldsim.eval.progress``): how far the scripted runner gets in the dream and in the real
+  game from the same starts, and each action held from the same starts.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from worldsim.errors import WorldsimError
 
+SHIPPED_PROBE = "idm-mario-v0"
+
+
+@dataclass
+class HeldoutEvaluation:
+    fidelity: object  # worldsim.eval.fidelity.FidelityReport
+    probe: object | None = None  # worldsim.eval.inverse_dynamics.ProbeReport
+    progress: object | None = None  # worldsim.eval.progress.ProgressReport
+    held_actions: object | None = None  # worldsim.eval.progress.ConstantActionReport
+
+    def table(self) -> str:
+        parts = [self.fidelity.table()]
+        if self.probe is not None:
+            p = self.probe
+            parts.append(
+                "\n".join(
+                    [
+                        "| inverse-dynamics probe (action accuracy) | accuracy |",
+                        "|---|---:|",
+                        f"| on real next frames | {p.real_accuracy:.3f} |",
+                        f"| on dreamed next frames | {p.dream_accuracy:.3f} ({p.dream_over_real:.0%} of real) |",
+                        f"| on the last frame copied | {p.copy_accuracy:.3f} |",
+                        f"| the most frequent action | {p.chance:.3f} |",
+                    ]
+                )
+            )
+        if self.progress is not None:
+            parts.append(self.progress.table())
+        if self.held_actions is not None:
+            parts.append(self.held_actions.table())
+        return "\n\n".join(parts)
+
+    def to_dict(self) -> dict:
+        from worldsim.eval.fidelity import finite
+
+        values = {"fidelity": self.fidelity.to_dict()}
+        for name in ("probe", "progress", "held_actions"):
+            part = getattr(self, name)
+            if part is not None:
+                values[name] = part.to_dict()
+        return finite(values)
+
 # How scripts/train_world_model_mario.sh collects the held-out episodes (keep the two in step); the
 # DQN comes from scripts/train_dqn_mario.sh. Without a trained DQN, the fallback mix below.
-HELDOUT_COLLECT = (
-    "worldsim collect --env mario --agent scripted:0.4,dqn:0.4,random:0.2 --steps 6000 --seed 90000 --dataset-id {id} "
-    "dqn.path=runs/dqn-mario/best.zip"
-)
+HELDOUT_COLLECT = "worldsim collect --env mario --agent dqn --steps 6000 --seed 90000 --dataset-id {id} dqn.path=runs/dqn-mario/best.zip dqn.epsilon=0.1"
 HELDOUT_COLLECT_WITHOUT_DQN = "worldsim collect --env mario --agent scripted:0.8,random:0.2 --steps 6000 --seed 90000 --dataset-id {id}"
 
 
@@ -37,9 +88,14 @@ def evaluate_heldout(
     seed: int = 0,
     progress: bool = True,
     json_path: str | os.PathLike | None = None,
-):
-    """The fidelity report (``worldsim.eval.fidelity``) of ``checkpoint`` (default: the shipped model)
-    on ``dataset`` (default: ``default_heldout_dataset()``), also written to ``json_path`` if given."""
+    probe: str | os.PathLike | None = None,
+    agent_episodes: int = 10,
+    held_action_starts: int = 3,
+) -> HeldoutEvaluation:
+    """The evaluation (see the module) of ``checkpoint`` (default: the shipped model) on ``dataset``
+    (default: ``default_heldout_dataset()``); ``probe``: an inverse-dynamics checkpoint (default:
+    the shipped one); ``agent_episodes`` scripted episodes from seeds 30000+ and
+    ``held_action_starts`` starts per held action (0: skip). Written to ``json_path`` if given."""
     from worldsim.data.minari_io import check_dataset_id, dataset_dir, datasets_root
 
     heldout = default_heldout_dataset()
@@ -52,12 +108,14 @@ def evaluate_heldout(
             f"`{HELDOUT_COLLECT.format(id=dataset)}` (needs the DQN of scripts/train_dqn_mario.sh; without it "
             f"`{HELDOUT_COLLECT_WITHOUT_DQN.format(id=dataset)}`), or pass --dataset ID, or set MINARI_DATASETS_PATH to where it is"
         )
+    from worldsim.core.checkpoint import shipped_checkpoint as shipped
     from worldsim.engine import resolve_device
     from worldsim.envs.dream import shipped_checkpoint
-    from worldsim.eval.fidelity import evaluate_fidelity, write_json
+    from worldsim.eval.fidelity import evaluate_fidelity
 
+    checkpoint = checkpoint or shipped_checkpoint()
     report = evaluate_fidelity(
-        checkpoint or shipped_checkpoint(),
+        checkpoint,
         dataset,
         horizon=horizon,
         rollouts=rollouts,
@@ -68,6 +126,53 @@ def evaluate_heldout(
         seed=seed,
         progress=progress,
     )
+    result = HeldoutEvaluation(report)
+    if probe is None:
+        try:
+            probe = shipped(SHIPPED_PROBE)
+        except WorldsimError:
+            probe = None  # a build without the shipped probe: the report says it has no probe part
+    if probe is not None:
+        result.probe = _probe_report(checkpoint, dataset, probe, device, sampling_steps, seed, batch_size, transitions)
+    if agent_episodes or held_action_starts:
+        import gymnasium as gym
+
+        from worldsim.agents import make_agent
+        from worldsim.envs import make_env
+        from worldsim.eval.progress import constant_action_progress, dream_vs_real_progress
+
+        real = make_env("mario")
+        dream = gym.make("worldsim/Mario-v0", checkpoint=checkpoint, device=resolve_device(device), sampling_steps=sampling_steps)
+        if agent_episodes:
+            agent = make_agent("scripted", real)
+            result.progress = dream_vs_real_progress(dream, real, agent, range(30_000, 30_000 + agent_episodes))
+        if held_action_starts:
+            result.held_actions = constant_action_progress(dream, real, range(31_000, 31_000 + held_action_starts))
     if json_path is not None:
-        write_json(report, Path(json_path))
-    return report
+        path = Path(json_path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False))
+        tmp.replace(path)
+    return result
+
+
+def _probe_report(checkpoint, dataset_id, probe_path, device, sampling_steps, seed, batch_size, transitions):
+    """The inverse-dynamics probe on the held-out transitions (every one, or ``transitions`` of them)."""
+    import numpy as np
+    import torch
+
+    from worldsim.data.minari_io import load_dataset
+    from worldsim.data.sequences import SequenceDataset
+    from worldsim.engine import load_engine_model
+    from worldsim.eval.fidelity import window_batches
+    from worldsim.eval.inverse_dynamics import load_probe, probe_accuracy
+
+    model, _, device = load_engine_model(checkpoint, device, sampling_steps)
+    probe = load_probe(probe_path, device)
+    k = model.context_length
+    windows = SequenceDataset(load_dataset(dataset_id), k + 1, model.config.game.label_keys, pad_start=k - 1)
+    indices = np.arange(len(windows))
+    if transitions is not None and transitions < len(indices):
+        indices = np.sort(np.random.default_rng(seed).choice(indices, size=transitions, replace=False))
+    batches = window_batches(windows, indices, model.config.game, batch_size, device)
+    return probe_accuracy(model, probe, batches, torch.Generator(device).manual_seed(seed))

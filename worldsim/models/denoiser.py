@@ -75,8 +75,15 @@ class FrameDenoiser(nn.Module):
         noise levels the sampler denoises at; ``sampler_levels_fraction`` of the batch is drawn there.
         """
         config = self.training_config
-        target = self.target(next_frame, frames)
-        batch, device = target.shape[0], target.device
+        batch, device = next_frame.shape[0], next_frame.device
+        # Noise on the context frames stands in for the model's own errors in a rollout. The target is
+        # taken from the context as the network sees it: a "change" from a noisy last frame includes
+        # undoing its noise, so the model learns to repair the frame it continues from; measured
+        # from the clean frame, errors would pile up from step to step (as they did: a snapshot at
+        # 500 steps turned to static within 8 steps).
+        context_sigma = config.context_sigma_max * torch.rand(batch, device=device, generator=generator)
+        noisy_frames = frames + context_sigma.reshape(-1, 1, 1, 1, 1) * torch.randn(frames.shape, device=device, generator=generator)
+        target = self.target(next_frame, noisy_frames)
         log_sigma = config.log_sigma_mean + config.log_sigma_std * torch.randn(batch, device=device, generator=generator)
         sigma = log_sigma.exp().clamp(config.sigma_min, config.sigma_max)
         if sampler_sigmas is not None and config.sampler_levels_fraction > 0:
@@ -87,9 +94,6 @@ class FrameDenoiser(nn.Module):
         noise = torch.randn(target.shape, device=device, generator=generator)
         noise = noise + config.offset_noise * torch.randn((batch, target.shape[1], 1, 1), device=device, generator=generator)
         noisy = target + sigma.reshape(-1, 1, 1, 1) * noise
-
-        context_sigma = config.context_sigma_max * torch.rand(batch, device=device, generator=generator)
-        noisy_frames = frames + context_sigma.reshape(-1, 1, 1, 1, 1) * torch.randn(frames.shape, device=device, generator=generator)
 
         output = self._network_output(noisy, sigma, noisy_frames, actions, context_sigma)
         # Regress F onto the output that makes D exact: the loss on D weighted by 1 / c_out^2 (EDM).
