@@ -37,10 +37,10 @@ class HeldoutEvaluation:
             parts.append(
                 "\n".join(
                     [
-                        "| inverse-dynamics probe (action accuracy) | accuracy |",
+                        "| inverse-dynamics probe: which action was held | accuracy |",
                         "|---|---:|",
-                        f"| on real next frames | {p.real_accuracy:.3f} |",
-                        f"| on dreamed next frames | {p.dream_accuracy:.3f} ({p.dream_over_real:.0%} of real) |",
+                        f"| on real frames | {p.real_accuracy:.3f} ({p.clips} clips of one action held) |",
+                        f"| on dreamed frames | {p.dream_accuracy:.3f} ({p.dream_over_real:.0%} of real) |",
                         f"| on the last frame copied | {p.copy_accuracy:.3f} |",
                         f"| the most frequent action | {p.chance:.3f} |",
                     ]
@@ -170,7 +170,7 @@ def _probe_report(checkpoint, dataset_id, probe_path, device, sampling_steps, se
     model, _, device = load_engine_model(checkpoint, device, sampling_steps)
     probe = load_probe(probe_path, device)
     k = model.context_length
-    windows = SequenceDataset(load_dataset(dataset_id), k + 1, model.config.game.label_keys, pad_start=k - 1)
+    windows = SequenceDataset(load_dataset(dataset_id), k + probe.config.held_steps, model.config.game.label_keys, pad_start=k - 1)
     indices = np.arange(len(windows))
     if transitions is not None and transitions < len(indices):
         indices = np.sort(np.random.default_rng(seed).choice(indices, size=transitions, replace=False))

@@ -1,10 +1,11 @@
-"""The inverse-dynamics check: does a classifier trained on real transitions recognise the action
-in dreamed ones?
+"""The inverse-dynamics check: does a classifier trained on real clips recognise the action in
+dreamed ones?
 
-For held-out windows of K+1 real steps, the probe reads (frame t-1, frame t, frame t+1) where frame
-t+1 is, in turn, the real next frame, the frame the world model generates under the recorded
-action from the real context, and the last frame copied (a model that ignores everything). Its
-accuracy on dreamed transitions over its accuracy on real ones is the controllability score.
+Held-out windows where one action was held for the probe's ``held_steps`` steps: the probe reads
+the frames before and the held steps' frames, which are, in turn, the real ones, the ones the world
+model generates from the real context under the recorded (held) action, and the last context frame
+copied (a model that ignores everything). Its accuracy on dreamed clips over its accuracy on real
+ones is the controllability score.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ def load_probe(path: str | os.PathLike, device: str | torch.device = "cpu") -> I
 
 @dataclass
 class ProbeReport:
-    transitions: int
-    real_accuracy: float  # on real next frames
-    dream_accuracy: float  # on generated next frames, recorded action, real context
-    copy_accuracy: float  # on the last frame copied
+    clips: int
+    real_accuracy: float  # on real frames
+    dream_accuracy: float  # on generated frames: real context, the recorded (held) action
+    copy_accuracy: float  # on the last context frame copied
     chance: float  # the most frequent action's share
 
     @property
@@ -50,19 +51,27 @@ class ProbeReport:
 
 @torch.no_grad()
 def probe_accuracy(model: WorldModel, probe: InverseDynamicsModel, batches, generator: torch.Generator | None = None) -> ProbeReport:
-    """``batches`` of ``model_batch`` windows of K+1 steps (K >= probe frames - 1)."""
+    """``batches`` of ``model_batch`` windows of K + ``held_steps`` steps; those whose last
+    ``held_steps`` actions differ are skipped."""
     from worldsim.eval.fidelity import rollout
 
-    width = probe.config.frames - 1  # real frames before the step's frame
+    held_steps = probe.config.held_steps
+    before = probe.config.frames - held_steps  # frames the probe reads before the held steps
+    k = model.context_length
     hits = np.zeros(3)
     actions_seen = []
     for batch in batches:
         frames, actions = batch["frames"], batch["actions"]
+        held = (actions[:, -held_steps:] == actions[:, -1:]).all(dim=1)
+        if not held.any():
+            continue
+        frames, actions = frames[held], actions[held]
         target = actions[:, -1]
-        generated, _ = rollout(model, frames, actions, 1, generator)
-        before = frames[:, -1 - width : -1]
-        for index, step_frame in enumerate((frames[:, -1], generated[:, 0], frames[:, -2])):
-            predicted = probe(torch.cat([before, step_frame[:, None]], dim=1)).argmax(-1)
+        generated, _ = rollout(model, frames, actions, held_steps, generator)
+        context = frames[:, k - before : k]
+        copied = frames[:, k - 1 : k].expand(-1, held_steps, -1, -1, -1)
+        for index, clip in enumerate((frames[:, k:], generated, copied)):
+            predicted = probe(torch.cat([context, clip], dim=1)).argmax(-1)
             hits[index] += (predicted == target).sum().item()
         actions_seen.append(target.cpu().numpy())
     seen = np.concatenate(actions_seen)

@@ -1,7 +1,8 @@
 """``worldsim train --model idm-mario``: the inverse-dynamics probe as a task of the one loop.
 
-Windows of ``frames`` real steps (episode starts padded), drawn so that every action is the label
-equally often; cross-entropy on the action of the last step. ``OUT/model`` is the finished probe.
+Windows of ``frames`` real steps (episode starts padded) whose last ``held_steps`` steps share one
+action, drawn so that every action is the label equally often; cross-entropy on that action.
+``OUT/model`` is the finished probe.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
+from torch.utils.data import WeightedRandomSampler
 
 from worldsim.core.checkpoint import save_checkpoint
 from worldsim.core.frames import from_uint8
@@ -36,6 +39,20 @@ class InverseDynamicsTraining(LoopConfig):
     seed: int = 0
 
 
+def held_actions(windows: SequenceDataset, held_steps: int) -> np.ndarray:
+    """Per window, the action its last ``held_steps`` steps share, or -1 where they differ (or where
+    a step is episode-start padding, whose action 0 was never taken)."""
+    labels = np.full(len(windows), -1, np.int64)
+    for index, (episode, start) in enumerate(windows.windows):
+        steps = np.arange(start + windows.length - held_steps, start + windows.length)
+        if steps[0] < 1:
+            continue
+        actions = windows.episodes[episode].actions[steps]
+        if (actions == actions[0]).all():
+            labels[index] = actions[0]
+    return labels
+
+
 class InverseDynamicsObjective(nn.Module):
     def __init__(self, model: InverseDynamicsModel):
         super().__init__()
@@ -48,11 +65,14 @@ class InverseDynamicsObjective(nn.Module):
 class InverseDynamicsTask:
     name = "inverse_dynamics"
 
-    def __init__(self, objective, saved_config, windows: SequenceDataset):
-        self.objective, self.saved_config, self.dataset = objective, saved_config, windows
+    def __init__(self, objective, saved_config, windows: SequenceDataset, held_steps: int):
+        self.objective, self.saved_config, self.dataset, self.held_steps = objective, saved_config, windows, held_steps
 
     def sampler(self, num_samples: int, generator: torch.Generator):
-        return self.dataset.weighted_sampler(num_samples, generator, balance_actions=True)
+        labels = held_actions(self.dataset, self.held_steps)
+        counts = np.bincount(labels[labels >= 0], minlength=1)
+        weights = np.where(labels >= 0, 1.0 / np.maximum(counts[np.maximum(labels, 0)], 1), 0.0)  # action-balanced, held windows only
+        return WeightedRandomSampler(torch.as_tensor(weights), num_samples, replacement=True, generator=generator)
 
     def to_batch(self, batch, device) -> dict[str, torch.Tensor]:
         return {"frames": from_uint8(batch["frames"].to(device)), "actions": batch["actions"][:, -1].to(device)}
@@ -74,11 +94,13 @@ def train_inverse_dynamics(model_values: dict[str, Any], train_values: dict[str,
     datasets = [load_dataset(dataset_id) for dataset_id in cfg.datasets]
     values = {key: value for key, value in model_values.items() if key != "kind"}
     config = from_dict(InverseDynamicsConfig, {**values, "num_actions": int(datasets[0].spec.action_space.n)}, where="model")
-    windows = SequenceDataset(datasets, config.frames, pad_start=config.frames - 2)
+    if not 1 <= config.held_steps < config.frames:
+        raise WorldsimError(f"model.held_steps must be in 1..frames-1 = {config.frames - 1}, got {config.held_steps}")
+    windows = SequenceDataset(datasets, config.frames, pad_start=config.frames - config.held_steps - 1)
     saved_config = {"kind": IDM_KIND, "inverse_dynamics": to_dict(config), "datasets": sorted(cfg.datasets)}
     model = InverseDynamicsModel(config)
     writer = tensorboard_writer(out) if accelerator.is_main_process else None
-    result = train(InverseDynamicsTask(InverseDynamicsObjective(model), saved_config, windows), cfg, out / "inverse_dynamics", accelerator,
+    result = train(InverseDynamicsTask(InverseDynamicsObjective(model), saved_config, windows, config.held_steps), cfg, out / "inverse_dynamics", accelerator,
                    seed=cfg.seed, writer=writer, progress=progress)  # fmt: skip
     if writer is not None:
         writer.close()
@@ -86,7 +108,7 @@ def train_inverse_dynamics(model_values: dict[str, Any], train_values: dict[str,
         [
             "# Inverse-dynamics probe card",
             "",
-            f"- Reads {config.frames} consecutive frames, classifies the last step's action ({config.num_actions} actions).",
+            f"- Reads {config.frames} consecutive frames, classifies the action held over the last {config.held_steps} ({config.num_actions} actions).",
             f"- Data: {', '.join(cfg.datasets)} (real episodes), action-balanced.",
             f"- Training: {result.step} steps of batch {cfg.batch_size}, {result.seconds / 3600:.2f} h on {hardware_description(accelerator)}.",
             f"- Command: `{command}`" if command else "- Command: (not recorded)",
