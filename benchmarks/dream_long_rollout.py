@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     for step in range(1, args.steps + 1):
         observation, reward, terminated, _, info = env.step(agent.act(observation, info))
         ends += terminated
-        if not np.isfinite(reward) or not torch.isfinite(env._dream.frames).all():
+        if not np.isfinite(reward) or not torch.isfinite(env.engine.frames).all():
             raise SystemExit(f"non-finite reward or context at step {step}")
         if step % args.every == 0:
             kept.append(observation)

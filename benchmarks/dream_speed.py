@@ -1,6 +1,6 @@
 """Dream steps per second of ``worldsim/Mario-v0``: one env at batch 1, and the vector env at batch N.
 
-Times whole env steps (the denoiser's Euler steps, the heads, quantisation, the numpy frames
+Times whole env steps (the denoiser's Euler steps, the end model, quantisation, the numpy frames
 returned), with random actions, after a warm-up; reports the median of ``--runs`` timed runs of
 ``--steps`` steps. Aggregate steps/s for the vector env count every env (N frames per step).
 
