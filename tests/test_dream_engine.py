@@ -91,6 +91,8 @@ def test_unusable_devices_name_the_available_ones(device, message):
     with pytest.raises(WorldsimError, match=message) as error:
         resolve_device(device)
     assert "cpu" in str(error.value)
+    with pytest.raises(WorldsimError, match=message):  # what a user types
+        gym.make("worldsim/Mario-v0", device=device)
 
 
 def test_a_bool_is_not_an_action():
