@@ -94,15 +94,24 @@ def test_eval_reports_fidelity_on_real_episodes(tmp_path, minari_path, capsys):
         "3",
         "--horizon",
         "4",
+        "--agent-episodes",
+        "1",
+        "--held-action-starts",
+        "1",
         "--quiet",
         "--json",
         str(report_file),
     ]
     assert main(argv) == 0
-    assert "next-frame PSNR, teacher-forced" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "next-frame PSNR, teacher-forced" in out and "copy last frame" in out
+    assert "on dreamed frames" in out and "dream, same actions" in out and "action held 20 steps" in out
     report = json.loads(report_file.read_text())
+    fidelity = report["fidelity"]
     ends = int(sum(ep.terminations.sum() for ep in load_dataset("worldsim/mario-eval-v0").iterate_episodes()))
-    assert report["transitions"] == max(24, ends) and report["rollouts"] == 3 and len(report["autoregressive_psnr"]) == 4
+    assert fidelity["transitions"] == max(24, ends) and fidelity["rollouts"] == 3 and len(fidelity["autoregressive_psnr"]) == 4
+    assert 0 <= report["probe"]["dream_accuracy"] <= 1 and report["probe"]["clips"] <= 24
+    assert len(report["progress"]["seeds"]) == 1 and len(report["held_actions"]["actions"]) == 7
     assert 0 < report["teacher_forced_psnr"] < 100 and 0 < report["teacher_forced_ssim"] <= 1
 
 
