@@ -135,6 +135,6 @@ def test_eval_on_a_fresh_install_gives_the_command_that_collects_its_dataset(cap
     assert default_heldout_dataset() == "worldsim/mario-heldout-v0"  # configs/train/mario.yaml data.heldout
     code, _, err = run(capsys, "eval", "--device", "cpu")
     assert_one_line_error(code, err, "the held-out dataset 'worldsim/mario-heldout-v0' is not in")
-    assert "`worldsim collect --env mario --agent scripted:0.4,dqn:0.4,random:0.2 --steps 6000 --seed 90000 " \
-           "--dataset-id worldsim/mario-heldout-v0 dqn.path=runs/dqn-mario/best.zip`" in err
+    assert "`worldsim collect --env mario --agent dqn --steps 6000 --seed 90000 " \
+           "--dataset-id worldsim/mario-heldout-v0 dqn.path=runs/dqn-mario/best.zip dqn.epsilon=0.1`" in err
     assert not minari_path.exists()

@@ -112,7 +112,7 @@ def test_eval_reports_fidelity_on_real_episodes(tmp_path, minari_path, capsys):
     assert fidelity["transitions"] == max(24, ends) and fidelity["rollouts"] == 3 and len(fidelity["autoregressive_psnr"]) == 4
     assert 0 <= report["probe"]["dream_accuracy"] <= 1 and report["probe"]["clips"] <= 24
     assert len(report["progress"]["seeds"]) == 1 and len(report["held_actions"]["actions"]) == 7
-    assert 0 < report["teacher_forced_psnr"] < 100 and 0 < report["teacher_forced_ssim"] <= 1
+    assert 0 < fidelity["teacher_forced_psnr"] < 100 and 0 < fidelity["teacher_forced_ssim"] <= 1
 
 
 def test_any_agent_plays_the_dream_through_its_env_config(capsys):
