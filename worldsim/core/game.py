@@ -9,7 +9,7 @@ a new description (a ``game:`` section in its model config), not new code.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -71,13 +71,3 @@ class GameDescription:
     def info_flags(self, end_class: np.ndarray) -> dict[str, np.ndarray]:
         """The info keys a dream reports for predicted end classes ``int64[N]``: ``{key: bool[N]}``."""
         return {key: np.asarray(end_class) == self.end_classes.index(name) for name, key in self.end_info_keys.items()}
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> GameDescription:
-        try:
-            return cls(**values)
-        except TypeError as error:
-            raise WorldsimError(f"game description has an unknown or missing field ({error}): check its keys") from error

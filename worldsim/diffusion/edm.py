@@ -21,7 +21,7 @@ plain MSE is dominated by the static sky, in which a 4x4-pixel Mario is a roundi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -41,9 +41,6 @@ class EDMTraining:
     changed_pixel_weight: float = 1.0  # loss weight of pixels that differ from the last context frame
     changed_pixel_threshold: float = 0.03  # |difference| (in [-1, 1] units, any channel) that counts as changed
     sampler_levels_fraction: float = 0.0  # share of training noise drawn at the sampler's own levels
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def __post_init__(self):
         if self.prediction not in PREDICTIONS:

@@ -15,7 +15,7 @@ own pair of levels (a DDIM update per token, with the scheduler's ``alphas_cumpr
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,9 +29,6 @@ class ForcingConfig:
 
     train_levels: int = 1000  # DDPM timesteps
     sampling_levels: int = 20  # levels a token passes through when sampled (DDIM sub-sequence)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def pyramid_schedule(num_tokens: int, sampling_levels: int, slope: int = 1, first_token_clean: bool = False) -> np.ndarray:

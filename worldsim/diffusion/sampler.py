@@ -11,7 +11,7 @@ was trained on.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Protocol
 
@@ -49,9 +49,6 @@ class SamplerConfig:
             if not self.sigmas or any(s <= 0 for s in self.sigmas) or sorted(self.sigmas, reverse=True) != self.sigmas:
                 raise ValueError(f"sampler sigmas must be positive and decreasing, got {self.sigmas}")
             self.num_steps = len(self.sigmas)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class NextFrameSampler:

@@ -23,7 +23,7 @@ logits of every non-running class, so that the predicted probabilities are those
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -38,13 +38,6 @@ class EndModelConfig:
     action_dim: int = 32
     num_end_classes: int = 3
     end_log_prior: float = 0.0  # log of the oversampling of episode ends in training
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "channels": list(self.channels)}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> EndModelConfig:
-        return cls(**{**values, "channels": tuple(values.get("channels", cls.channels))})
 
 
 class RecurrentEndModel(nn.Module):

@@ -18,7 +18,7 @@ which is what makes real-time dreaming on a CPU possible.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from diffusers import UNet2DModel
@@ -37,13 +37,6 @@ class FrameUNetConfig:
     norm_groups: int = 32
     attention_head_dim: int = 8
     space_to_depth: int = 1
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "block_channels": list(self.block_channels)}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> FrameUNetConfig:
-        return cls(**{**values, "block_channels": tuple(values["block_channels"])})
 
     @property
     def embedding_dim(self) -> int:

@@ -17,7 +17,7 @@ noisy input is the wrong thing to classify, and a clean generated frame is exact
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -33,13 +33,6 @@ class HeadsConfig:
     channels: tuple[int, ...] = (32, 64, 64, 64)  # one stride-2 conv each: 64x64 -> 4x4
     hidden: int = 256
     action_dim: int = 32
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "channels": list(self.channels)}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> HeadsConfig:
-        return cls(**{**values, "channels": tuple(values["channels"])})
 
 
 class TransitionHeads(nn.Module):

@@ -15,9 +15,9 @@ import torch
 
 from worldsim.core.checkpoint import load_checkpoint, load_weights
 from worldsim.core.checkpoint_kinds import DIFFUSION_FORCING_PLANNER, require_kind
+from worldsim.core.serialization import from_dict, to_dict
 from worldsim.data.trajectories import STEP_DIM, Normalizer
 from worldsim.diffusion.forcing import DiffusionForcing, ForcingConfig
-from worldsim.errors import WorldsimError
 from worldsim.models.trajectory_transformer import TrajectoryTransformer, TrajectoryTransformerConfig
 
 PLANNER_KIND = DIFFUSION_FORCING_PLANNER
@@ -38,25 +38,16 @@ class TrajectoryModelConfig:
         return self.frame_stack * (self.num_tokens - 1)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "maze": self.maze,
-            "frame_stack": self.frame_stack,
-            "num_tokens": self.num_tokens,
-            "network": self.network.to_dict(),
-            "forcing": self.forcing.to_dict(),
-            "normalizer": self.normalizer,
-        }
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrajectoryModelConfig:
+        """The network's token size and length follow the token layout."""
         values = dict(values)
         frame_stack = int(values.get("frame_stack", 8))
-        network = {**values.pop("network", {}), "token_dim": frame_stack * STEP_DIM}
+        network = {**(values.get("network") or {}), "token_dim": frame_stack * STEP_DIM}
         network.setdefault("max_tokens", int(values.get("num_tokens", 16)))
-        try:
-            return cls(network=TrajectoryTransformerConfig(**network), forcing=ForcingConfig(**values.pop("forcing", {})), **values)
-        except TypeError as error:
-            raise WorldsimError(f"planner config has an unknown or missing field ({error}): check its keys") from error
+        return from_dict(cls, {**values, "network": network}, where="planner")
 
     def normalizer_object(self) -> Normalizer:
         return Normalizer.from_dict(self.normalizer)

@@ -12,7 +12,7 @@ layers are PyTorch's.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
@@ -26,9 +26,6 @@ class TrajectoryTransformerConfig:
     width: int = 128
     depth: int = 4
     heads: int = 4
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class TrajectoryTransformer(nn.Module):

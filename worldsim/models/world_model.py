@@ -20,6 +20,7 @@ from torch import nn
 from worldsim.core.checkpoint import Checkpoint, load_checkpoint, load_weights
 from worldsim.core.checkpoint_kinds import WORLD_MODEL, require_kind
 from worldsim.core.game import GameDescription
+from worldsim.core.serialization import from_dict, to_dict
 from worldsim.diffusion.edm import EDMTraining
 from worldsim.diffusion.sampler import NextFrameSampler, SamplerConfig
 from worldsim.errors import WorldsimError
@@ -53,46 +54,25 @@ class WorldModelConfig:
     game: GameDescription = field(default_factory=GameDescription)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "num_actions": self.num_actions,
-            "context_length": self.context_length,
-            "image_size": self.image_size,
-            "image_channels": self.image_channels,
-            "unet": self.unet.to_dict(),
-            "end_model": self.end_model.to_dict() if self.end_model is not None else None,
-            "heads": self.heads.to_dict() if self.heads is not None else None,
-            "edm": self.edm.to_dict(),
-            "sampler": self.sampler.to_dict(),
-            "game": self.game.to_dict(),
-        }
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> WorldModelConfig:
-        try:
-            values = dict(values)
-            unet = dict(values.pop("unet", {}))
-            unet.setdefault("image_size", values.get("image_size", 64))
-            unet.setdefault("image_channels", values.get("image_channels", 3))
-            unet["context_channels"] = values.get("context_length", 4) * unet["image_channels"]
-            game = values.pop("game", None)
-            if game is None:  # the first shipped model kept these two facts at the top level
-                game = {"action_meanings": values.pop("action_meanings", None) or GameDescription().action_meanings}
-                game["real_env"] = values.pop("real_env", None) or GameDescription().real_env
-            heads = values.pop("heads", None)
-            end_model = values.pop("end_model", None if heads is not None else {})
-            return cls(
-                unet=FrameUNetConfig.from_dict({**FrameUNetConfig().to_dict(), **unet}),
-                end_model=EndModelConfig.from_dict(end_model) if end_model is not None else None,
-                heads=HeadsConfig.from_dict({**HeadsConfig().to_dict(), **heads}) if heads is not None else None,
-                edm=EDMTraining(**values.pop("edm", {})),
-                sampler=SamplerConfig(**values.pop("sampler", {})),
-                game=GameDescription.from_dict(game),
-                **values,
-            )
-        except (TypeError, ValueError) as error:
-            if isinstance(error, WorldsimError):
-                raise
-            raise WorldsimError(f"world model config has an unknown, missing or bad field ({error}): check its keys") from error
+        """From ``config.json``'s ``"model"`` or a Hydra model config; the U-Net's frame size and
+        context channels follow the model's, and the first shipped model's layout (``action_meanings``
+        and ``real_env`` at the top, feed-forward ``heads``) is read into today's."""
+        values = dict(values)
+        unet = dict(values.get("unet") or {})
+        unet.setdefault("image_size", values.get("image_size", 64))
+        unet.setdefault("image_channels", values.get("image_channels", 3))
+        unet["context_channels"] = values.get("context_length", 4) * unet["image_channels"]
+        values["unet"] = unet
+        if values.get("game") is None:
+            legacy = {"action_meanings": values.pop("action_meanings", None), "real_env": values.pop("real_env", None)}
+            values["game"] = {key: value for key, value in legacy.items() if value}
+        if values.get("heads") is not None:
+            values.setdefault("end_model", None)
+        return from_dict(cls, values, where="model")
 
 
 State = dict[str, torch.Tensor]  # a model's per-dream recurrent state, every tensor batch-first
