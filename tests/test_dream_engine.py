@@ -116,3 +116,10 @@ def test_the_dream_collects_into_a_minari_dataset(minari_path):
     assert dataset.total_steps == 12 and episode.observations.shape[1:] == (64, 64, 3)
     assert {"x_pos", "is_dying", "flag_get", "end_probabilities"} <= set(episode.infos)
     assert len(episode.infos["x_pos"]) == len(episode.observations)
+
+
+def test_sampling_steps_replace_the_checkpoint_sampler():
+    model, _, _ = load_engine_model(shipped_checkpoint(), "cpu", sampling_steps=3)
+    assert model.sampler.config.num_steps == 3 and len(model.sampler.sigmas) == 3
+    with pytest.raises(WorldsimError, match="sampling_steps"):
+        load_engine_model(shipped_checkpoint(), "cpu", sampling_steps=0)

@@ -20,6 +20,7 @@ the last k sampling steps with gradients (reward-gradient alignment needs them).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -58,10 +59,10 @@ def load_engine_model(
     if sampling_steps is not None:
         if int(sampling_steps) != sampling_steps or sampling_steps < 1:
             raise WorldsimError(f"sampling_steps must be an integer >= 1, got {sampling_steps!r}")
-        from worldsim.diffusion.sampler import NextFrameSampler, SamplerConfig
+        from worldsim.diffusion.sampler import NextFrameSampler
 
-        values = {**model.config.sampler.to_dict(), "num_steps": int(sampling_steps), "sigmas": None}
-        model.sampler = NextFrameSampler(SamplerConfig(**values), sigma_data=model.config.edm.sigma_data)
+        karras = dataclasses.replace(model.config.sampler, num_steps=int(sampling_steps), sigmas=None)
+        model.sampler = NextFrameSampler(karras, sigma_data=model.config.edm.sigma_data)
     return model, start_states, device
 
 
