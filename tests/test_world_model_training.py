@@ -148,6 +148,9 @@ def test_train_writes_checkpoints_resumes_and_exports_a_dream_env(dataset_id, tm
     other_model = load_config("model", "mario", [*TINY_MODEL, "model.unet.block_channels=[8,16]"])
     with pytest.raises(Exception, match="another config"):
         train_world_model(other_model, more, out, progress=False)
+    # ...but its end model still fits: each phase's checkpoint keeps only the config it depends on.
+    _, end_only = tiny_train(dataset_id, denoiser_steps=5, phases="[end_model]")
+    assert train_world_model(other_model, end_only, out, progress=False) is None
 
 
 def test_train_command_line_rejects_bad_overrides(capsys):

@@ -66,6 +66,8 @@ class TrainingTask(Protocol):
     name: str  # the checkpoint folder's name and the tensorboard prefix
     objective: torch.nn.Module  # forward(**batch) -> {loss name: scalar tensor}
     saved_config: dict[str, Any]  # stored in the checkpoint; resuming with another is refused
+    # optional: accepts(saved) -> bool, when a checkpoint's config may differ in form (not in
+    # substance) from saved_config, e.g. written before a field with a default was added
     dataset: Dataset
 
     def sampler(self, num_samples: int, generator: torch.Generator) -> Sampler: ...
@@ -125,7 +127,8 @@ def train(
     ema = EMAModel(objective.parameters(), decay=cfg.ema_decay, use_ema_warmup=True)
     step, elapsed = 0, 0.0
     if folder.is_dir():
-        step, elapsed = _resume(folder, objective, optimizer, lr_schedule, ema, task.saved_config)
+        accepts = getattr(task, "accepts", lambda saved: saved == task.saved_config)
+        step, elapsed = _resume(folder, objective, optimizer, lr_schedule, ema, accepts)
         accelerator.print(f"{task.name}: resuming {folder} at step {step}")
     if step >= cfg.steps:
         ema.copy_to(objective.parameters())
@@ -207,10 +210,10 @@ def _save(folder: Path, module, optimizer, lr_schedule, ema: EMAModel, config: d
         )
 
 
-def _resume(folder: Path, module, optimizer, lr_schedule, ema: EMAModel, config: dict[str, Any]) -> tuple[int, float]:
+def _resume(folder: Path, module, optimizer, lr_schedule, ema: EMAModel, accepts) -> tuple[int, float]:
     checkpoint = load_checkpoint(folder)
     saved = {key: value for key, value in checkpoint.config.items() if key not in ("format", "format_version", "checksums")}
-    if saved != config:
+    if not accepts(saved):
         raise WorldsimError(f"{folder} was trained with another config or other data: use a new --out folder, or the same config as before")
     load_weights(module, checkpoint)  # the EMA weights first: they become the EMA's shadow
     ema.shadow_params = [p.detach().clone() for p in module.parameters()]

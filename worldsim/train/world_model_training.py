@@ -31,7 +31,7 @@ from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import RandomSampler, Sampler
 
-from worldsim.core.checkpoint import save_checkpoint
+from worldsim.core.checkpoint import read_config, save_checkpoint
 from worldsim.core.serialization import from_dict, to_dict
 from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
@@ -137,6 +137,16 @@ class WindowTask:
     def to_batch(self, batch, device):
         return model_batch(batch, self.game, device)
 
+    def accepts(self, saved: dict[str, Any]) -> bool:
+        """Whether a checkpoint's config is this phase's: its model config is read by today's code
+        (fields added since then take their defaults; older checkpoints stored the whole model
+        config) and compared on the parts this phase's weights depend on."""
+        try:
+            model = phase_config(WorldModelConfig.from_dict(saved["model"]), self.name)
+        except (KeyError, TypeError, ValueError):
+            return False
+        return model == self.saved_config["model"] and {**saved, "model": model} == self.saved_config
+
     def evaluate(self, objective, step, hours, loss, writer) -> None:
         if self._evaluate is not None:
             self._evaluate(objective, step, hours, loss, writer)
@@ -186,10 +196,14 @@ def train_world_model(
         windows = SequenceDataset(episodes, length, game.label_keys, pad_start=k - 1)
         objective = DenoiserObjective(world_model) if phase == "denoiser" else EndModelObjective(world_model)
         evaluate = heldout_evaluator(world_model, cfg, out) if phase == "denoiser" and heldout_evaluator and cfg.data.heldout else None
-        saved = {"model": config.to_dict(), "phase": phase, "datasets": data_ids, "window": length}
+        saved = {"model": phase_config(config, phase), "phase": phase, "datasets": data_ids, "window": length}
         task = WindowTask(phase, objective, saved, windows, game, settings.balance_actions, settings.end_weight, evaluate)
         steps = settings.steps if phase in cfg.phases else 0
-        if phase not in cfg.phases and not (out / phase).is_dir():
+        if phase not in cfg.phases and not (out / phase / "config.json").is_file():
+            continue
+        if phase not in cfg.phases and not task.accepts(_stored_config(out / phase)):
+            # Not asked for, and of another architecture: nothing to export with; leave it alone.
+            accelerator.print(f"{phase}: {out / phase} is of another config; model/ is written once it is retrained")
             continue
         phase_cfg = LoopConfig(**{key: getattr(settings, key) for key in LoopConfig.__dataclass_fields__}) if steps else LoopConfig(steps=0)
         results[phase] = train(task, phase_cfg, out / phase, accelerator, seed=cfg.seed, writer=writer, progress=progress)
@@ -211,6 +225,23 @@ def train_world_model(
         },
     )
     return out / MODEL_DIR
+
+
+# The parts of the model config each phase's weights depend on: a new denoiser architecture does
+# not invalidate a trained end model, nor the other way round.
+PHASE_KEYS = {
+    "end_model": ("num_actions", "context_length", "image_size", "image_channels", "end_model", "game"),
+    "denoiser": ("num_actions", "context_length", "image_size", "image_channels", "unet", "edm", "sampler", "game"),
+}
+
+
+def phase_config(config: WorldModelConfig, phase: str) -> dict[str, Any]:
+    values = config.to_dict()
+    return {key: values[key] for key in PHASE_KEYS[phase]}
+
+
+def _stored_config(folder: Path) -> dict[str, Any]:
+    return {key: value for key, value in read_config(folder).items() if key not in ("format", "format_version", "checksums")}
 
 
 def _model_config(values: dict[str, Any], datasets) -> WorldModelConfig:
