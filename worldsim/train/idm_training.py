@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import WeightedRandomSampler
 
@@ -26,7 +24,7 @@ from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
 from worldsim.errors import WorldsimError
 from worldsim.models.inverse_dynamics import IDM_KIND, InverseDynamicsConfig, InverseDynamicsModel
-from worldsim.train.loop import LoopConfig, hardware_description, tensorboard_writer, train
+from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, tensorboard_writer, train
 
 MODEL_DIR = "model"
 
@@ -87,10 +85,7 @@ def train_inverse_dynamics(model_values: dict[str, Any], train_values: dict[str,
     cfg = from_dict(InverseDynamicsTraining, train_values, where="train")
     if not cfg.datasets:
         raise WorldsimError("train.datasets is empty: name the Minari datasets of real episodes to train the probe on")
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    set_seed(cfg.seed)
+    accelerator = start_accelerator(cfg.mixed_precision, cfg.threads, cfg.seed)
     datasets = [load_dataset(dataset_id) for dataset_id in cfg.datasets]
     values = {key: value for key, value in model_values.items() if key != "kind"}
     config = from_dict(InverseDynamicsConfig, {**values, "num_actions": int(datasets[0].spec.action_space.n)}, where="model")
@@ -104,6 +99,8 @@ def train_inverse_dynamics(model_values: dict[str, Any], train_values: dict[str,
                    seed=cfg.seed, writer=writer, progress=progress)  # fmt: skip
     if writer is not None:
         writer.close()
+    if not accelerator.is_main_process:  # one process writes the model, as for the planner
+        return out / MODEL_DIR
     card = "\n".join(
         [
             "# Inverse-dynamics probe card",

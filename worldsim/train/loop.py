@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -81,6 +82,16 @@ class TrainingTask(Protocol):
 class TrainingResult:
     step: int
     seconds: float
+
+
+def start_accelerator(mixed_precision: str, threads: int | None, seed: int) -> Accelerator:
+    """What every training command starts with: the accelerator (CUDA when present, else the CPU),
+    torch's CPU threads, and every random seed (accelerate's ``set_seed``)."""
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
+    if threads:
+        torch.set_num_threads(int(threads))
+    set_seed(seed)
+    return accelerator
 
 
 def hardware_description(accelerator: Accelerator) -> str:

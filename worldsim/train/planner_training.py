@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import RandomSampler
 
@@ -27,7 +25,7 @@ from worldsim.data.minari_io import load_dataset
 from worldsim.data.trajectories import TrajectoryWindows
 from worldsim.errors import WorldsimError
 from worldsim.models.trajectory_model import TrajectoryModelConfig, build_trajectory_model
-from worldsim.train.loop import LoopConfig, hardware_description, tensorboard_writer, train
+from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, tensorboard_writer, train
 
 MODEL_DIR = "model"
 # The mazes a planner can be trained for, and their env ids (kept here: train does not import envs).
@@ -75,10 +73,7 @@ def train_planner(model_values: dict[str, Any], train_values: dict[str, Any], ou
     """Train (or resume) a diffusion-forcing planner; returns the finished ``out/model`` folder."""
     out = Path(out)
     cfg = from_dict(PlannerTraining, train_values, where="train")
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    set_seed(cfg.seed)
+    accelerator = start_accelerator(cfg.mixed_precision, cfg.threads, cfg.seed)
     values = {key: value for key, value in model_values.items() if key != "kind"}
     maze = values.get("maze")
     if maze not in MAZE_ENV_IDS:

@@ -26,8 +26,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import RandomSampler, Sampler
 
@@ -38,7 +36,7 @@ from worldsim.data.sequences import SequenceDataset
 from worldsim.data.transitions import model_batch
 from worldsim.errors import WorldsimError
 from worldsim.models.world_model import START_STATES_FILE, StartStates, WorldModel, WorldModelConfig
-from worldsim.train.loop import LoopConfig, hardware_description, tensorboard_writer, train
+from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, tensorboard_writer, train
 
 MODEL_DIR = "model"
 PHASES = ("end_model", "denoiser")
@@ -169,10 +167,7 @@ def train_world_model(
     unknown = set(cfg.phases) - set(PHASES)
     if unknown or not cfg.phases:
         raise WorldsimError(f"train.phases {cfg.phases} must name some of {list(PHASES)}")
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    set_seed(cfg.seed)
+    accelerator = start_accelerator(cfg.mixed_precision, cfg.threads, cfg.seed)
     if not cfg.data.datasets:
         raise WorldsimError("train.data.datasets is empty: name the Minari datasets to train on")
     datasets = [load_dataset(dataset_id) for dataset_id in cfg.data.datasets]
