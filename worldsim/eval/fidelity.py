@@ -322,6 +322,10 @@ def evaluate_model(
     ``SequenceDataset`` already in memory). Teacher-forced metrics use every transition (or
     ``transitions`` drawn at random, always keeping every episode end); rollouts use ``rollouts``
     windows of ``horizon`` steps drawn at random from inside episodes."""
+    from worldsim.errors import WorldsimError
+
+    if horizon < 1 or rollouts < 0 or batch_size < 1:
+        raise WorldsimError(f"--horizon and --batch-size must be >= 1 and --rollouts >= 0, got {horizon}, {batch_size}, {rollouts}")
     device = next(model.parameters()).device
     k, game = model.context_length, model.config.game
     rng = np.random.default_rng(seed)
@@ -359,10 +363,7 @@ def evaluate_fidelity(
     """``worldsim eval``: ``evaluate_model`` on a checkpoint and a held-out Minari dataset."""
     from worldsim.data.minari_io import load_dataset
     from worldsim.engine import load_engine_model
-    from worldsim.errors import WorldsimError
 
-    if horizon < 1 or rollouts < 0 or batch_size < 1:
-        raise WorldsimError(f"--horizon and --batch-size must be >= 1 and --rollouts >= 0, got {horizon}, {batch_size}, {rollouts}")
     model, _, _ = load_engine_model(checkpoint, device, sampling_steps)
     return evaluate_model(
         model, load_dataset(dataset_id), horizon=horizon, rollouts=rollouts, transitions=transitions, batch_size=batch_size, seed=seed, progress=progress

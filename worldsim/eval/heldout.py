@@ -109,22 +109,19 @@ def evaluate_heldout(
             f"`{HELDOUT_COLLECT_WITHOUT_DQN.format(id=dataset)}`), or pass --dataset ID, or set MINARI_DATASETS_PATH to where it is"
         )
     from worldsim.core.checkpoint import shipped_checkpoint as shipped
-    from worldsim.engine import resolve_device
+    from worldsim.data.minari_io import load_dataset
+    from worldsim.data.sequences import SequenceDataset
+    from worldsim.engine import load_engine_model
     from worldsim.envs.dream import shipped_checkpoint
-    from worldsim.eval.fidelity import evaluate_fidelity
+    from worldsim.eval.fidelity import evaluate_model
 
     checkpoint = checkpoint or shipped_checkpoint()
-    report = evaluate_fidelity(
-        checkpoint,
-        dataset,
-        horizon=horizon,
-        rollouts=rollouts,
-        transitions=transitions,
-        batch_size=batch_size,
-        device=resolve_device(device),
-        sampling_steps=sampling_steps,
-        seed=seed,
-        progress=progress,
+    # One model and one read of the held-out episodes serve the fidelity report and the probe.
+    model, _, device = load_engine_model(checkpoint, device, sampling_steps)
+    k = model.context_length
+    episodes = SequenceDataset(load_dataset(dataset), k + 1, model.config.game.label_keys, pad_start=k - 1)
+    report = evaluate_model(
+        model, episodes, horizon=horizon, rollouts=rollouts, transitions=transitions, batch_size=batch_size, seed=seed, progress=progress
     )
     result = HeldoutEvaluation(report)
     if probe is None:
@@ -133,7 +130,7 @@ def evaluate_heldout(
         except WorldsimError:
             probe = None  # a build without the shipped probe: the report says it has no probe part
     if probe is not None:
-        result.probe = _probe_report(checkpoint, dataset, probe, device, sampling_steps, seed, batch_size, transitions)
+        result.probe = _probe_report(model, episodes, probe, seed, batch_size, transitions)
     if agent_episodes or held_action_starts:
         import gymnasium as gym
 
@@ -142,7 +139,7 @@ def evaluate_heldout(
         from worldsim.eval.progress import constant_action_progress, dream_vs_real_progress
 
         real = make_env("mario")
-        dream = gym.make("worldsim/Mario-v0", checkpoint=checkpoint, device=resolve_device(device), sampling_steps=sampling_steps)
+        dream = gym.make("worldsim/Mario-v0", checkpoint=checkpoint, device=device, sampling_steps=sampling_steps)
         if agent_episodes:
             agent = make_agent("scripted", real)
             result.progress = dream_vs_real_progress(dream, real, agent, range(30_000, 30_000 + agent_episodes))
@@ -156,21 +153,20 @@ def evaluate_heldout(
     return result
 
 
-def _probe_report(checkpoint, dataset_id, probe_path, device, sampling_steps, seed, batch_size, transitions):
-    """The inverse-dynamics probe on the held-out transitions (every one, or ``transitions`` of them)."""
+def _probe_report(model, episodes, probe_path, seed, batch_size, transitions):
+    """The inverse-dynamics probe on the held-out episodes (``SequenceDataset`` in memory): every
+    window, or ``transitions`` of them."""
     import numpy as np
     import torch
 
-    from worldsim.data.minari_io import load_dataset
     from worldsim.data.sequences import SequenceDataset
-    from worldsim.engine import load_engine_model
     from worldsim.eval.fidelity import window_batches
     from worldsim.eval.inverse_dynamics import load_probe, probe_accuracy
 
-    model, _, device = load_engine_model(checkpoint, device, sampling_steps)
+    device = next(model.parameters()).device
     probe = load_probe(probe_path, device)
     k = model.context_length
-    windows = SequenceDataset(load_dataset(dataset_id), k + probe.config.held_steps, model.config.game.label_keys, pad_start=k - 1)
+    windows = SequenceDataset(episodes, k + probe.config.held_steps, model.config.game.label_keys, pad_start=k - 1)
     indices = np.arange(len(windows))
     if transitions is not None and transitions < len(indices):
         indices = np.sort(np.random.default_rng(seed).choice(indices, size=transitions, replace=False))
