@@ -54,7 +54,7 @@ def test_each_frame_pairs_with_the_action_that_produced_it(mario_dataset):
 def test_action_balanced_sampling_evens_out_target_actions(mario_dataset):
     windows = SequenceDataset(mario_dataset, length=3)
     natural = np.bincount(windows.target_actions(), minlength=7) / len(windows)
-    sampler = windows.action_balanced_sampler(30_000, generator=torch.Generator().manual_seed(0))
+    sampler = windows.weighted_sampler(30_000, generator=torch.Generator().manual_seed(0))
     drawn = np.bincount(windows.target_actions()[list(sampler)], minlength=7) / 30_000
     present = natural > 0
     assert natural[present].max() > 2 * natural[present].min()  # the agents' own play is unbalanced

@@ -142,12 +142,6 @@ class SequenceDataset(Dataset):
         last = self.windows[:, 1] + self.length - 1
         return np.array([values(self.episodes[e])[f] for e, f in zip(self.windows[:, 0], last, strict=True)])
 
-    def action_balanced_sampler(
-        self, num_samples: int, generator: torch.Generator | None = None, end_weight: float = 1.0
-    ) -> WeightedRandomSampler:
-        """``weighted_sampler`` with every action drawn equally often."""
-        return self.weighted_sampler(num_samples, generator, balance_actions=True, end_weight=end_weight)
-
     def weighted_sampler(
         self, num_samples: int, generator: torch.Generator | None = None, *, balance_actions: bool = True, end_weight: float = 1.0
     ) -> WeightedRandomSampler:
