@@ -7,7 +7,14 @@
 * ``worldsim/MarioReal-v0``: Super Mario Bros through the NES emulator, with the dream's
   preprocessing (64x64 RGB uint8, Discrete(7), frame skip 4 with max-pool of the last two frames);
 * ``worldsim/PointMaze-UMaze-v0``, ``-Medium-v0``, ``-Large-v0``: Gymnasium-Robotics PointMaze (v3)
-  with D4RL maze2d episode limits; ``goal_cell="d4rl"`` gives the single-task goal.
+  with D4RL maze2d episode limits; ``goal_cell="d4rl"`` gives the single-task goal;
+* ``worldsim/CoopPong-v0``: PettingZoo's Cooperative Pong (two paddles, one ball) as one env with the
+  joint action ``MultiDiscrete([3, 3])``, 64x64 RGB uint8 (``envs.real.coop_pong`` also has the
+  PettingZoo ``ParallelEnv``); the game itself truncates at ``max_cycles`` (900) steps;
+* ``worldsim/CoopPong-dream-v0``: Cooperative Pong dreamed by the shipped model, the same joint view.
+
+``parallel_env("worldsim/CoopPong-v0")`` and ``parallel_env("worldsim/CoopPong-dream-v0")`` build
+the PettingZoo ``ParallelEnv`` of the real and the dreamed game (each paddle an agent).
 
 ``make_env("mario")`` builds an env from its Hydra config (``configs/env/mario.yaml``) or a bare
 Gymnasium id; Hydra is imported only when it is called, so ``import worldsim`` stays light.
@@ -23,6 +30,8 @@ from gymnasium.envs.registration import register, registry
 # A stuck agent (walking into a pipe) would otherwise run until the in-game clock ends the episode,
 # about 2400 steps; a good run clears World 1-1 in about 400.
 MARIO_MAX_EPISODE_STEPS = 1000
+
+COOP_PONG_MAX_CYCLES = 900  # PettingZoo's default for Cooperative Pong; the dream truncates where the game does
 
 POINTMAZE_IDS = {
     "umaze": "worldsim/PointMaze-UMaze-v0",
@@ -57,6 +66,35 @@ def register_envs() -> None:
             max_episode_steps=POINTMAZE_MAX_EPISODE_STEPS[maze],
             kwargs={"maze": maze},
         )
+    # No max_episode_steps: the game truncates itself at its max_cycles argument.
+    _register("worldsim/CoopPong-v0", entry_point="worldsim.envs.real.coop_pong:CoopPongEnv")
+    # The dreamed game's joint view: the generic dream env over the shipped Cooperative Pong model.
+    _register(
+        "worldsim/CoopPong-dream-v0",
+        entry_point="worldsim.envs.dream:WorldModelEnv",
+        vector_entry_point="worldsim.envs.dream_vector:WorldModelVectorEnv",
+        max_episode_steps=COOP_PONG_MAX_CYCLES,
+        kwargs={"shipped": "coop-pong-v0"},
+    )
+
+
+# PettingZoo has no registry: worldsim's ParallelEnvs by id, built by ``parallel_env(id, **kwargs)``.
+PARALLEL_ENVS: dict[str, str] = {
+    "worldsim/CoopPong-v0": "worldsim.envs.real.coop_pong:parallel_env",
+    "worldsim/CoopPong-dream-v0": "worldsim.envs.dream_parallel:coop_pong_dream",
+}
+
+
+def parallel_env(env_id: str, **kwargs: Any):
+    """The PettingZoo ``ParallelEnv`` registered as ``env_id`` (``PARALLEL_ENVS``), built with ``kwargs``."""
+    import importlib
+
+    from worldsim.errors import WorldsimError
+
+    if env_id not in PARALLEL_ENVS:
+        raise WorldsimError(f"unknown multi-agent env {env_id!r}: choose one of {', '.join(PARALLEL_ENVS)}")
+    module_name, function_name = PARALLEL_ENVS[env_id].split(":")
+    return getattr(importlib.import_module(module_name), function_name)(**kwargs)
 
 
 register_envs()

@@ -44,15 +44,19 @@ def make_dream_env(
     return gym.make(DREAM_ENV_ID, **{key: value for key, value in options.items() if value is not None}, **kwargs)
 
 
-def dream_spaces(config) -> tuple[spaces.Box, spaces.Discrete]:
-    """One dream's observation and action spaces: ``Box(0, 255, (H, W, C), uint8)``, ``Discrete(n)``."""
+def dream_spaces(config) -> tuple[spaces.Box, spaces.Discrete | spaces.MultiDiscrete]:
+    """One dream's observation and action spaces: ``Box(0, 255, (H, W, C), uint8)``, and
+    ``Discrete(n)`` or, for a game of several agents, ``MultiDiscrete([n_0, n_1, ...])`` (one
+    action per agent, as its real env takes them)."""
     frame_shape = (config.image_size, config.image_size, config.image_channels)
+    if config.game.agents:
+        return spaces.Box(0, 255, frame_shape, np.uint8), spaces.MultiDiscrete(config.game.action_counts)
     return spaces.Box(0, 255, frame_shape, np.uint8), spaces.Discrete(config.num_actions)
 
 
-def build_engine(checkpoint, device, sampling_steps, num_dreams: int) -> DreamEngine:
-    """The engine behind a dream front-end: ``checkpoint=None`` is the shipped Mario model."""
-    model, start_states, device = load_engine_model(checkpoint if checkpoint is not None else shipped_checkpoint(), device, sampling_steps)
+def build_engine(checkpoint, device, sampling_steps, num_dreams: int, shipped: str = SHIPPED_CHECKPOINT) -> DreamEngine:
+    """The engine behind a dream front-end: ``checkpoint=None`` is the shipped model ``shipped``."""
+    model, start_states, device = load_engine_model(checkpoint if checkpoint is not None else shipped_checkpoint(shipped), device, sampling_steps)
     return DreamEngine(model, start_states, num_dreams, device)
 
 
@@ -65,6 +69,7 @@ def reset_options(engine: DreamEngine, options: dict[str, Any], num_dreams: int 
         frame_shape=engine.frame_shape,
         num_actions=engine.num_actions,
         progress_label=engine.game.progress_label,
+        action_counts=engine.game.action_counts,
     )
 
 
@@ -73,11 +78,26 @@ def action_set(game: GameDescription) -> list[list[str]]:
     return [meaning.split(" ") for meaning in game.action_meanings]
 
 
-def is_action(action: Any, n: int) -> bool:
-    """Gymnasium's ``Discrete.contains``, minus booleans: ``True`` is not action 1."""
-    if isinstance(action, bool | np.bool_) or (isinstance(action, np.ndarray) and action.dtype == np.bool_):
+def is_action(action: Any, space: spaces.Discrete | spaces.MultiDiscrete) -> bool:
+    """``space.contains(action)``, minus booleans: ``True`` is not action 1."""
+    if isinstance(action, bool | np.bool_) or (isinstance(np.asarray(action), np.ndarray) and np.asarray(action).dtype == np.bool_):
         return False
-    return spaces.Discrete(n).contains(action)
+    if isinstance(space, spaces.MultiDiscrete):
+        action = np.asarray(action)
+        return action.shape == space.shape and np.issubdtype(action.dtype, np.integer) and space.contains(action.astype(space.dtype))
+    return space.contains(action)
+
+
+def action_hint(space: spaces.Discrete | spaces.MultiDiscrete) -> str:
+    """What to pass instead of a wrong action, for the one error line."""
+    if isinstance(space, spaces.MultiDiscrete):
+        return f"pass {len(space.nvec)} ints, one per agent, agent i's in 0..nvec[i] - 1"
+    return f"pass an int in 0..{space.n - 1}"
+
+
+def joint_actions(game: GameDescription, actions: np.ndarray) -> np.ndarray:
+    """The engine's action index of each dream: ``int[N]`` as given, or ``int[N, agents]`` joined."""
+    return game.joint_action(actions) if game.agents else np.asarray(actions, np.int64)
 
 
 class WorldModelEnv(gym.Env):
@@ -98,6 +118,10 @@ class WorldModelEnv(gym.Env):
         device: ``"cuda"``, ``"cpu"``...; default CUDA when available.
         render_mode: ``"rgb_array"`` (the frame upscaled ``render_scale`` times) or ``"human"``.
         sampling_steps: Euler steps per frame, overriding the checkpoint's sampler.
+        shipped: the shipped model used when ``checkpoint`` is None (``worldsim/CoopPong-dream-v0``
+            registers this class with ``shipped="coop-pong-v0"``). The spaces, info keys and labels
+            come from the checkpoint's game: for a game of several agents the action is a
+            ``MultiDiscrete``, one action per agent.
 
     ``reset(seed, options)`` starts from a real context in the checkpoint's bank (chosen with the
     seed), or from ``options={"frames": uint8[k, 64, 64, 3], "actions": int[k]}`` (and optionally
@@ -113,10 +137,11 @@ class WorldModelEnv(gym.Env):
         render_mode: str | None = None,
         render_scale: int = 4,
         sampling_steps: int | None = None,
+        shipped: str = SHIPPED_CHECKPOINT,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise WorldsimError(f"render_mode {render_mode!r} is not supported: use one of {self.metadata['render_modes']} or None")
-        self.engine = build_engine(checkpoint, device, sampling_steps, num_dreams=1)
+        self.engine = build_engine(checkpoint, device, sampling_steps, num_dreams=1, shipped=shipped)
         self.model, self.device, self.game = self.engine.model, self.engine.device, self.engine.game
         self.context_length = self.engine.context_length
         self.observation_space, self.action_space = dream_spaces(self.model.config)
@@ -140,18 +165,18 @@ class WorldModelEnv(gym.Env):
         self._observation = self.engine.observations()[0]
         if self.render_mode == "human":
             self.render()
-        return self._observation.copy(), _single(self.engine.reset_info())
+        return self._observation.copy(), single_info(self.engine.reset_info())
 
     def step(self, action):
         if self._observation is None:
             raise WorldsimError("step() before reset(): call env.reset() first")
-        if not is_action(action, self.action_space.n):
-            raise WorldsimError(f"action {action!r} is not in {self.action_space}: pass an int in 0..{self.action_space.n - 1}")
-        result = self.engine.step(np.array([int(action)]))
+        if not is_action(action, self.action_space):
+            raise WorldsimError(f"action {action!r} is not in {self.action_space}: {action_hint(self.action_space)}")
+        result = self.engine.step(joint_actions(self.game, np.asarray(action, np.int64)[None]))
         self._observation = result.observations[0]
         if self.render_mode == "human":
             self.render()
-        return self._observation.copy(), float(result.rewards[0]), bool(result.terminated[0]), False, _single(result.info)
+        return self._observation.copy(), float(result.rewards[0]), bool(result.terminated[0]), False, single_info(result.info)
 
     def render(self):
         if self._observation is None and self.render_mode is not None:
@@ -162,6 +187,6 @@ class WorldModelEnv(gym.Env):
         self._renderer.close()
 
 
-def _single(info: dict[str, np.ndarray]) -> dict[str, Any]:
+def single_info(info: dict[str, np.ndarray]) -> dict[str, Any]:
     """One dream's info from the engine's arrays: Python scalars, arrays for vector-valued keys."""
     return {key: value[0].item() if value.ndim == 1 else value[0] for key, value in info.items()}

@@ -18,7 +18,7 @@ import torch
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
-from worldsim.envs.dream import build_engine, dream_spaces, reset_options
+from worldsim.envs.dream import SHIPPED_CHECKPOINT, action_hint, build_engine, dream_spaces, joint_actions, reset_options
 from worldsim.envs.rendering import upscale
 
 from worldsim.errors import WorldsimError
@@ -27,7 +27,8 @@ from worldsim.errors import WorldsimError
 class WorldModelVectorEnv(VectorEnv):
     """``num_envs`` dreams of one world model, stepped together.
 
-    Observations ``uint8[N, 64, 64, 3]``, actions ``int[N]`` in ``Discrete(7)``; rewards, terminations
+    Observations ``uint8[N, 64, 64, 3]``, actions ``int[N]`` in ``Discrete(7)`` (for a game of several
+    agents ``int[N, agents]``, the single env's ``MultiDiscrete`` batched); rewards, terminations
     and truncations ``[N]``; ``info`` holds the single env's keys as ``[N]`` arrays (with
     Gymnasium's ``_key`` masks). Arguments are those of ``WorldModelEnv`` plus ``num_envs`` and
     ``max_episode_steps``.
@@ -47,12 +48,13 @@ class WorldModelVectorEnv(VectorEnv):
         render_scale: int = 4,
         sampling_steps: int | None = None,
         max_episode_steps: int | None = None,
+        shipped: str = SHIPPED_CHECKPOINT,
     ):
         if num_envs < 1:
             raise WorldsimError(f"num_envs must be >= 1, got {num_envs}")
         if render_mode not in (None, "rgb_array"):
             raise WorldsimError(f"render_mode {render_mode!r} is not supported by the vector env: use 'rgb_array' or None")
-        self.engine = build_engine(checkpoint, device, sampling_steps, num_dreams=num_envs)
+        self.engine = build_engine(checkpoint, device, sampling_steps, num_dreams=num_envs, shipped=shipped)
         self.model, self.device, self.game = self.engine.model, self.engine.device, self.engine.game
         self.num_envs = num_envs
         self.context_length = self.engine.context_length
@@ -86,14 +88,15 @@ class WorldModelVectorEnv(VectorEnv):
             raise WorldsimError("step() before reset(): call env.reset() first")
         actions = np.asarray(actions)
         if (
-            actions.shape != (self.num_envs,)
+            actions.shape != self.action_space.shape
             or not np.issubdtype(actions.dtype, np.integer)
-            or not self.action_space.contains(actions.astype(np.int64))
+            or not self.action_space.contains(actions.astype(self.action_space.dtype))
         ):
             raise WorldsimError(
-                f"actions {actions.tolist()} do not fit {self.action_space}: pass {self.num_envs} ints in 0..{self.single_action_space.n - 1}"
+                f"actions {actions.tolist()} do not fit {self.action_space}: one action per dream, {self.num_envs} in all; "
+                f"for each, {action_hint(self.single_action_space)}"
             )
-        result = self.engine.step(actions)
+        result = self.engine.step(joint_actions(self.game, actions))
         observations, rewards, terminated, info = result.observations, result.rewards, result.terminated, result.info
         self._elapsed += 1
         truncated = self._elapsed >= self.max_episode_steps if self.max_episode_steps is not None else np.zeros(self.num_envs, np.bool_)

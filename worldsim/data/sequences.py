@@ -5,6 +5,10 @@ actions are aligned the way the dream env's ``reset(options=...)`` takes them: `
 the action whose step produced ``frames[i]`` (the first frame of an episode has action 0, "nothing
 before"). So for Minari's ``observations[0..T]`` and ``actions[0..T-1]``, frame ``i`` pairs with
 ``actions[i - 1]``.
+
+A dataset of a multi-agent game stores a joint action per step (``MultiDiscrete``, one action per
+agent); windows carry it as one index of the product space, C order, as
+``worldsim.core.game.GameDescription.joint_action`` defines it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 import minari
 import numpy as np
 import torch
+from gymnasium.spaces import MultiDiscrete
 from torch.utils.data import Dataset, WeightedRandomSampler
 
 from worldsim.errors import WorldsimError
@@ -33,7 +38,9 @@ class EpisodeArrays:
     labels: dict[str, np.ndarray]
 
     @classmethod
-    def from_minari(cls, episode, label_keys: Sequence[str]) -> EpisodeArrays:
+    def from_minari(cls, episode, label_keys: Sequence[str], action_counts: Sequence[int] | None = None) -> EpisodeArrays:
+        """One Minari episode; ``action_counts`` (a ``MultiDiscrete`` space's ``nvec``) turns joint
+        actions ``[T, agents]`` into one index each."""
         steps = len(episode.actions)
         missing = [key for key in label_keys if key not in episode.infos]
         if missing:
@@ -47,9 +54,12 @@ class EpisodeArrays:
             out[1:] = np.asarray(values, dtype).reshape(steps)
             return out
 
+        actions = np.asarray(episode.actions, np.int64)
+        if action_counts is not None:
+            actions = np.ravel_multi_index(tuple(actions.reshape(steps, len(action_counts)).T), tuple(action_counts))
         return cls(
             frames=np.asarray(episode.observations),
-            actions=shifted(episode.actions, np.int64),
+            actions=shifted(actions, np.int64),
             rewards=shifted(episode.rewards, np.float32),
             ends=shifted(episode.terminations, np.bool_),
             labels={key: np.asarray(episode.infos[key]) for key in label_keys},
@@ -98,7 +108,9 @@ class SequenceDataset(Dataset):
         else:
             datasets = [dataset] if isinstance(dataset, minari.MinariDataset) else list(dataset)
             self.dataset_ids = [d.id for d in datasets]
-            self.episodes = [EpisodeArrays.from_minari(ep, self.label_keys) for d in datasets for ep in d.iterate_episodes()]
+            self.episodes = [
+                EpisodeArrays.from_minari(ep, self.label_keys, _joint_action_counts(d)) for d in datasets for ep in d.iterate_episodes()
+            ]
         # (episode index, first frame) of every window; frames [start, start + length) of one
         # episode, where a negative start means padding before the first frame.
         starts = [
@@ -157,3 +169,9 @@ class SequenceDataset(Dataset):
         weights = 1.0 / np.bincount(actions)[actions] if balance_actions else np.ones(len(actions))
         weights = np.where(self.target_ends(), weights * end_weight, weights)
         return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples, replacement=True, generator=generator)
+
+
+def _joint_action_counts(dataset: minari.MinariDataset) -> tuple[int, ...] | None:
+    """A ``MultiDiscrete`` action space's ``nvec`` (one action per agent), None for ``Discrete``."""
+    space = dataset.spec.action_space
+    return tuple(int(n) for n in space.nvec) if isinstance(space, MultiDiscrete) else None

@@ -70,13 +70,15 @@ def load_engine_model(
 class DreamStep:
     """One step of N dreams: ``frames float[N, C, H, W]`` in ``[-1, 1]`` (carrying gradients when
     asked), ``observations uint8[N, H, W, C]``, ``rewards float64[N]``, ``terminated bool[N]`` and
-    ``info`` (each value an array over the N dreams)."""
+    ``info`` (each value an array over the N dreams); for a game of several agents that records
+    each one's reward, ``agent_rewards float64[N, agents]`` (else None)."""
 
     frames: torch.Tensor
     observations: np.ndarray
     rewards: np.ndarray
     terminated: np.ndarray
     info: dict[str, np.ndarray]
+    agent_rewards: np.ndarray | None = None
 
 
 class DreamEngine:
@@ -137,7 +139,8 @@ class DreamEngine:
         return info | self.game.info_flags(end_class) | {"end_probabilities": end_probabilities}
 
     def step(self, actions: np.ndarray | torch.Tensor, grad_steps: int = 0) -> DreamStep:
-        """Advance every dream by one step under ``actions int[N]``.
+        """Advance every dream by one step under ``actions int[N]`` (joint action indices in a game
+        of several agents: ``GameDescription.joint_action``).
 
         Gradients flow only when autograd is on and ``grad_steps >= 1`` (through that many of the
         last sampling steps); otherwise the step runs under ``torch.no_grad``.
@@ -161,4 +164,5 @@ class DreamEngine:
             rewards=outputs["reward"].detach().double().cpu().numpy(),
             terminated=end_class != 0,
             info=self._info(self.progress.copy(), end_class, probabilities),
+            agent_rewards=outputs["agent_rewards"].detach().double().cpu().numpy() if "agent_rewards" in outputs else None,
         )

@@ -4,7 +4,8 @@
 ``actions[i]`` being the action whose step produced ``frames[i]`` (0 when unknown); a front-end
 that holds N dreams takes ``frames uint8[N, k, H, W, C]`` and ``actions int[N, k]``. The game's
 progress label (Mario: ``"x_pos"``) may be given too, a number (or N numbers), else it starts at 0.
-Nothing else is accepted.
+Nothing else is accepted. In a game of several agents an action is a joint one, one per agent
+(``int[k, agents]``, ``int[N, k, agents]``), as the front-ends' ``MultiDiscrete`` space takes it.
 """
 
 from __future__ import annotations
@@ -35,15 +36,19 @@ def parse_reset_options(
     frame_shape: tuple[int, ...],
     num_actions: int,
     progress_label: str | None,
+    action_counts: tuple[int, ...] = (),
 ) -> ResetContext:
     """Check ``options`` and make each context K long (``num_dreams=None``: one dream, unbatched).
 
     A longer history is cut to its last K; a shorter one is padded in front with its first frame
     and action 0, as the model saw episode starts in training. Every problem is one
-    ``WorldsimError`` saying what to pass instead.
+    ``WorldsimError`` saying what to pass instead. ``action_counts``: each agent's number of
+    actions, for a game of several agents (the returned actions are joint indices, C order).
     """
     batched = num_dreams is not None
     lead = f"{num_dreams}, " if batched else ""
+    agents = len(action_counts) if len(action_counts) > 1 else 0
+    per_frame = f", {agents}" if agents else ""
     shape = ", ".join(map(str, frame_shape))
     allowed = {"frames", "actions"} | ({progress_label} if progress_label else set())
     if set(options) - allowed or "frames" not in options or "actions" not in options:
@@ -58,9 +63,15 @@ def parse_reset_options(
     if frames.dtype != np.uint8 or frames.ndim != 5 or frames.shape[0] != count or frames.shape[2:] != frame_shape or frames.shape[1] == 0:
         given = np.asarray(options["frames"])
         raise WorldsimError(f"options['frames'] is {given.dtype}{list(given.shape)}; it must be uint8[{lead}k, {shape}] with k >= 1")
-    if not np.issubdtype(actions.dtype, np.integer) or actions.dtype == np.bool_ or actions.shape != frames.shape[:2]:
+    expected_shape = frames.shape[:2] + ((agents,) if agents else ())
+    if not np.issubdtype(actions.dtype, np.integer) or actions.dtype == np.bool_ or actions.shape != expected_shape:
         given = np.asarray(options["actions"])
-        raise WorldsimError(f"options['actions'] is {given.dtype}{list(given.shape)}; it must be int[{lead}{frames.shape[1]}], one action per frame")
+        one = "one joint action (one per agent)" if agents else "one action"
+        raise WorldsimError(f"options['actions'] is {given.dtype}{list(given.shape)}; it must be int[{lead}{frames.shape[1]}{per_frame}], {one} per frame")
+    if agents:
+        if (actions < 0).any() or (actions >= np.asarray(action_counts)).any():
+            raise WorldsimError(f"options['actions'] holds actions outside the agents' spaces: agent i's actions are 0..n_i - 1, n = {list(action_counts)}")
+        actions = np.ravel_multi_index(tuple(np.moveaxis(actions.astype(np.int64), -1, 0)), action_counts)
     if actions.min() < 0 or actions.max() >= num_actions:
         raise WorldsimError(f"options['actions'] holds {actions.min()}..{actions.max()}; actions are 0..{num_actions - 1}")
     progress = np.zeros(count, np.float64)

@@ -20,6 +20,7 @@ class EpisodeResult:
     steps: int
     episode_return: float
     final_info: dict[str, Any]
+    terminated: bool = False  # the episode ended in the game (not truncated, not cut at max_steps)
 
     @property
     def x_pos(self) -> int | None:
@@ -38,7 +39,7 @@ def run_episode(
     agent.reset(seed=seed)
     if on_step is not None:
         on_step(observation)
-    steps, total = 0, 0.0
+    steps, total, terminated = 0, 0.0, False
     while max_steps is None or steps < max_steps:
         observation, reward, terminated, truncated, info = env.step(agent.act(observation, info))
         steps += 1
@@ -47,7 +48,7 @@ def run_episode(
             on_step(observation)
         if terminated or truncated:
             break
-    return EpisodeResult(seed, steps, total, dict(info))
+    return EpisodeResult(seed, steps, total, dict(info), bool(terminated))
 
 
 def evaluate_agent(env: gym.Env, agent: Agent, episodes: int = 10, first_seed: int = 0) -> dict[str, float]:

@@ -118,6 +118,7 @@ class FidelityReport:
     copy_changed_autoregressive_psnr: list[float] = field(default_factory=list)
     random_action_psnr: list[float] = field(default_factory=list)  # same contexts and noise, random actions
     delta_psnr: list[float] = field(default_factory=list)  # true minus random actions
+    agent_delta_psnr: dict[str, list[float]] = field(default_factory=dict)  # per agent: only its actions random
     deaths: int = 0
     death_precision: float = float("nan")
     death_recall: float = float("nan")
@@ -158,6 +159,11 @@ class FidelityReport:
                     f"random actions {at(self.random_action_psnr, h)}, delta-PSNR {at(self.delta_psnr, h)} dB"
                 ),
             )
+            for h in steps
+        ]
+        rows += [
+            (f"delta-PSNR, only {agent}'s actions random, step {h}", f"{at(values, h)} dB", "0 (copying ignores actions)", "")
+            for agent, values in self.agent_delta_psnr.items()
             for h in steps
         ]
         rows += [
@@ -203,12 +209,19 @@ def teacher_forced(model: WorldModel, batches, generator=None) -> dict[str, np.n
 
 
 @torch.no_grad()
-def autoregressive(model: WorldModel, batches, horizon: int, seed: int = 0, num_actions: int | None = None) -> dict[str, np.ndarray]:
+def autoregressive(
+    model: WorldModel, batches, horizon: int, seed: int = 0, num_actions: int | None = None, agents: dict[str, tuple[int, ...]] | None = None
+) -> dict[str, np.ndarray]:
     """Per-step results of open-loop rollouts over ``batches`` of windows of K + horizon steps:
     under the recorded actions, and (``num_actions`` given) under random actions from the same
-    contexts with the same sampling noise. Also counts dreamed ends where the recording ran on."""
+    contexts with the same sampling noise. Also counts dreamed ends where the recording ran on.
+
+    ``agents`` (a game of several agents: ``{"agents": names, "counts": actions per agent}``) adds,
+    for each agent, rollouts where only that agent's actions are random (``random_psnr_<agent>``):
+    each player's control must show on its own."""
     k = None
     psnr, copy, random_psnr = [], [], []
+    agent_random_psnr: dict[str, list[torch.Tensor]] = {}
     changed = np.zeros((horizon, 4))
     false_ends, dreamed = 0, 0
     real_scroll, dream_scroll = [], []
@@ -236,6 +249,14 @@ def autoregressive(model: WorldModel, batches, horizon: int, seed: int = 0, num_
             random_actions[:, k:] = torch.randint(num_actions, random_actions[:, k:].shape, generator=action_generator).to(device)
             other, _ = rollout(model, frames, random_actions, horizon, torch.Generator(device).manual_seed(seed + index))
             random_psnr.append(frame_psnr(other.flatten(0, 1), real.flatten(0, 1)).reshape(len(real), horizon))
+        for which, name in enumerate((agents or {}).get("agents", ())):
+            counts = agents["counts"]
+            per_agent = np.stack(np.unravel_index(actions[:, k:].cpu().numpy(), counts), axis=-1)
+            per_agent[..., which] = np.random.default_rng([20_000 + seed + index, which]).integers(counts[which], size=per_agent.shape[:-1])
+            replaced = actions.clone()
+            replaced[:, k:] = torch.from_numpy(np.ravel_multi_index(tuple(np.moveaxis(per_agent, -1, 0)), counts)).to(device)
+            other, _ = rollout(model, frames, replaced, horizon, torch.Generator(device).manual_seed(seed + index))
+            agent_random_psnr.setdefault(name, []).append(frame_psnr(other.flatten(0, 1), real.flatten(0, 1)).reshape(len(real), horizon))
     result = {
         "psnr": torch.cat(psnr).cpu().numpy(),
         "copy_psnr": torch.cat(copy).cpu().numpy(),
@@ -247,6 +268,8 @@ def autoregressive(model: WorldModel, batches, horizon: int, seed: int = 0, num_
     }
     if random_psnr:
         result["random_psnr"] = torch.cat(random_psnr).cpu().numpy()
+    for name, values in agent_random_psnr.items():
+        result[f"random_psnr_{name}"] = torch.cat(values).cpu().numpy()
     return result
 
 
@@ -292,6 +315,9 @@ def summarize(teacher: dict[str, np.ndarray], rollouts: dict[str, np.ndarray] | 
         if "random_psnr" in rollouts:
             report.random_action_psnr = [float(v) for v in rollouts["random_psnr"].mean(axis=0)]
             report.delta_psnr = [float(v) for v in (rollouts["psnr"] - rollouts["random_psnr"]).mean(axis=0)]
+        for key in rollouts:
+            if key.startswith("random_psnr_"):
+                report.agent_delta_psnr[key.removeprefix("random_psnr_")] = [float(v) for v in (rollouts["psnr"] - rollouts[key]).mean(axis=0)]
         report.dreamed_steps = int(rollouts["dreamed_steps"])
         report.false_ends_per_1000_dreamed_steps = 1000 * float(rollouts["false_ends"]) / max(int(rollouts["dreamed_steps"]), 1)
         report.real_scroll = float(rollouts["real_scroll"].mean())
@@ -343,8 +369,13 @@ def evaluate_model(
         rollout_windows = SequenceDataset(teacher_windows, k + horizon, game.label_keys, pad_start=k - 1)
         chosen = np.sort(rng.choice(len(rollout_windows), size=min(rollouts, len(rollout_windows)), replace=False))
         batches = window_batches(rollout_windows, chosen, game, batch_size, device, "autoregressive", progress)
-        curves = autoregressive(model, batches, horizon, seed=seed, num_actions=model.config.num_actions)
+        curves = autoregressive(model, batches, horizon, seed=seed, num_actions=model.config.num_actions, agents=agent_spaces(game))
     return summarize(teacher, curves)
+
+
+def agent_spaces(game) -> dict[str, tuple] | None:
+    """``autoregressive``'s ``agents`` for a game of several agents, None for one player."""
+    return {"agents": tuple(game.agents), "counts": game.action_counts} if game.agents else None
 
 
 def evaluate_fidelity(
@@ -402,7 +433,9 @@ class HeldoutCurve:
             weights = load_checkpoint(end_model, map_location=device).weights  # the end-model phase's, named "end_model.*"
             model.end_model.load_state_dict({name.removeprefix("end_model."): value for name, value in weights.items()})
         teacher = teacher_forced(model, window_batches(*self.teacher, game, 64, device), torch.Generator(device).manual_seed(0))
-        curves = autoregressive(model, window_batches(*self.rollout, game, 64, device), self.horizon, num_actions=model.config.num_actions)
+        curves = autoregressive(
+            model, window_batches(*self.rollout, game, 64, device), self.horizon, num_actions=model.config.num_actions, agents=agent_spaces(game)
+        )
         report = summarize(teacher, curves)
         h = self.horizon
         row = {
@@ -420,6 +453,7 @@ class HeldoutCurve:
             f"real_scroll_{h}": round(report.real_scroll, 2),
             f"dream_scroll_{h}": round(report.dream_scroll, 2),
         }
+        row |= {f"delta_psnr_{h}_{agent}": round(values[-1], 3) for agent, values in report.agent_delta_psnr.items()}
         file = self.out / CURVE_FILE
         previous = list(csv.DictReader(file.open())) if file.is_file() else []
         rows = [r for r in previous if int(r["step"]) < step] + [row]  # a resumed run rewrites its future

@@ -9,6 +9,10 @@ The evaluation has three parts, each beside its trivial baseline:
   over accuracy on real ones (and on copied frames);
 * agents (``worldsim.eval.progress``): how far the scripted runner gets in the dream and in the real
   game from the same starts, and each action held from the same starts.
+
+A world model of a multi-agent game (Cooperative Pong) gets the fidelity part with a delta-PSNR per
+agent (only that agent's actions random), and in place of the Mario-only parts, the rally lengths
+of the game's scripted players in the dream and in the real game (``worldsim.eval.rally``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pathlib import Path
 from worldsim.errors import WorldsimError
 
 SHIPPED_PROBE = "idm-mario-v0"
+# For a multi-agent game: its registered dream (joint view) and the scripted agent whose rallies are compared.
+MULTI_AGENT_GAMES = {"worldsim/CoopPong-v0": {"dream": "worldsim/CoopPong-dream-v0", "agent": "scripted-pong"}}
 
 
 @dataclass
@@ -29,6 +35,7 @@ class HeldoutEvaluation:
     probe: object | None = None  # worldsim.eval.inverse_dynamics.ProbeReport
     progress: object | None = None  # worldsim.eval.progress.ProgressReport
     held_actions: object | None = None  # worldsim.eval.progress.ConstantActionReport
+    rallies: list | None = None  # worldsim.eval.rally.RallyLengths, real then dream
 
     def table(self) -> str:
         parts = [self.fidelity.table()]
@@ -50,6 +57,10 @@ class HeldoutEvaluation:
             parts.append(self.progress.table())
         if self.held_actions is not None:
             parts.append(self.held_actions.table())
+        if self.rallies:
+            from worldsim.eval.rally import rally_table
+
+            parts.append(rally_table(self.rallies))
         return "\n\n".join(parts)
 
     def to_dict(self) -> dict:
@@ -60,6 +71,8 @@ class HeldoutEvaluation:
             part = getattr(self, name)
             if part is not None:
                 values[name] = part.to_dict()
+        if self.rallies:
+            values["rallies"] = [r.to_dict() for r in self.rallies]
         return finite(values)
 
 # How scripts/train_world_model_mario.sh collects the held-out episodes (keep the two in step); the
@@ -124,14 +137,16 @@ def evaluate_heldout(
         model, episodes, horizon=horizon, rollouts=rollouts, transitions=transitions, batch_size=batch_size, seed=seed, progress=progress
     )
     result = HeldoutEvaluation(report)
-    if probe is None:
+    if model.config.game.agents:
+        result.rallies = _rallies(model.config.game, checkpoint, device, sampling_steps, agent_episodes) if agent_episodes else None
+    elif probe is None:
         try:
             probe = shipped(SHIPPED_PROBE)
         except WorldsimError:
             probe = None  # a build without the shipped probe: the report says it has no probe part
-    if probe is not None:
+    if probe is not None and not model.config.game.agents:
         result.probe = _probe_report(model, episodes, probe, seed, batch_size, transitions)
-    if agent_episodes or held_action_starts:
+    if (agent_episodes or held_action_starts) and not model.config.game.agents:
         import gymnasium as gym
 
         from worldsim.agents import make_agent
@@ -151,6 +166,26 @@ def evaluate_heldout(
         tmp.write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False))
         tmp.replace(path)
     return result
+
+
+def _rallies(game, checkpoint, device, sampling_steps, episodes: int) -> list:
+    """The game's scripted players, ``episodes`` episodes from seeds 30000+ in the real game and in the dream."""
+    import gymnasium as gym
+
+    from worldsim.agents import make_agent
+    from worldsim.eval.rally import rally_lengths
+
+    real_id = game.real_env.get("id")
+    if real_id not in MULTI_AGENT_GAMES:
+        raise WorldsimError(f"no rally comparison for the game of {real_id!r}: pass --agent-episodes 0")
+    known = MULTI_AGENT_GAMES[real_id]
+    real = gym.make(real_id, **game.real_env.get("kwargs", {}))
+    dream = gym.make(known["dream"], checkpoint=checkpoint, device=device, sampling_steps=sampling_steps)
+    agent = make_agent(known["agent"], real)
+    return [
+        rally_lengths(real, agent, episodes, 30_000, name=f"{real_id} (real), {known['agent']}"),
+        rally_lengths(dream, agent, episodes, 30_000, name=f"{known['dream']} ({checkpoint}), {known['agent']}"),
+    ]
 
 
 def _probe_report(model, episodes, probe_path, seed, batch_size, transitions):

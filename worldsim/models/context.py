@@ -27,11 +27,14 @@ class FrameStackContext(nn.Module):
     """Past frames on channels; past actions and context noise in the conditioning vector.
 
     Args:
-        num_actions: size of the discrete action space.
+        num_actions: size of the discrete action space (for several agents: of the joint space).
         context_length: K, the number of past frames (and actions).
         image_channels: channels per frame (3 for RGB).
         embedding_dim: size of the conditioning vector (the U-Net's time-embedding size).
         sigma_data: EDM's data scale; context frames are divided by it, as DIAMOND does.
+        action_counts: for a game of several agents, each agent's number of actions (their product
+            is ``num_actions``): every agent's action gets an embedding of its own, so that each
+            player's control is a separate input rather than one of ``num_actions`` joint symbols.
 
     ``forward(frames float[B, K, C, H, W] in [-1, 1], actions int64[B, K], context_sigma float[B])``
     returns ``channels float[B, K*C, H, W]`` and ``embedding float[B, embedding_dim]``.
@@ -39,16 +42,32 @@ class FrameStackContext(nn.Module):
     step the denoiser generates.
     """
 
-    def __init__(self, num_actions: int, context_length: int, image_channels: int, embedding_dim: int, sigma_data: float = 0.5):
+    def __init__(
+        self,
+        num_actions: int,
+        context_length: int,
+        image_channels: int,
+        embedding_dim: int,
+        sigma_data: float = 0.5,
+        action_counts: tuple[int, ...] | None = None,
+    ):
         super().__init__()
         self.num_actions = num_actions
         self.context_length = context_length
         self.image_channels = image_channels
         self.sigma_data = sigma_data
+        self.action_counts = tuple(action_counts) if action_counts and len(action_counts) > 1 else None
+        if self.action_counts is not None and math.prod(self.action_counts) != num_actions:
+            raise ValueError(f"action_counts {self.action_counts} do not multiply to num_actions {num_actions}")
         action_dim = max(embedding_dim // context_length, 8)
-        self.action_embedding = nn.Embedding(num_actions, action_dim)
+        if self.action_counts is None:
+            self.action_embedding = nn.Embedding(num_actions, action_dim)
+            actions_width = action_dim * context_length
+        else:
+            self.agent_action_embeddings = nn.ModuleList(nn.Embedding(count, action_dim) for count in self.action_counts)
+            actions_width = action_dim * context_length * len(self.action_counts)
         self.project = nn.Sequential(
-            nn.Linear(action_dim * context_length + embedding_dim, embedding_dim),
+            nn.Linear(actions_width + embedding_dim, embedding_dim),
             nn.SiLU(),
             nn.Linear(embedding_dim, embedding_dim),
         )
@@ -64,7 +83,16 @@ class FrameStackContext(nn.Module):
         # ln(sigma)/4 like the denoiser's own noise level; a clean context (sigma 0) sits below the
         # smallest training level.
         noise_level = 0.25 * torch.log(context_sigma.clamp_min(1e-3))
-        features = torch.cat(
-            [self.action_embedding(actions).flatten(1), sinusoidal_embedding(noise_level, self.embedding_dim)], dim=1
-        )
+        features = torch.cat([self.embed_actions(actions), sinusoidal_embedding(noise_level, self.embedding_dim)], dim=1)
         return channels, self.project(features)
+
+    def embed_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """``int64[B, K]`` (joint) actions -> ``float[B, features]``."""
+        if self.action_counts is None:
+            return self.action_embedding(actions).flatten(1)
+        # the joint index in C order (``GameDescription.joint_action``): the last agent varies fastest
+        embedded, rest = [], actions
+        for count, embedding in zip(reversed(self.action_counts), reversed(self.agent_action_embeddings), strict=True):
+            embedded.append(embedding(rest % count).flatten(1))
+            rest = rest // count
+        return torch.cat(embedded[::-1], dim=1)

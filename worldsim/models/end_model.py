@@ -43,11 +43,14 @@ class EndModelConfig:
 class RecurrentEndModel(nn.Module):
     """``step(previous float[B, C, H, W], frame float[B, C, H, W], action int64[B], state)`` ->
     ``({reward float[B], progress float[B], end float[B, classes]}, state)``; frames in ``[-1, 1]``,
-    ``action`` the one whose step turned ``previous`` into ``frame``."""
+    ``action`` the one whose step turned ``previous`` into ``frame``. With ``num_agent_rewards``
+    (a game of several agents that records each one's reward) the outputs add ``agent_rewards
+    float[B, agents]``."""
 
-    def __init__(self, config: EndModelConfig, num_actions: int, image_channels: int = 3, image_size: int = 64):
+    def __init__(self, config: EndModelConfig, num_actions: int, image_channels: int = 3, image_size: int = 64, num_agent_rewards: int = 0):
         super().__init__()
         self.config = config
+        self.num_agent_rewards = num_agent_rewards
         layers: list[nn.Module] = []
         in_channels = 2 * image_channels
         for out_channels in config.channels:
@@ -57,7 +60,7 @@ class RecurrentEndModel(nn.Module):
         side = image_size // 2 ** len(config.channels)
         self.action_embedding = nn.Embedding(num_actions, config.action_dim)
         self.lstm = nn.LSTMCell(in_channels * side * side + config.action_dim, config.hidden)
-        self.out = nn.Linear(config.hidden, 2 + config.num_end_classes)
+        self.out = nn.Linear(config.hidden, 2 + config.num_end_classes + num_agent_rewards)
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         zeros = torch.zeros(batch, self.config.hidden, device=device)
@@ -68,8 +71,15 @@ class RecurrentEndModel(nn.Module):
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         features = torch.cat([self.encoder(torch.cat([previous, frame], dim=1)), self.action_embedding(action)], dim=1)
         h, c = self.lstm(features, (state["h"], state["c"]))
-        out = self.out(h)
-        return {"reward": out[:, 0], "progress": out[:, 1], "end": self._calibrated(out[:, 2:])}, {"h": h, "c": c}
+        return self._outputs(self.out(h)), {"h": h, "c": c}
+
+    def _outputs(self, out: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The named outputs of the last layer's ``[..., 2 + classes + agents]``."""
+        classes = self.config.num_end_classes
+        outputs = {"reward": out[..., 0], "progress": out[..., 1], "end": self._calibrated(out[..., 2 : 2 + classes])}
+        if self.num_agent_rewards:
+            outputs["agent_rewards"] = out[..., 2 + classes :]
+        return outputs
 
     def _calibrated(self, end: torch.Tensor) -> torch.Tensor:
         # Training sees raw logits (fitted to the oversampled ends); inference removes the oversampling.
@@ -87,8 +97,7 @@ class RecurrentEndModel(nn.Module):
         if state is None:
             state = self.initial_state(batch, frames.device)
         if length < 2:
-            empty = frames.new_zeros(batch, 0)
-            return {"reward": empty, "progress": empty, "end": frames.new_zeros(batch, 0, self.config.num_end_classes)}, state
+            return self._outputs(frames.new_zeros(batch, 0, self.out.out_features)), state
         pairs = torch.cat([frames[:, :-1], frames[:, 1:]], dim=2).flatten(0, 1)
         features = self.encoder(pairs).unflatten(0, (batch, length - 1))
         features = torch.cat([features, self.action_embedding(actions[:, 1:])], dim=2)
@@ -96,5 +105,4 @@ class RecurrentEndModel(nn.Module):
         for t in range(length - 1):
             h, c = self.lstm(features[:, t], (h, c))
             outputs.append(self.out(h))
-        out = torch.stack(outputs, dim=1)
-        return {"reward": out[..., 0], "progress": out[..., 1], "end": self._calibrated(out[..., 2:])}, {"h": h, "c": c}
+        return self._outputs(torch.stack(outputs, dim=1)), {"h": h, "c": c}

@@ -72,7 +72,13 @@ class WorldModelConfig:
             values["game"] = {key: value for key, value in legacy.items() if value}
         if values.get("heads") is not None:
             values.setdefault("end_model", None)
-        return from_dict(cls, values, where="model")
+        config = from_dict(cls, values, where="model")
+        if len(config.game.action_meanings) != config.num_actions:
+            raise WorldsimError(
+                f"model.game lists {len(config.game.action_meanings)} (joint) actions, the model has num_actions {config.num_actions}: "
+                "fix the game section or the dataset"
+            )
+        return config
 
 
 State = dict[str, torch.Tensor]  # a model's per-dream recurrent state, every tensor batch-first
@@ -98,12 +104,15 @@ class WorldModel(nn.Module):
                 config.image_channels,
                 unet.embedding_dim,
                 FRAME_SIGMA_DATA,
+                config.game.action_counts,
             ),
             FrameUNet(unet),
             config.edm,
         )
         if config.end_model is not None:
-            self.end_model = RecurrentEndModel(config.end_model, config.num_actions, config.image_channels, config.image_size)
+            self.end_model = RecurrentEndModel(
+                config.end_model, config.num_actions, config.image_channels, config.image_size, len(config.game.agent_reward_keys)
+            )
         else:
             self.heads = TransitionHeads(
                 config.heads, config.num_actions, config.context_length + 1, config.image_channels, config.image_size
@@ -141,7 +150,8 @@ class WorldModel(nn.Module):
         each context frame, the last being the step's action; ``state``: the dreams' recurrent
         state (``start``'s, then this method's). Returns the next frame ``float[B, C, H, W]``
         (quantised to 8 bits), the step's ``reward``, ``progress`` ``float[B]`` and ``end`` logits
-        ``float[B, classes]``, and the new state. ``grad_steps``: sampling steps run with
+        ``float[B, classes]`` (and ``agent_rewards float[B, agents]`` for a game that records them),
+        and the new state. ``grad_steps``: sampling steps run with
         gradients when autograd is on (``worldsim.diffusion.sampler``).
         """
         next_frame = self.sampler.sample(self.denoiser, frames, actions, generator=generator, grad_steps=grad_steps)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -109,15 +110,18 @@ class EndModelObjective(nn.Module):
         self.end_model = world_model.end_model
         self._context_length = world_model.context_length
 
-    def forward(self, frames, actions, rewards, progress, end_class) -> dict[str, torch.Tensor]:
+    def forward(self, frames, actions, rewards, progress, end_class, agent_rewards=None) -> dict[str, torch.Tensor]:
         k = self._context_length
         outputs, _ = self.end_model.sequence(frames, actions)
         scored = slice(k - 1, None)  # outputs[:, i] is the transition into frame i + 1
-        return {
+        losses = {
             "reward": nn.functional.smooth_l1_loss(outputs["reward"][:, scored], rewards[:, k:]),
             "progress": nn.functional.smooth_l1_loss(outputs["progress"][:, scored], progress[:, k:]),
             "end": nn.functional.cross_entropy(outputs["end"][:, scored].flatten(0, 1), end_class[:, k:].flatten()),
         }
+        if agent_rewards is not None:  # counted in the reward's weight: one reward loss per agent, averaged
+            losses["reward"] = (losses["reward"] + nn.functional.smooth_l1_loss(outputs["agent_rewards"][:, scored], agent_rewards[:, k:])) / 2
+        return losses
 
 
 class WindowTask:
@@ -245,17 +249,24 @@ def _model_config(values: dict[str, Any], datasets) -> WorldModelConfig:
     if len(spaces) > 1:
         raise WorldsimError(f"datasets {[d.id for d in datasets]} have different observation or action spaces: train on one env's data")
     observation_space, action_space = datasets[0].spec.observation_space, datasets[0].spec.action_space
-    if len(observation_space.shape) != 3 or not hasattr(action_space, "n"):
+    if isinstance(action_space, gym.spaces.MultiDiscrete) and action_space.nvec.ndim == 1:  # a joint action, one per agent
+        num_actions = int(np.prod(action_space.nvec))
+    elif isinstance(action_space, gym.spaces.Discrete):
+        num_actions = int(action_space.n)
+    else:
+        num_actions = None
+    if len(observation_space.shape) != 3 or num_actions is None:
         raise WorldsimError(
-            f"dataset {datasets[0].id} has {observation_space} / {action_space}: the world model needs image observations and discrete actions"
+            f"dataset {datasets[0].id} has {observation_space} / {action_space}: the world model needs image observations "
+            "and discrete actions (Discrete, or MultiDiscrete with one action per agent)"
         )
     height, width, channels = observation_space.shape
     if height != width or values.get("image_size", height) != height:
         raise WorldsimError(f"dataset frames are {height}x{width}; the model config says image_size {values.get('image_size')}")
-    config = WorldModelConfig.from_dict({**values, "num_actions": int(action_space.n), "image_size": height, "image_channels": channels})
-    if len(config.game.action_meanings) != config.num_actions:
+    config = WorldModelConfig.from_dict({**values, "num_actions": num_actions, "image_size": height, "image_channels": channels})
+    if isinstance(action_space, gym.spaces.MultiDiscrete) and tuple(int(n) for n in action_space.nvec) != config.game.action_counts:
         raise WorldsimError(
-            f"model.game.action_meanings lists {len(config.game.action_meanings)} actions, the datasets have {config.num_actions}: fix the game section"
+            f"the datasets' joint action space is {action_space}, model.game's agents have {list(config.game.action_counts)} actions: fix the game section"
         )
     env_spec = datasets[0].spec.env_spec
     if env_spec is not None and env_spec.id != config.game.real_env.get("id"):
