@@ -14,6 +14,7 @@ with the same checkpoint: ``gym.make("worldsim/CoopPong-dream-v0")``.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,9 @@ class DreamParallelEnv(ParallelEnv):
         shipped: the shipped model used when ``checkpoint`` is None.
 
     ``reset(seed, options)`` starts from a real context of the checkpoint's bank (chosen with the
-    seed), or from ``options={"frames": uint8[k, H, W, C], "actions": int[k, agents]}``.
+    seed), or from ``options={"frames": uint8[k, H, W, C], "actions": int[k, agents]}`` (checked as
+    in every front-end); options naming neither key are ignored with a warning, as PettingZoo's
+    own envs ignore options they do not know.
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "name": "worldsim_dream_v0", "is_parallelizable": True, "render_fps": 15}
@@ -93,6 +96,11 @@ class DreamParallelEnv(ParallelEnv):
         if seed is not None or self._np_random is None:
             self._np_random, _ = seeding.np_random(seed)
         self.engine.seed(self._np_random)
+        if options and not {"frames", "actions"} & set(options):
+            # PettingZoo's envs take any options and ignore what they do not know (its API test
+            # passes {"options": 1}); a context start is checked as strictly as everywhere else.
+            warnings.warn(f"reset options {sorted(options)} ignored: a dream starts from options={{'frames': ..., 'actions': ...}}", stacklevel=2)
+            options = None
         context = reset_options(self.engine, options, num_dreams=None) if options else None
         self.engine.reset([0], self._np_random, context)
         self.agents, self._steps = list(self.possible_agents), 0

@@ -54,7 +54,7 @@ def parse_reset_options(
     if set(options) - allowed or "frames" not in options or "actions" not in options:
         extra = f", optionally {progress_label!r}: float" if progress_label else ""
         raise WorldsimError(
-            f"reset options {sorted(options)} not understood: pass options={{'frames': uint8[{lead}k, {shape}], 'actions': int[{lead}k]{extra}}}"
+            f"reset options {sorted(options)} not understood: pass options={{'frames': uint8[{lead}k, {shape}], 'actions': int[{lead}k{per_frame}]{extra}}}"
         )
     frames, actions = np.asarray(options["frames"]), np.asarray(options["actions"])
     if not batched:
