@@ -1,4 +1,4 @@
-"""Dream steps per second of ``worldsim/Mario-v0``: one env at batch 1, and the vector env at batch N.
+"""Dream steps per second of ``worldsim/Mario-v0`` (or ``--env worldsim/CoopPong-dream-v0``): one env at batch 1, and the vector env at batch N.
 
 Times whole env steps (the denoiser's Euler steps, the end model, quantisation, the numpy frames
 returned), with random actions, after a warm-up; reports the median of ``--runs`` timed runs of
@@ -6,7 +6,9 @@ returned), with random actions, after a warm-up; reports the median of ``--runs`
 
 Usage::
 
-    python benchmarks/dream_speed.py [--threads 2] [--batches 1 16 64] [--device cpu] [--checkpoint PATH]
+    python benchmarks/dream_speed.py [--env worldsim/Mario-v0] [--threads 2] [--batches 1 16 64] [--device cpu] [--checkpoint PATH]
+
+A step of a multi-agent dream is one joint step (every paddle's action, one generated frame).
 """
 
 from __future__ import annotations
@@ -16,20 +18,15 @@ import statistics
 import time
 
 import gymnasium as gym
-import numpy as np
 import torch
 
-import worldsim  # noqa: F401  (registers worldsim/Mario-v0)
+import worldsim  # noqa: F401  (registers the dream env ids)
 
 
-def steps_per_second(batch: int, steps: int, runs: int, kwargs: dict) -> float:
-    rng = np.random.default_rng(0)
-    if batch == 1:
-        env = gym.make("worldsim/Mario-v0", **kwargs)
-        act = lambda: int(rng.integers(env.action_space.n))
-    else:
-        env = gym.make_vec("worldsim/Mario-v0", num_envs=batch, **kwargs)
-        act = lambda: rng.integers(env.single_action_space.n, size=batch)
+def steps_per_second(env_id: str, batch: int, steps: int, runs: int, kwargs: dict) -> float:
+    env = gym.make(env_id, **kwargs) if batch == 1 else gym.make_vec(env_id, num_envs=batch, **kwargs)
+    env.action_space.seed(0)
+    act = env.action_space.sample  # Discrete or MultiDiscrete, batched for the vector env
     env.reset(seed=0)
     for _ in range(3):  # warm-up
         env.step(act())
@@ -45,6 +42,7 @@ def steps_per_second(batch: int, steps: int, runs: int, kwargs: dict) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", default="worldsim/Mario-v0", help="a dream env id (worldsim/Mario-v0, worldsim/CoopPong-dream-v0)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument(
@@ -71,11 +69,11 @@ def main(argv: list[str] | None = None) -> None:
         }.items()
         if value is not None
     }
-    print(f"\nworldsim/Mario-v0 dream steps/s ({args.threads} CPU threads, median of {args.runs} runs x {args.steps} steps)\n")
+    print(f"\n{args.env} dream steps/s ({args.threads} CPU threads, median of {args.runs} runs x {args.steps} steps)\n")
     print("| device | " + " | ".join(f"batch {b}" for b in args.batches) + " |")
     print("|---|" + "---:|" * len(args.batches))
     for device in devices:
-        rates = [steps_per_second(b, args.steps, args.runs, {**kwargs, "device": device}) for b in args.batches]
+        rates = [steps_per_second(args.env, b, args.steps, args.runs, {**kwargs, "device": device}) for b in args.batches]
         print(f"| {device} | " + " | ".join(f"{rate:.1f}" for rate in rates) + " |")
 
 

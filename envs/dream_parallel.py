@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -56,7 +56,7 @@ class DreamParallelEnv(ParallelEnv):
     own envs ignore options they do not know.
     """
 
-    metadata = {"render_modes": ["rgb_array", "human"], "name": "worldsim_dream_v0", "is_parallelizable": True, "render_fps": 15}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "human"], "name": "worldsim_dream_v0", "is_parallelizable": True, "render_fps": 15}
 
     def __init__(
         self,

@@ -8,14 +8,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from worldsim.envs import parallel_env
+from worldsim.envs.dream import WorldModelEnv
+from worldsim.envs.dream_parallel import DreamParallelEnv
 
 from worldsim.cli import main
 from worldsim.config import load_config
 from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
-from worldsim.envs import parallel_env
-from worldsim.envs.dream import WorldModelEnv
-from worldsim.envs.dream_parallel import DreamParallelEnv
 from worldsim.errors import WorldsimError
 from worldsim.eval.fidelity import evaluate_model
 from worldsim.models.world_model import load_world_model
