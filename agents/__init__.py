@@ -19,6 +19,8 @@ AGENT_CLASSES: dict[str, str] = {
     "dqn": "worldsim.agents.dqn:DQNAgent",
     "waypoint": "worldsim.agents.waypoint_expert:WaypointExpert",
     "df_planner": "worldsim.agents.df_planner:DiffusionForcingPlanner",
+    "aligner": "worldsim.agents.lora_alignment:RewardGradientAligner",
+    "aligner-ddpo": "worldsim.agents.policy_gradient_alignment:PolicyGradientAligner",
 }
 
 

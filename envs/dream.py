@@ -54,9 +54,14 @@ def dream_spaces(config) -> tuple[spaces.Box, spaces.Discrete | spaces.MultiDisc
     return spaces.Box(0, 255, frame_shape, np.uint8), spaces.Discrete(config.num_actions)
 
 
-def build_engine(checkpoint, device, sampling_steps, num_dreams: int, shipped: str = SHIPPED_CHECKPOINT) -> DreamEngine:
-    """The engine behind a dream front-end: ``checkpoint=None`` is the shipped model ``shipped``."""
+def build_engine(checkpoint, device, sampling_steps, num_dreams: int, shipped: str = SHIPPED_CHECKPOINT, adapter=None) -> DreamEngine:
+    """The engine behind a dream front-end: ``checkpoint=None`` is the shipped model ``shipped``;
+    ``adapter``: a LoRA adapter folder (``worldsim align``), checked against that model and merged."""
     model, start_states, device = load_engine_model(checkpoint if checkpoint is not None else shipped_checkpoint(shipped), device, sampling_steps)
+    if adapter is not None:
+        from worldsim.models.lora import apply_adapter
+
+        apply_adapter(model, adapter)
     return DreamEngine(model, start_states, num_dreams, device)
 
 
@@ -118,6 +123,8 @@ class WorldModelEnv(gym.Env):
         device: ``"cuda"``, ``"cpu"``...; default CUDA when available.
         render_mode: ``"rgb_array"`` (the frame upscaled ``render_scale`` times) or ``"human"``.
         sampling_steps: Euler steps per frame, overriding the checkpoint's sampler.
+        adapter: a LoRA adapter folder written by ``worldsim align`` for this checkpoint, merged into
+            its weights (an adapter of another model is an error).
         shipped: the shipped model used when ``checkpoint`` is None (``worldsim/CoopPong-dream-v0``
             registers this class with ``shipped="coop-pong-v0"``). The spaces, info keys and labels
             come from the checkpoint's game: for a game of several agents the action is a
@@ -138,10 +145,11 @@ class WorldModelEnv(gym.Env):
         render_scale: int = 4,
         sampling_steps: int | None = None,
         shipped: str = SHIPPED_CHECKPOINT,
+        adapter: str | os.PathLike | None = None,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise WorldsimError(f"render_mode {render_mode!r} is not supported: use one of {self.metadata['render_modes']} or None")
-        self.engine = build_engine(checkpoint, device, sampling_steps, num_dreams=1, shipped=shipped)
+        self.engine = build_engine(checkpoint, device, sampling_steps, num_dreams=1, shipped=shipped, adapter=adapter)
         self.model, self.device, self.game = self.engine.model, self.engine.device, self.engine.game
         self.context_length = self.engine.context_length
         self.observation_space, self.action_space = dream_spaces(self.model.config)

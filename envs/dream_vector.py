@@ -49,12 +49,13 @@ class WorldModelVectorEnv(VectorEnv):
         sampling_steps: int | None = None,
         max_episode_steps: int | None = None,
         shipped: str = SHIPPED_CHECKPOINT,
+        adapter: str | os.PathLike | None = None,
     ):
         if num_envs < 1:
             raise WorldsimError(f"num_envs must be >= 1, got {num_envs}")
         if render_mode not in (None, "rgb_array"):
             raise WorldsimError(f"render_mode {render_mode!r} is not supported by the vector env: use 'rgb_array' or None")
-        self.engine = build_engine(checkpoint, device, sampling_steps, num_dreams=num_envs, shipped=shipped)
+        self.engine = build_engine(checkpoint, device, sampling_steps, num_dreams=num_envs, shipped=shipped, adapter=adapter)
         self.model, self.device, self.game = self.engine.model, self.engine.device, self.engine.game
         self.num_envs = num_envs
         self.context_length = self.engine.context_length

@@ -30,6 +30,7 @@ EPILOG = """examples:
   worldsim train --model mario --train mario --out runs/wm-mario train.steps=8000
   worldsim dream --agent scripted --steps 300 --video mario_dream.mp4 [--compare]
   worldsim eval --dataset worldsim/mario-heldout-v0 --json fidelity.json
+  worldsim align --reward realism+presence --steps 500 --out runs/align-rg realism.path=DIR presence.path=DIR
 """
 
 OVERRIDES_HELP = "Hydra overrides: env.kwargs.KEY=VALUE, NAME.KEY=VALUE (agent NAME), agent.KEY=VALUE"
@@ -306,6 +307,43 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- align
+
+
+def _align_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", default="mario-dream", help="dream env config (default mario-dream)")
+    parser.add_argument("--reward", required=True, help="rewards joined with +, NAME:WEIGHT for a weight: realism, presence, consistency")
+    parser.add_argument("--steps", type=int, required=True, help="updates in all; each regenerates and scores aligner.batch_size frames (8)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder: adapter/, model/ (merged), curve.csv, report.json; resumes")
+    parser.add_argument("--baseline", choices=["policy-gradient"], help="train the gradient-free baseline (DDPO) instead, at the same reward queries")
+    parser.add_argument("--dreams", type=int, default=8, help="dreams the behaviour agent plays at once, their contexts tiled to the batch (default 8)")
+    parser.add_argument("--eval-dataset", help="score before/after on real windows of this Minari dataset (default: the start states)")
+    parser.add_argument("--eval-contexts", type=int, default=64, help="contexts scored before and after (default 64)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", help="env.kwargs.KEY=VALUE, aligner.KEY=VALUE (configs/agent/aligner.yaml), REWARD.path=DIR")
+
+
+def _cmd_align(args) -> int:
+    from worldsim.eval.alignment import align_world_model
+
+    align_world_model(
+        args.env,
+        args.reward,
+        args.steps,
+        args.out,
+        args.overrides,
+        baseline=args.baseline,
+        num_dreams=args.dreams,
+        eval_dataset=args.eval_dataset,
+        eval_contexts=args.eval_contexts,
+        seed=args.seed,
+        progress=not args.quiet,
+        log=_say,
+    )
+    return 0
+
+
 # ----------------------------------------------------------------------------- bench, list
 
 
@@ -378,6 +416,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("dream", "drive worldsim/Mario-v0 with an agent or a list of actions and write a video", _dream_arguments, _cmd_dream),
     Command("play", "play the dream with the keyboard in a pygame window (pip install 'worldsim[play]')", _play_arguments, _cmd_play),
     Command("eval", "fidelity of a world model against held-out real episodes (PSNR, SSIM, heads)", _eval_arguments, _cmd_eval),
+    Command("align", "fine-tune a dream's world model to rewards with a LoRA adapter (VADER); resumes from --out", _align_arguments, _cmd_align),
     Command("bench", "benchmarks: `worldsim bench maze` runs the maze planning benchmark", _bench_arguments, _cmd_bench),
     Command("dataset", "describe a Minari dataset; with --env, check that it fits that env", _dataset_arguments, _cmd_dataset),
     Command("list", "list the env configs and agents", _no_arguments, _cmd_list),

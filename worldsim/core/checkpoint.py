@@ -62,7 +62,7 @@ class Checkpoint:
 
 def save_checkpoint(
     path: str | os.PathLike,
-    model: torch.nn.Module,
+    model: torch.nn.Module | dict[str, torch.Tensor],
     config: dict[str, Any],
     *,
     optimizer: torch.optim.Optimizer | None = None,
@@ -74,13 +74,15 @@ def save_checkpoint(
 
     ``training_state`` (JSON-serialisable: step, epoch, RNG seeds, ...) and the optimizer's state
     are stored for resuming, with any ``training_tensors`` (e.g. the raw weights behind an EMA
-    ``model``); ``files`` maps extra file names to their contents.
+    ``model``); ``files`` maps extra file names to their contents. ``model`` may also be the tensors
+    themselves, by name (a LoRA adapter's, which are no module of their own).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        weights = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
+        state = model.state_dict() if isinstance(model, torch.nn.Module) else model
+        weights = {name: tensor.detach().contiguous().cpu() for name, tensor in state.items()}
         save_file(weights, staging / MODEL_FILE)
         binary = [MODEL_FILE]
         if optimizer is not None or training_state is not None or training_tensors:

@@ -29,6 +29,9 @@ from worldsim.errors import WorldsimError
 WORLD_MODEL = "world_model"
 DIFFUSION_FORCING_PLANNER = "diffusion_forcing_planner"
 INVERSE_DYNAMICS = "inverse_dynamics"
+ADAPTER = "adapter"
+REALISM_CRITIC = "realism_critic"
+PLAYER_DETECTOR = "player_detector"
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,13 @@ CHECKPOINT_KINDS: dict[str, CheckpointKind] = {
         "an inverse-dynamics probe",
         f'"kind": "{INVERSE_DYNAMICS}"',
         lambda config: config.get("kind") == INVERSE_DYNAMICS,
+    ),
+    ADAPTER: CheckpointKind(ADAPTER, "a LoRA adapter of a world model", f'"kind": "{ADAPTER}"', lambda config: config.get("kind") == ADAPTER),
+    REALISM_CRITIC: CheckpointKind(
+        REALISM_CRITIC, "a realism critic (real vs dreamed frames)", f'"kind": "{REALISM_CRITIC}"', lambda config: config.get("kind") == REALISM_CRITIC
+    ),
+    PLAYER_DETECTOR: CheckpointKind(
+        PLAYER_DETECTOR, "a player detector (where the player is on screen)", f'"kind": "{PLAYER_DETECTOR}"', lambda config: config.get("kind") == PLAYER_DETECTOR
     ),
 }
 

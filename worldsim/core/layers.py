@@ -15,6 +15,10 @@ Where the less obvious modules sit, and why:
   are core, usable from every layer. Building an env from its config is ``worldsim.envs.make_env``.
 * ``worldsim.eval`` and ``worldsim.agents`` are one layer: planners use models, evaluations run
   agents (``worldsim.eval.collect`` runs agents in envs to write datasets).
+* ``worldsim.rewards`` sits just above ``models``: a reward is a network (or a probe from
+  ``models``) plus a rule scoring generated transitions, so it uses models and core only; ``train``
+  trains its networks and the aligners (agents) and reports (eval) score with it, while the engine
+  and envs never need one.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ LAYERS: tuple[Layer, ...] = (
     Layer("envs", ("worldsim.envs",), "front-ends: the Gymnasium dream env and vector env, real-game adapters (envs/real), registration"),
     Layer("engine", ("worldsim.engine",), "N dreams' state (frames, actions, model state) stepped in one batched call"),
     Layer("train", ("worldsim.train",), "one training loop; tasks plug in (data, loss, export, model card)"),
+    Layer("rewards", ("worldsim.rewards",), "differentiable scores of generated transitions (realism, player presence, action consistency)"),
     Layer("models", ("worldsim.models",), "networks: context modules, U-Nets, end model and heads, the trajectory transformer"),
     Layer("diffusion", ("worldsim.diffusion",), "EDM preconditioning, noise levels, samplers, diffusion forcing"),
     Layer("data", ("worldsim.data",), "Minari I/O, training windows, labels"),

@@ -13,7 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from worldsim.core.checkpoint_kinds import DIFFUSION_FORCING_PLANNER, INVERSE_DYNAMICS, WORLD_MODEL, model_config_kind
+from worldsim.core.checkpoint_kinds import (
+    DIFFUSION_FORCING_PLANNER,
+    INVERSE_DYNAMICS,
+    PLAYER_DETECTOR,
+    REALISM_CRITIC,
+    WORLD_MODEL,
+    model_config_kind,
+)
 from worldsim.errors import WorldsimError
 
 # kind -> "module:function"; imported on demand (each pulls in its own models and data).
@@ -21,6 +28,8 @@ TRAINING_TASKS: dict[str, str] = {
     WORLD_MODEL: "worldsim.train.world_model_training:train_world_model",
     DIFFUSION_FORCING_PLANNER: "worldsim.train.planner_training:train_planner",
     INVERSE_DYNAMICS: "worldsim.train.idm_training:train_inverse_dynamics",
+    REALISM_CRITIC: "worldsim.train.realism_training:train_realism_critic",
+    PLAYER_DETECTOR: "worldsim.train.presence_training:train_player_detector",
 }
 
 

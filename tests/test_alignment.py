@@ -1,0 +1,422 @@
+"""Reward-gradient alignment: LoRA adapters, truncated backprop through sampling, rewards, aligners, ``worldsim align``.
+
+Everything runs on tiny models built here (a random world model of the Mario architecture at a
+fraction of its width, random reward nets), except the real-frame checks of Mario's screen position
+and the reward nets' training tasks, which use a few hundred real emulator steps.
+"""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from worldsim.agents.lora_alignment import RewardGradientAligner
+from worldsim.agents.policy_gradient_alignment import PolicyGradientAligner
+
+from worldsim.cli import main
+from worldsim.config import load_config
+from worldsim.core.checkpoint import save_checkpoint
+from worldsim.errors import WorldsimError
+from worldsim.eval.alignment import evaluate_rewards, evaluation_contexts
+from worldsim.models.inverse_dynamics import InverseDynamicsConfig, InverseDynamicsModel
+from worldsim.models.lora import (
+    LoraSettings,
+    adapters_disabled,
+    add_lora,
+    apply_adapter,
+    lora_parameters,
+    read_adapter,
+    save_adapter,
+    weights_fingerprint,
+)
+from worldsim.models.world_model import START_STATES_FILE, StartStates, WorldModel, WorldModelConfig, load_world_model
+from worldsim.rewards import RewardSet, Scores, Transition, per_sample
+from worldsim.rewards.consistency import ConsistencyReward
+from worldsim.rewards.presence import PlayerDetector, PlayerDetectorConfig, PresenceReward, mario_screen_position
+from worldsim.rewards.realism import RealismCritic, RealismCriticConfig, RealismReward
+
+TINY_MODEL = [
+    "model.unet.block_channels=[16,16]",
+    "model.unet.norm_groups=8",
+    "model.unet.space_to_depth=4",
+    "model.unet.refine_channels=8",
+    "model.end_model.channels=[8,8,8,8]",
+    "model.end_model.hidden=32",
+    "model.sampler.sigmas=[5.0,1.0,0.25]",  # three sampling steps, so that truncation has steps to cut
+]
+
+
+def tiny_world_model(seed: int) -> WorldModel:
+    torch.manual_seed(seed)
+    model = WorldModel(WorldModelConfig.from_dict(load_config("model", "mario", TINY_MODEL)))
+    # the output convs start at zero (the model copies its last frame); give them weights, so that
+    # gradients reach every LoRA factor and frames depend on the adapter
+    for conv in (model.denoiser.network.unet.conv_out, model.denoiser.network.refine[-1]):
+        torch.nn.init.normal_(conv.weight, std=0.05)
+    return model.eval()
+
+
+def save_world_model(path, model: WorldModel):
+    rng = np.random.default_rng(0)
+    starts = StartStates(rng.integers(0, 256, (4, 4, 64, 64, 3), dtype=np.uint8), np.zeros((4, 4), np.int64), np.zeros(4))
+    save_checkpoint(path, model, {"model": model.config.to_dict()}, files={START_STATES_FILE: starts.save_bytes()})
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Two tiny world models (different weights, same architecture) and a tiny realism critic."""
+    root = tmp_path_factory.mktemp("alignment")
+    critic = RealismCritic(RealismCriticConfig(channels=[8, 8, 8, 8], hidden=16))
+    save_checkpoint(root / "critic", critic, {"kind": "realism_critic", "critic": {"channels": [8, 8, 8, 8], "hidden": 16}})
+    return {
+        "base": save_world_model(root / "base", tiny_world_model(0)),
+        "other": save_world_model(root / "other", tiny_world_model(1)),
+        "critic": root / "critic",
+    }
+
+
+def tiny_batch(batch: int = 3, history: int = 5, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    frames = torch.rand((batch, history, 3, 64, 64), generator=generator) * 2 - 1
+    actions = torch.randint(0, 7, (batch, history), generator=generator)
+    return frames, actions
+
+
+class Brightness(torch.nn.Module):
+    """A toy reward for the learning tests: the generated frame's mean value."""
+
+    name, history_frames = "brightness", 1
+
+    def score(self, transition: Transition) -> Scores:
+        values = transition.next_frame.mean(dim=(1, 2, 3))
+        return Scores(values, torch.ones_like(values, dtype=torch.bool))
+
+
+# ----------------------------------------------------------------------------- LoRA, truncation
+
+
+def test_gradients_stop_at_the_cutoff_and_reach_only_the_lora(checkpoints):
+    model, _, _ = load_world_model(checkpoints["base"])
+    parameters = add_lora(model, LoraSettings(rank=4))
+    lora_names = {name for name, _ in model.named_parameters() if ".lora_" in name}
+    assert {name for name, p in model.named_parameters() if p.requires_grad} == lora_names
+    calls = []
+    denoise = model.denoiser.denoise
+
+    def recording(noisy, sigma, frames, actions, *rest):
+        out = denoise(noisy, sigma, frames, actions, *rest)
+        calls.append((noisy.requires_grad, out.requires_grad))
+        return out
+
+    model.denoiser.denoise = recording
+    frames, actions = tiny_batch(2, 4)
+    for grad_steps in (1, 2):
+        calls.clear()
+        model.zero_grad(set_to_none=True)
+        next_frame = model.sampler.sample(
+            model.denoiser, frames, actions, generator=torch.Generator().manual_seed(0), grad_steps=grad_steps
+        )
+        cutoff = 3 - grad_steps
+        # steps before the cutoff run without gradients; the first step with them starts from a
+        # sample that carries none (the graph is cut there)
+        assert [out for _, out in calls] == [index >= cutoff for index in range(3)]
+        assert [inp for inp, _ in calls] == [index > cutoff for index in range(3)]
+        next_frame.square().sum().backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in parameters)
+        assert any(p.grad.abs().sum() > 0 for p in parameters)
+        assert all(p.grad is None for name, p in model.named_parameters() if name not in lora_names)
+    with torch.no_grad():  # grad_steps=0: no graph at all
+        assert not model.sampler.sample(model.denoiser, frames, actions, grad_steps=0).requires_grad
+
+
+def base_weights(model: WorldModel) -> dict[str, torch.Tensor]:
+    """The model's weights other than LoRA's, by their names without an adapter."""
+    return {name.replace(".base_layer", ""): value for name, value in model.state_dict().items() if ".lora_" not in name}
+
+
+def perturb_lora(model: WorldModel, seed: int = 0) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in lora_parameters(model):
+            parameter.copy_(0.05 * torch.randn(parameter.shape, generator=generator))
+
+
+def test_adapter_round_trip_merge_and_env_loading(checkpoints, tmp_path):
+    model, _, _ = load_world_model(checkpoints["base"])
+    fingerprint = weights_fingerprint(model)
+    add_lora(model, LoraSettings(rank=4))
+    perturb_lora(model)
+    frames, actions = tiny_batch(2, 4)
+    sigma = torch.full((2,), 1.0)
+    noisy = torch.randn((2, 3, 64, 64), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        unmerged = model.denoiser.denoise(noisy, sigma, frames, actions)
+        unmerged_frames = model.sampler.sample(model.denoiser, frames, actions, generator=torch.Generator().manual_seed(2))
+        with adapters_disabled(model):
+            base = model.denoiser.denoise(noisy, sigma, frames, actions)
+    assert (unmerged - base).abs().max() > 1e-3  # the adapter changes the frames
+    save_adapter(tmp_path / "adapter", model, LoraSettings(rank=4), fingerprint)
+    assert read_adapter(tmp_path / "adapter").base_fingerprint == fingerprint
+
+    for merge in (False, True):
+        loaded, _, _ = load_world_model(checkpoints["base"])
+        apply_adapter(loaded, tmp_path / "adapter", merge=merge)
+        assert not any(".lora_" in name for name, _ in loaded.named_parameters()) if merge else lora_parameters(loaded)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded.denoiser.denoise(noisy, sigma, frames, actions), unmerged, atol=1e-4, rtol=1e-4)
+            again = loaded.sampler.sample(loaded.denoiser, frames, actions, generator=torch.Generator().manual_seed(2))
+        assert (again - unmerged_frames).abs().max() <= 1.01 / 127.5  # at most one 8-bit level, where rounding ties flip
+
+    # the dream envs load it merged: the same weights as merged by hand
+    merged_state = {name: value for name, value in loaded.state_dict().items()}
+    env = gym.make("worldsim/Mario-v0", checkpoint=checkpoints["base"], adapter=tmp_path / "adapter", device="cpu")
+    vector = gym.make_vec("worldsim/Mario-v0", num_envs=2, checkpoint=checkpoints["base"], adapter=tmp_path / "adapter", device="cpu")
+    for dream in (env, vector):
+        state = dream.unwrapped.engine.model.state_dict()
+        assert all(torch.equal(state[name], value) for name, value in merged_state.items())
+        dream.reset(seed=0)
+        dream.step(dream.action_space.sample())
+        dream.close()
+
+
+def test_an_adapter_on_another_base_is_one_error(checkpoints, tmp_path):
+    model, _, _ = load_world_model(checkpoints["base"])
+    fingerprint = weights_fingerprint(model)
+    add_lora(model, LoraSettings(rank=2))
+    save_adapter(tmp_path / "adapter", model, LoraSettings(rank=2), fingerprint)
+    other, _, _ = load_world_model(checkpoints["other"])
+    with pytest.raises(WorldsimError, match="trained on another world model") as error:
+        apply_adapter(other, tmp_path / "adapter")
+    assert "\n" not in str(error.value)
+    with pytest.raises(WorldsimError, match="trained on another world model"):
+        gym.make("worldsim/Mario-v0", checkpoint=checkpoints["other"], adapter=tmp_path / "adapter", device="cpu")
+    with pytest.raises(WorldsimError, match="holds a world model, not a LoRA adapter"):
+        apply_adapter(other, checkpoints["base"])
+
+
+# ----------------------------------------------------------------------------- rewards
+
+
+def test_each_reward_scores_tiny_transitions_differentiably():
+    torch.manual_seed(0)
+    rewards = {
+        "realism": RealismReward(RealismCritic(RealismCriticConfig(channels=[8, 8, 8, 8], hidden=16))),
+        "presence": PresenceReward(PlayerDetector(PlayerDetectorConfig(channels=[8, 8], dilations=[1, 2])), seen=0.0),
+        "consistency": ConsistencyReward(InverseDynamicsModel(InverseDynamicsConfig(channels=[8, 8, 8, 8], hidden=16))),
+    }
+    history, history_actions = tiny_batch(3, 5)
+    history_actions[0, -3:] = 4  # sample 0 held action 4 for three steps: the probe can read it
+    for name, reward in rewards.items():
+        next_frame = (torch.rand((3, 3, 64, 64)) * 2 - 1).requires_grad_()
+        scores = reward.score(Transition(history, history_actions, torch.tensor([4, 4, 4]), next_frame))
+        assert scores.values.shape == scores.valid.shape == (3,) and scores.valid.dtype == torch.bool, name
+        assert torch.isfinite(scores.values).all(), name
+        per_sample({name: scores}, {name: 1.0}).mean().backward()
+        assert torch.isfinite(next_frame.grad).all() and next_frame.grad.abs().sum() > 0, name
+    consistency = rewards["consistency"].score(Transition(history, history_actions, torch.tensor([4, 4, 4]), torch.zeros(3, 3, 64, 64)))
+    assert consistency.valid.tolist() == [True, False, False]  # only a held action is the probe's question
+
+
+def test_per_sample_fills_undefined_rewards_with_their_mean():
+    scores = {
+        "a": Scores(torch.tensor([1.0, 3.0, 100.0]), torch.tensor([True, True, False])),
+        "b": Scores(torch.tensor([2.0, 2.0, 2.0]), torch.ones(3, dtype=torch.bool)),
+    }
+    total = per_sample(scores, {"a": 1.0, "b": 0.5})
+    torch.testing.assert_close(total, torch.tensor([2.0, 4.0, 3.0]))
+    assert total.mean() == pytest.approx(2.0 + 1.0)  # each reward's mean over its valid samples, weighted
+
+
+def test_mario_screen_position_lands_on_mario_in_real_frames():
+    env = gym.make("worldsim/MarioReal-v0")
+    observation, info = env.reset(seed=3)
+    sky = np.array([104, 136, 252])
+    on_mario, above = [], []
+    for step in range(80):
+        column, row = mario_screen_position(info["x_pos"], info["y_pos"], info["camera_x"])
+        for shift, found in ((0, on_mario), (-6, above)):
+            r, c = int(row) + shift, int(column)
+            window = observation[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2].astype(int)
+            found.append(bool((np.abs(window - sky).sum(-1) > 60).any()))
+        observation, _, terminated, truncated, info = env.step(4 if step % 12 < 6 else 3)  # run right, jumping
+        if terminated or truncated:
+            break
+    env.close()
+    assert np.mean(on_mario) >= 0.9 and np.mean(above) <= 0.3, (np.mean(on_mario), np.mean(above))
+
+
+# ----------------------------------------------------------------------------- aligners
+
+
+def test_the_aligner_raises_its_reward_and_changes_only_the_adapter(checkpoints, tmp_path):
+    env = gym.make_vec("worldsim/Mario-v0", num_envs=2, checkpoint=checkpoints["base"], device="cpu")
+    model = env.unwrapped.engine.model
+    before_weights = {name: value.clone() for name, value in base_weights(model).items()}
+    rewards = RewardSet({"brightness": Brightness()}, {"brightness": 1.0})
+    aligner = RewardGradientAligner(
+        env, reward_set=rewards, behaviour="random", batch_size=4, grad_steps=2, cutoff="random", lr=1e-2, lora={"rank": 4}, seed=0
+    )
+    contexts, _ = evaluation_contexts(model, env.unwrapped.engine.start_states, 1, 8, seed=0)
+    with adapters_disabled(model):
+        base_reward = evaluate_rewards(model, rewards, contexts, seed=0)["total"]
+    aligner.learn(env, 6, run_dir=tmp_path / "run")
+    assert aligner.updates == 6 and {row["grad_steps"] for row in aligner.curve} <= {1, 2}
+    assert evaluate_rewards(model, rewards, contexts, seed=0)["total"] > base_reward + 0.01
+    after = base_weights(model)
+    assert after.keys() == before_weights.keys()
+    changed = [name for name, value in before_weights.items() if not torch.equal(after[name], value)]
+    assert not changed, f"base weights changed: {changed[:3]}"
+    assert any(p.abs().sum() > 0 for name, p in model.named_parameters() if ".lora_B" in name)
+
+    # Resuming: a new aligner on a new env continues the run from its checkpoint, to 8 updates.
+    env.close()
+    env = gym.make_vec("worldsim/Mario-v0", num_envs=2, checkpoint=checkpoints["base"], device="cpu")
+    resumed = RewardGradientAligner(
+        env, reward_set=rewards, behaviour="random", batch_size=4, grad_steps=2, cutoff="random", lr=1e-2, lora={"rank": 4}, seed=0
+    )
+    resumed.learn(env, 8, run_dir=tmp_path / "run")
+    assert resumed.updates == 8 and len((tmp_path / "run" / "curve.csv").read_text().splitlines()) == 9
+    assert read_adapter(tmp_path / "run" / "adapter").checkpoint.training_state["updates"] == 8
+    env.close()
+    env = gym.make_vec("worldsim/Mario-v0", num_envs=2, checkpoint=checkpoints["base"], device="cpu")
+    other = RewardGradientAligner(env, reward_set=rewards, behaviour="random", batch_size=4, grad_steps=1, lora={"rank": 4})
+    with pytest.raises(WorldsimError, match="other aligner settings"):
+        other.learn(env, 9, run_dir=tmp_path / "run")
+    env.close()
+
+
+def test_the_policy_gradient_baseline_trains_the_same_adapter(checkpoints, tmp_path):
+    env = gym.make("worldsim/Mario-v0", checkpoint=checkpoints["base"], device="cpu")  # a single dream, tiled to the batch
+    rewards = RewardSet({"brightness": Brightness()}, {"brightness": 1.0})
+    baseline = PolicyGradientAligner(env, reward_set=rewards, behaviour="random", batch_size=4, lora={"rank": 4}, lr=1e-2, exploration=0.1)
+    base = {name: value.clone() for name, value in env.unwrapped.engine.model.state_dict().items() if ".lora_" not in name}
+    baseline.learn(env, 3)
+    assert baseline.updates == 3 and all(np.isfinite(row["grad_norm"]) for row in baseline.curve)
+    state = env.unwrapped.engine.model.state_dict()
+    assert all(torch.equal(state[name], value) for name, value in base.items())
+    assert any(p.abs().sum() > 0 for name, p in env.unwrapped.engine.model.named_parameters() if ".lora_B" in name)
+    baseline.save(tmp_path / "adapter")
+    assert read_adapter(tmp_path / "adapter").info["aligner"]["exploration"] == 0.1
+    env.close()
+
+
+def test_the_driver_keeps_each_dreams_history(checkpoints):
+    from worldsim.agents import make_agent
+    from worldsim.agents.dream_driver import DreamDriver
+
+    env = gym.make_vec("worldsim/Mario-v0", num_envs=2, checkpoint=checkpoints["base"], device="cpu")
+    engine = env.unwrapped.engine
+    driver = DreamDriver(env, lambda view: make_agent("scripted", view), history_frames=6, seed=0)
+    assert driver.history.shape[:2] == (2, 6) and torch.equal(driver.history[:, -4:], engine.frames)
+    assert torch.equal(driver.history[:, 0], driver.history[:, 2])  # a fresh episode repeats its first frame
+    for _ in range(3):
+        actions = driver.actions()
+        context = driver.context(actions)
+        assert torch.equal(context["actions"][:, -1], torch.as_tensor(actions)) and torch.equal(context["frames"], engine.frames)
+        driver.step(actions)
+        assert torch.equal(driver.history[:, -4:], engine.frames) and torch.equal(driver.history_actions[:, -4:], engine.actions)
+    assert driver.steps == 3
+    driver.restart()
+    assert driver.steps == 0 and torch.equal(driver.history[:, -4:], engine.frames)
+    env.close()
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def test_worldsim_align_end_to_end(checkpoints, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["--steps", "2", "--dreams", "2", "--eval-contexts", "4", "--quiet", f"env.kwargs.checkpoint={checkpoints['base']}", "env.kwargs.device=cpu",
+              f"realism.path={checkpoints['critic']}", "aligner.batch_size=2"]  # fmt: skip
+    assert main(["align", "--env", "mario-dream", "--reward", "realism", "--out", str(out), *common]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"] == "reward_gradient" and report["reward_queries"] == 4 and set(report["after"]) == {"total", "realism"}
+    assert {path.name for path in out.iterdir()} >= {"adapter", "model", "curve.csv", "report.json"}
+    env = gym.make("worldsim/Mario-v0", checkpoint=checkpoints["base"], adapter=out / "adapter", device="cpu")
+    merged, _, _ = load_world_model(out / "model")  # the merged export is a plain world model
+    assert all(torch.equal(merged.state_dict()[name], value) for name, value in env.unwrapped.engine.model.state_dict().items())
+    env.close()
+
+    assert main(["align", "--reward", "realism", "--baseline", "policy-gradient", "--out", str(tmp_path / "ddpo"), *common]) == 0
+    assert json.loads((tmp_path / "ddpo" / "report.json").read_text())["method"] == "policy_gradient"
+
+    capsys.readouterr()
+    assert main(["align", "--reward", "realism+beauty", "--steps", "1", "--out", str(tmp_path / "bad")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "unknown reward 'beauty'" in error and not (tmp_path / "bad").exists()
+    assert (
+        main(
+            [
+                "align",
+                "--reward",
+                "presence",
+                "--steps",
+                "1",
+                "--out",
+                str(tmp_path / "bad"),
+                f"env.kwargs.checkpoint={checkpoints['base']}",
+            ]
+        )
+        == 2
+    )
+    assert "presence.path=FOLDER" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the reward nets' training tasks
+
+
+@pytest.fixture(scope="module")
+def real_dataset(tmp_path_factory):
+    """120 real steps of the scripted runner (with camera_x) as a Minari dataset."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
+    assert (
+        main(
+            [
+                "collect",
+                "--env",
+                "mario",
+                "--agent",
+                "scripted",
+                "--steps",
+                "120",
+                "--quiet",
+                "--dataset-id",
+                "worldsim/mario-align-tiny-v0",
+            ]
+        )
+        == 0
+    )
+    yield "worldsim/mario-align-tiny-v0"
+    patch.undo()
+
+
+def test_reward_nets_train_resume_and_load(real_dataset, checkpoints, tmp_path):
+    from worldsim.rewards.presence import load_presence_reward
+    from worldsim.rewards.realism import load_realism_reward
+    from worldsim.train.tasks import train_model
+
+    common = [f"train.datasets=[{real_dataset}]", f"train.heldout={real_dataset}", "train.batch_size=4", "train.checkpoint_every=1"]
+    presence_model = load_config("model", "presence-mario", ["model.channels=[8,8]", "model.dilations=[1,2]"])
+    for steps in (2, 3):  # the second run resumes the first
+        path = train_model(
+            presence_model,
+            load_config("train", "presence-mario", [*common, f"train.steps={steps}", "train.heldout_frames=16"]),
+            tmp_path / "presence",
+            progress=False,
+        )
+    assert json.loads((tmp_path / "presence" / "player_detector" / "training.json").read_text())["step"] == 3
+    assert "median error" in (path / "README.md").read_text()
+    assert isinstance(load_presence_reward(path), PresenceReward)
+
+    realism_model = load_config("model", "realism-mario", ["model.channels=[8,8,8,8]", "model.hidden=16"])
+    realism_train = load_config(
+        "train", "realism-mario", [*common, "train.steps=2", "train.heldout_windows=8", f"train.world_model={checkpoints['base']}"]
+    )
+    path = train_model(realism_model, realism_train, tmp_path / "realism", progress=False)
+    assert "dreamed recognised" in (path / "README.md").read_text()
+    assert isinstance(load_realism_reward(path), RealismReward)
