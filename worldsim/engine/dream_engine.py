@@ -20,7 +20,6 @@ the last k sampling steps with gradients (reward-gradient alignment needs them).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -57,12 +56,7 @@ def load_engine_model(
     device = resolve_device(device)
     model, start_states, _ = load_world_model(checkpoint, device)
     if sampling_steps is not None:
-        if int(sampling_steps) != sampling_steps or sampling_steps < 1:
-            raise WorldsimError(f"sampling_steps must be an integer >= 1, got {sampling_steps!r}")
-        from worldsim.diffusion.sampler import NextFrameSampler
-
-        karras = dataclasses.replace(model.config.sampler, num_steps=int(sampling_steps), sigmas=None)
-        model.sampler = NextFrameSampler(karras, sigma_data=model.config.edm.sigma_data)
+        model.use_sampling_steps(sampling_steps)
     return model, start_states, device
 
 

@@ -8,6 +8,7 @@ recurrent state. ``WorldModelConfig`` is what a checkpoint's ``config.json`` sto
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +123,14 @@ class WorldModel(nn.Module):
     @property
     def context_length(self) -> int:
         return self.config.context_length
+
+    def use_sampling_steps(self, sampling_steps: int) -> None:
+        """Sample with ``sampling_steps`` Karras-spaced Euler steps instead of the config's levels
+        (what ``sampling_steps=N`` of the dream envs means); anything but an integer >= 1 is one error."""
+        if int(sampling_steps) != sampling_steps or sampling_steps < 1:
+            raise WorldsimError(f"sampling_steps must be an integer >= 1, got {sampling_steps!r}")
+        karras = dataclasses.replace(self.config.sampler, num_steps=int(sampling_steps), sigmas=None)
+        self.sampler = NextFrameSampler(karras, sigma_data=self.config.edm.sigma_data)
 
     @property
     def recurrent(self) -> bool:

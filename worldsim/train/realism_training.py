@@ -11,7 +11,6 @@ records. ``OUT/model`` is the finished critic; its card gives its accuracy on he
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,6 @@ from worldsim.core.frames import from_uint8
 from worldsim.core.serialization import from_dict, to_dict
 from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
-from worldsim.diffusion.sampler import NextFrameSampler
 from worldsim.errors import WorldsimError
 from worldsim.models.lora import weights_fingerprint
 from worldsim.models.world_model import WorldModel, load_world_model
@@ -142,10 +140,7 @@ def train_realism_critic(
     world_model_path = Path(cfg.world_model) if cfg.world_model else shipped_checkpoint(SHIPPED_WORLD_MODEL)
     world_model, _, _ = load_world_model(world_model_path)
     if cfg.sampling_steps is not None:  # dream as the env will with sampling_steps=N
-        if cfg.sampling_steps < 1:
-            raise WorldsimError(f"train.sampling_steps must be >= 1, got {cfg.sampling_steps}")
-        karras = dataclasses.replace(world_model.config.sampler, num_steps=int(cfg.sampling_steps), sigmas=None)
-        world_model.sampler = NextFrameSampler(karras, sigma_data=world_model.config.edm.sigma_data)
+        world_model.use_sampling_steps(cfg.sampling_steps)
     world_model.requires_grad_(False)
     values = {key: value for key, value in model_values.items() if key != "kind"}
     config = from_dict(RealismCriticConfig, values, where="model")
