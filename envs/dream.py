@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from worldsim.envs.rendering import FrameRenderer
+from worldsim.envs.rendering import FrameRenderer, check_render_mode
 
 from worldsim.core.checkpoint import shipped_checkpoint as shipped_checkpoint_folder
 from worldsim.core.game import GameDescription
@@ -57,7 +57,9 @@ def dream_spaces(config) -> tuple[spaces.Box, spaces.Discrete | spaces.MultiDisc
 def build_engine(checkpoint, device, sampling_steps, num_dreams: int, shipped: str = SHIPPED_CHECKPOINT, adapter=None) -> DreamEngine:
     """The engine behind a dream front-end: ``checkpoint=None`` is the shipped model ``shipped``;
     ``adapter``: a LoRA adapter folder (``worldsim align``), checked against that model and merged."""
-    model, start_states, device = load_engine_model(checkpoint if checkpoint is not None else shipped_checkpoint(shipped), device, sampling_steps)
+    model, start_states, device = load_engine_model(
+        checkpoint if checkpoint is not None else shipped_checkpoint(shipped), device, sampling_steps
+    )
     if adapter is not None:
         from worldsim.models.lora import apply_adapter
 
@@ -147,8 +149,7 @@ class WorldModelEnv(gym.Env):
         shipped: str = SHIPPED_CHECKPOINT,
         adapter: str | os.PathLike | None = None,
     ):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise WorldsimError(f"render_mode {render_mode!r} is not supported: use one of {self.metadata['render_modes']} or None")
+        check_render_mode(render_mode, self.metadata["render_modes"])
         self.engine = build_engine(checkpoint, device, sampling_steps, num_dreams=1, shipped=shipped, adapter=adapter)
         self.model, self.device, self.game = self.engine.model, self.engine.device, self.engine.game
         self.context_length = self.engine.context_length

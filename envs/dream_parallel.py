@@ -23,7 +23,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 from worldsim.envs.dream import build_engine, dream_spaces, is_action, reset_options, single_info
-from worldsim.envs.rendering import FrameRenderer
+from worldsim.envs.rendering import FrameRenderer, check_render_mode
 
 from worldsim.errors import WorldsimError
 
@@ -56,7 +56,12 @@ class DreamParallelEnv(ParallelEnv):
     own envs ignore options they do not know.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "human"], "name": "worldsim_dream_v0", "is_parallelizable": True, "render_fps": 15}
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": ["rgb_array", "human"],
+        "name": "worldsim_dream_v0",
+        "is_parallelizable": True,
+        "render_fps": 15,
+    }
 
     def __init__(
         self,
@@ -68,8 +73,7 @@ class DreamParallelEnv(ParallelEnv):
         max_cycles: int | None = 900,
         shipped: str = COOP_PONG_SHIPPED,
     ):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise WorldsimError(f"render_mode {render_mode!r} is not supported: use one of {self.metadata['render_modes']} or None")
+        check_render_mode(render_mode, self.metadata["render_modes"])
         self.engine = build_engine(checkpoint, device, sampling_steps, num_dreams=1, shipped=shipped)
         self.game = self.engine.game
         if not self.game.agents:
@@ -99,7 +103,9 @@ class DreamParallelEnv(ParallelEnv):
         if options and not {"frames", "actions"} & set(options):
             # PettingZoo's envs take any options and ignore what they do not know (its API test
             # passes {"options": 1}); a context start is checked as strictly as everywhere else.
-            warnings.warn(f"reset options {sorted(options)} ignored: a dream starts from options={{'frames': ..., 'actions': ...}}", stacklevel=2)
+            warnings.warn(
+                f"reset options {sorted(options)} ignored: a dream starts from options={{'frames': ..., 'actions': ...}}", stacklevel=2
+            )
             options = None
         context = reset_options(self.engine, options, num_dreams=None) if options else None
         self.engine.reset([0], self._np_random, context)
@@ -117,7 +123,9 @@ class DreamParallelEnv(ParallelEnv):
             raise WorldsimError(f"actions are given for {sorted(actions)}; pass one action for each live agent: {self.agents}")
         for agent, action in actions.items():
             if not is_action(action, self.action_spaces[agent]):
-                raise WorldsimError(f"action {action!r} of {agent} is not in {self.action_spaces[agent]}: pass an int in 0..{self.action_spaces[agent].n - 1}")
+                raise WorldsimError(
+                    f"action {action!r} of {agent} is not in {self.action_spaces[agent]}: pass an int in 0..{self.action_spaces[agent].n - 1}"
+                )
         joint = self.game.joint_action(np.array([[int(actions[agent]) for agent in self.possible_agents]]))
         result = self.engine.step(joint)
         self._steps += 1

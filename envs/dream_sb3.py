@@ -60,7 +60,12 @@ class DreamSB3VecEnv(VecEnv):
 
     def step_async(self, actions: np.ndarray) -> None:
         actions = np.asarray(actions).reshape(-1)
-        if actions.shape != (self.num_envs,) or not np.issubdtype(actions.dtype, np.integer) or actions.min() < 0 or actions.max() >= self.action_space.n:
+        if (
+            actions.shape != (self.num_envs,)
+            or not np.issubdtype(actions.dtype, np.integer)
+            or actions.min() < 0
+            or actions.max() >= self.action_space.n
+        ):
             raise WorldsimError(f"actions {actions.tolist()} do not fit: pass {self.num_envs} ints in 0..{self.action_space.n - 1}")
         self._actions = actions
 

@@ -19,7 +19,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from worldsim.envs.dream import SHIPPED_CHECKPOINT, action_hint, build_engine, dream_spaces, joint_actions, reset_options
-from worldsim.envs.rendering import upscale
+from worldsim.envs.rendering import check_render_mode, upscale
 
 from worldsim.errors import WorldsimError
 
@@ -53,8 +53,7 @@ class WorldModelVectorEnv(VectorEnv):
     ):
         if num_envs < 1:
             raise WorldsimError(f"num_envs must be >= 1, got {num_envs}")
-        if render_mode not in (None, "rgb_array"):
-            raise WorldsimError(f"render_mode {render_mode!r} is not supported by the vector env: use 'rgb_array' or None")
+        check_render_mode(render_mode, self.metadata["render_modes"])
         self.engine = build_engine(checkpoint, device, sampling_steps, num_dreams=num_envs, shipped=shipped, adapter=adapter)
         self.model, self.device, self.game = self.engine.model, self.engine.device, self.engine.game
         self.num_envs = num_envs

@@ -35,7 +35,12 @@ def keyboard_action(buttons: set[str], action_set: Sequence[Sequence[str]]) -> i
 def held_buttons(pygame) -> set[str]:
     """The NES buttons held on the keyboard: arrows, X or up for A (jump), Z for B (run)."""
     pressed = pygame.key.get_pressed()
-    keys = {"right": pressed[pygame.K_RIGHT], "left": pressed[pygame.K_LEFT], "A": pressed[pygame.K_x] or pressed[pygame.K_UP], "B": pressed[pygame.K_z]}
+    keys = {
+        "right": pressed[pygame.K_RIGHT],
+        "left": pressed[pygame.K_LEFT],
+        "A": pressed[pygame.K_x] or pressed[pygame.K_UP],
+        "B": pressed[pygame.K_z],
+    }
     return {button for button, down in keys.items() if down}
 
 

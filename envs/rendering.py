@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from worldsim.errors import WorldsimError
+
+
+def check_render_mode(render_mode: str | None, supported) -> None:
+    """Every env's constructor check: one clear error naming the modes it does support."""
+    if render_mode is not None and render_mode not in supported:
+        raise WorldsimError(f"render_mode {render_mode!r} is not supported: use None or one of {', '.join(supported)}")
+
 
 def upscale(frame: np.ndarray, scale: int) -> np.ndarray:
     """Nearest-neighbour upscale of ``uint8[H, W, C]`` to ``uint8[H*scale, W*scale, C]``."""

@@ -43,6 +43,7 @@ from pettingzoo import ParallelEnv
 # The game's own module: ``pettingzoo.butterfly.cooperative_pong_v6`` re-exports it with a
 # DeprecationWarning (PettingZoo's versioned imports are deprecated); the version is checked below.
 from pettingzoo.butterfly.cooperative_pong import cooperative_pong as pettingzoo_game
+from worldsim.envs.rendering import check_render_mode
 
 from worldsim.errors import WorldsimError
 
@@ -114,8 +115,7 @@ class CoopPongParallelEnv(ParallelEnv):
     }
 
     def __init__(self, size: tuple[int, int] = (64, 64), render_mode: str | None = None, **game_kwargs: Any):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise WorldsimError(f"render_mode {render_mode!r} is not supported: use one of {self.metadata['render_modes']} or None")
+        check_render_mode(render_mode, self.metadata["render_modes"])
         _check_game_kwargs(game_kwargs)
         if pettingzoo_game.raw_env.metadata["name"] != GAME_VERSION:
             raise WorldsimError(

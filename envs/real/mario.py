@@ -24,7 +24,7 @@ from gym_super_mario_bros import SuperMarioBrosEnv
 from gym_super_mario_bros.actions import COMPLEX_MOVEMENT, RIGHT_ONLY, SIMPLE_MOVEMENT
 from gymnasium import spaces
 from nes_py.wrappers import JoypadSpace
-from worldsim.envs.rendering import FrameRenderer
+from worldsim.envs.rendering import FrameRenderer, check_render_mode
 
 from worldsim.errors import WorldsimError
 
@@ -105,8 +105,7 @@ class MarioEnv(gym.Env):
         render_scale: int = 4,
         noop_max: int = 0,
     ):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise WorldsimError(f"render_mode {render_mode!r} is not supported: use one of {self.metadata['render_modes']}")
+        check_render_mode(render_mode, self.metadata["render_modes"])
         if int(frame_skip) < 2:
             raise WorldsimError(f"frame_skip must be >= 2 (max-pooling needs two frames), got {frame_skip}")
         self.level = parse_level(level)

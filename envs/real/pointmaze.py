@@ -53,6 +53,8 @@ with contextlib.redirect_stderr(io.StringIO()):
         PointMazeEnv as RoboticsPointMazeEnv,
     )
 
+from worldsim.envs.rendering import check_render_mode
+
 from worldsim.errors import WorldsimError
 
 
@@ -66,6 +68,7 @@ def _import_triton_before_opengl() -> None:
     """
     with contextlib.suppress(ImportError):
         import triton  # noqa: F401
+
 
 MAZE_MAPS: dict[str, list[list[int | str]]] = {
     "umaze": maps.U_MAZE,
@@ -119,9 +122,7 @@ class PointMazeEnv(RoboticsPointMazeEnv):
         if reward_type not in ("sparse", "dense"):
             # the robotics env would silently return a reward of None
             raise WorldsimError(f"unknown reward_type {reward_type!r}: choose 'sparse' or 'dense'")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            modes = ", ".join(self.metadata["render_modes"])
-            raise WorldsimError(f"render_mode {render_mode!r} is not supported: use None or one of {modes}")
+        check_render_mode(render_mode, self.metadata["render_modes"])
         if render_mode is not None:
             _import_triton_before_opengl()
         # a copy, so that nothing done to this env's map can change the module-level maps
@@ -192,12 +193,7 @@ class PointMazeEnv(RoboticsPointMazeEnv):
     @property
     def free_cells(self) -> list[tuple[int, int]]:
         """Every free ``(row, col)``, in row-major order."""
-        return [
-            (row, col)
-            for row, cells in enumerate(self.maze.maze_map)
-            for col, cell in enumerate(cells)
-            if cell != WALL
-        ]
+        return [(row, col) for row, cells in enumerate(self.maze.maze_map) for col, cell in enumerate(cells) if cell != WALL]
 
     def is_free(self, cell: tuple[int, int]) -> bool:
         """Whether ``(row, col)`` lies inside the maze and is not a wall."""
