@@ -4,7 +4,8 @@ of processes, the step reached and a checksum of its final (EMA) weights.
 
 Every process holds the same weights only if the loop kept them in step (gradients averaged over
 processes that each draw their own batches); ``tests/test_distributed.py`` compares the records.
-The loop is not changed for this: the planner task's call of ``train`` is wrapped here.
+The loop is not changed for this: its ``train``, which the planner's trainer reaches through
+``train_with_tensorboard``, is wrapped here.
 """
 
 import hashlib
@@ -46,7 +47,7 @@ def recording(train):
 
 if __name__ == "__main__":
     from worldsim.cli import main
-    from worldsim.train import planner_training
+    from worldsim.train import loop
 
-    planner_training.train = recording(planner_training.train)  # the name train_planner calls
+    loop.train = recording(loop.train)  # the name train_with_tensorboard calls
     sys.exit(main(sys.argv[1:]))

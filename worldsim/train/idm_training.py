@@ -24,7 +24,7 @@ from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
 from worldsim.errors import WorldsimError
 from worldsim.models.inverse_dynamics import IDM_KIND, InverseDynamicsConfig, InverseDynamicsModel
-from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, tensorboard_writer, train
+from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, train_with_tensorboard
 
 MODEL_DIR = "model"
 
@@ -94,11 +94,8 @@ def train_inverse_dynamics(model_values: dict[str, Any], train_values: dict[str,
     windows = SequenceDataset(datasets, config.frames, pad_start=config.frames - config.held_steps - 1)
     saved_config = {"kind": IDM_KIND, "inverse_dynamics": to_dict(config), "datasets": sorted(cfg.datasets)}
     model = InverseDynamicsModel(config)
-    writer = tensorboard_writer(out) if accelerator.is_main_process else None
-    result = train(InverseDynamicsTask(InverseDynamicsObjective(model), saved_config, windows, config.held_steps), cfg, out / "inverse_dynamics", accelerator,
-                   seed=cfg.seed, writer=writer, progress=progress)  # fmt: skip
-    if writer is not None:
-        writer.close()
+    task = InverseDynamicsTask(InverseDynamicsObjective(model), saved_config, windows, config.held_steps)
+    result = train_with_tensorboard(task, cfg, out, "inverse_dynamics", accelerator, seed=cfg.seed, progress=progress)
     if not accelerator.is_main_process:  # one process writes the model, as for the planner
         return out / MODEL_DIR
     card = "\n".join(

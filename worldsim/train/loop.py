@@ -236,6 +236,18 @@ def _resume(folder: Path, module, optimizer, lr_schedule, ema: EMAModel, accepts
     return int(checkpoint.training_state["step"]), float(checkpoint.training_state["elapsed_seconds"])
 
 
+def train_with_tensorboard(
+    task: TrainingTask, cfg: LoopConfig, out: Path, name: str, accelerator: Accelerator, *, seed: int, progress: bool
+) -> TrainingResult:
+    """A one-network run: ``task`` trained in ``out/name`` with the run's tensorboard at
+    ``out/tensorboard``, written by the main process only."""
+    writer = tensorboard_writer(out) if accelerator.is_main_process else None
+    result = train(task, cfg, out / name, accelerator, seed=seed, writer=writer, progress=progress)
+    if writer is not None:
+        writer.close()
+    return result
+
+
 def tensorboard_writer(out: Path):
     from torch.utils.tensorboard import SummaryWriter
 

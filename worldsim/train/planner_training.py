@@ -25,7 +25,7 @@ from worldsim.data.minari_io import load_dataset
 from worldsim.data.trajectories import TrajectoryWindows
 from worldsim.errors import WorldsimError
 from worldsim.models.trajectory_model import TrajectoryModelConfig, build_trajectory_model
-from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, tensorboard_writer, train
+from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, train_with_tensorboard
 
 MODEL_DIR = "model"
 # The mazes a planner can be trained for, and their env ids (kept here: train does not import envs).
@@ -87,10 +87,8 @@ def train_planner(model_values: dict[str, Any], train_values: dict[str, Any], ou
     config = TrajectoryModelConfig.from_dict({**values, "normalizer": windows.normalizer.to_dict()})
     saved_config = {"kind": DIFFUSION_FORCING_PLANNER, "planner": config.to_dict()}
     model = build_trajectory_model(config)
-    writer = tensorboard_writer(out) if accelerator.is_main_process else None
-    result = train(PlannerTask(PlannerObjective(model), saved_config, windows), cfg, out / "planner", accelerator, seed=cfg.seed, writer=writer, progress=progress)
-    if writer is not None:
-        writer.close()
+    task = PlannerTask(PlannerObjective(model), saved_config, windows)
+    result = train_with_tensorboard(task, cfg, out, "planner", accelerator, seed=cfg.seed, progress=progress)
     if accelerator.is_main_process:
         steps_total = sum(len(ep) for ep in windows.episodes)
         card = "\n".join(

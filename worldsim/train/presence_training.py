@@ -27,7 +27,7 @@ from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
 from worldsim.errors import WorldsimError
 from worldsim.rewards.presence import PlayerDetector, PlayerDetectorConfig, focal_loss, heatmap_targets, mario_screen_position, peak
-from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, tensorboard_writer, train
+from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, train_with_tensorboard
 
 MODEL_DIR = "model"
 LABELS = ("x_pos", "y_pos", "camera_x")
@@ -131,11 +131,8 @@ def train_player_detector(
     frames = SequenceDataset([load_dataset(dataset_id) for dataset_id in cfg.datasets], 1, LABELS)
     saved_config = {"kind": PLAYER_DETECTOR, "detector": to_dict(config), "datasets": sorted(cfg.datasets)}
     detector = PlayerDetector(config)
-    writer = tensorboard_writer(out) if accelerator.is_main_process else None
-    result = train(PresenceTask(PresenceObjective(detector), saved_config, frames), cfg, out / "player_detector", accelerator,
-                   seed=cfg.seed, writer=writer, progress=progress)  # fmt: skip
-    if writer is not None:
-        writer.close()
+    task = PresenceTask(PresenceObjective(detector), saved_config, frames)
+    result = train_with_tensorboard(task, cfg, out, "player_detector", accelerator, seed=cfg.seed, progress=progress)
     if not accelerator.is_main_process:
         return out / MODEL_DIR
     detector = detector.to("cpu").eval()

@@ -30,7 +30,7 @@ from worldsim.errors import WorldsimError
 from worldsim.models.lora import weights_fingerprint
 from worldsim.models.world_model import WorldModel, load_world_model
 from worldsim.rewards.realism import RealismCritic, RealismCriticConfig
-from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, tensorboard_writer, train
+from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, train_with_tensorboard
 
 MODEL_DIR = "model"
 SHIPPED_WORLD_MODEL = "mario-v0"
@@ -157,11 +157,8 @@ def train_realism_critic(
         },
     }
     critic = RealismCritic(config)
-    writer = tensorboard_writer(out) if accelerator.is_main_process else None
     task = RealismTask(RealismObjective(critic), saved_config, windows, world_model, cfg)
-    result = train(task, cfg, out / "realism_critic", accelerator, seed=cfg.seed, writer=writer, progress=progress)
-    if writer is not None:
-        writer.close()
+    result = train_with_tensorboard(task, cfg, out, "realism_critic", accelerator, seed=cfg.seed, progress=progress)
     if not accelerator.is_main_process:
         return out / MODEL_DIR
     critic, world_model = critic.to("cpu").eval(), world_model.to("cpu")
