@@ -374,23 +374,8 @@ def real_dataset(tmp_path_factory):
     """120 real steps of the scripted runner (with camera_x) as a Minari dataset."""
     patch = pytest.MonkeyPatch()
     patch.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
-    assert (
-        main(
-            [
-                "collect",
-                "--env",
-                "mario",
-                "--agent",
-                "scripted",
-                "--steps",
-                "120",
-                "--quiet",
-                "--dataset-id",
-                "worldsim/mario-align-tiny-v0",
-            ]
-        )
-        == 0
-    )
+    collect = ["collect", "--env", "mario", "--agent", "scripted", "--steps", "120", "--quiet"]
+    assert main([*collect, "--dataset-id", "worldsim/mario-align-tiny-v0"]) == 0
     yield "worldsim/mario-align-tiny-v0"
     patch.undo()
 

@@ -66,23 +66,8 @@ def test_play_runs_headless_for_a_few_steps():
 
 
 def test_eval_reports_fidelity_on_real_episodes(tmp_path, minari_path, capsys):
-    assert (
-        main(
-            [
-                "collect",
-                "--env",
-                "mario",
-                "--agent",
-                "scripted",
-                "--steps",
-                "120",
-                "--quiet",
-                "--dataset-id",
-                "worldsim/mario-eval-v0",
-            ]
-        )
-        == 0
-    )
+    collect = ["collect", "--env", "mario", "--agent", "scripted", "--steps", "120", "--quiet"]
+    assert main([*collect, "--dataset-id", "worldsim/mario-eval-v0"]) == 0
     report_file = tmp_path / "fidelity.json"
     argv = [
         "eval",

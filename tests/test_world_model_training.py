@@ -50,23 +50,8 @@ def dataset_id(tmp_path_factory):
     path = tmp_path_factory.mktemp("minari")
     patch = pytest.MonkeyPatch()
     patch.setenv("MINARI_DATASETS_PATH", str(path))
-    assert (
-        main(
-            [
-                "collect",
-                "--env",
-                "mario",
-                "--agent",
-                "scripted",
-                "--steps",
-                "400",
-                "--quiet",
-                "--dataset-id",
-                "worldsim/mario-tiny-v0",
-            ]
-        )
-        == 0
-    )
+    collect = ["collect", "--env", "mario", "--agent", "scripted", "--steps", "400", "--quiet"]
+    assert main([*collect, "--dataset-id", "worldsim/mario-tiny-v0"]) == 0
     yield "worldsim/mario-tiny-v0"
     patch.undo()
 
