@@ -116,6 +116,12 @@ class DiffusionForcing(nn.Module):
         ``through_network=False`` takes the gradient with respect to the clean estimate instead:
         no backward pass through the network (about 4x cheaper on a CPU), but each token then
         feels only its own score.
+
+        A network whose ``causal`` attribute is true (token ``t`` reads tokens ``<= t`` only, as the
+        trajectory transformer's) is run at each step on the tokens up to the last one that moves,
+        unless guidance goes through the network (the gradient of the far future's score needs the
+        far future's estimates). The result is the same; a pyramid schedule costs about a quarter
+        less.
         """
         levels = torch.as_tensor(schedule, device=device)
         batch, tokens, _ = shape
@@ -124,6 +130,7 @@ class DiffusionForcing(nn.Module):
         if batch % mc_group:
             raise ValueError(f"batch {batch} is not a whole number of Monte-Carlo groups of {mc_group}")
         guided = score is not None and guidance_scale > 0
+        causal = bool(getattr(self.network, "causal", False))
         x = torch.randn(shape, device=device, generator=generator)
         if condition is not None:
             x = condition(x)
@@ -134,7 +141,14 @@ class DiffusionForcing(nn.Module):
                 continue
             with torch.enable_grad() if guided else torch.no_grad():
                 x_in = x.detach().requires_grad_(guided and through_network)
-                x0 = self.network(x_in, self.level_timesteps[level_now][None].expand(batch, -1))
+                if causal and not (guided and through_network):
+                    # A causal network's estimates of the tokens up to the last moving one do not
+                    # depend on the tokens after it, and those do not move: leave them out.
+                    end = int(moving.nonzero().max()) + 1
+                    head = self.network(x_in[:, :end], self.level_timesteps[level_now[:end]][None].expand(batch, -1))
+                    x0 = torch.cat([head, x_in[:, end:]], dim=1)
+                else:
+                    x0 = self.network(x_in, self.level_timesteps[level_now][None].expand(batch, -1))
                 if not through_network:
                     x0 = x0.detach().requires_grad_(guided)
                 if condition is not None:

@@ -31,6 +31,8 @@ class TrajectoryTransformerConfig:
 class TrajectoryTransformer(nn.Module):
     """``forward(x float[B, T, token_dim], timesteps int64[B, T]) -> float[B, T, token_dim]`` (clean estimate)."""
 
+    causal = True  # token t reads tokens <= t only (the sampler relies on it to skip the far future)
+
     def __init__(self, config: TrajectoryTransformerConfig):
         super().__init__()
         self.config = config
