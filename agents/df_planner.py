@@ -32,6 +32,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from worldsim.agents.maze_field import MazeField
+from worldsim.agents.waypoint_expert import maze_geometry
 
 from worldsim.core.checkpoint import shipped_checkpoint
 from worldsim.data.trajectories import STATE_DIM, STEP_DIM, steps_to_tokens, tokens_to_steps
@@ -40,6 +42,7 @@ from worldsim.errors import WorldsimError
 from worldsim.models.trajectory_model import load_trajectory_model
 
 SCHEDULES = ("pyramid", "full")
+GOAL_DISTANCES = ("euclidean", "geodesic")
 CONTROLLERS = ("pd", "actions")
 
 
@@ -61,6 +64,12 @@ class DiffusionForcingPlanner:
         p_gain, d_gain: PD gains; ``lookahead``: which planned step the controller aims at.
         goal_radius: a plan ends where it first comes this close to the goal; the controller then
             holds the ball at the goal.
+        goal_distance: ``"euclidean"`` or ``"geodesic"``: how the choice among sampled plans measures
+            a planned position's distance to the goal, and which way goal guidance pulls it: geodesic
+            is the shortest way round the walls, from the maze map (``MazeField``).
+        drop_collisions: drop sampled plans that pass through a wall (kept only if all do).
+        off_plan_distance: plan again at once when the ball is further than this from where the
+            plan put it (0: only every ``replan_every`` steps).
         max_jump: the longest step (in maze units) a plan may take between two consecutive
             positions. The ball moves at most about 0.07 per step; sampled plans jump up to about
             0.4 where tokens meet, and more where they cut through a wall.
@@ -85,6 +94,9 @@ class DiffusionForcingPlanner:
         lookahead: int = 1,
         goal_radius: float = 0.2,
         max_jump: float = 0.5,
+        goal_distance: str = "euclidean",
+        drop_collisions: bool = False,
+        off_plan_distance: float = 0.0,
         device: str | None = None,
         seed: int | None = None,
     ):
@@ -97,8 +109,12 @@ class DiffusionForcingPlanner:
             path = shipped_planner(maze)
         if schedule not in SCHEDULES:
             raise WorldsimError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if goal_distance not in GOAL_DISTANCES:
+            raise WorldsimError(f"unknown goal_distance {goal_distance!r}: choose one of {', '.join(GOAL_DISTANCES)}")
         if controller not in CONTROLLERS:
             raise WorldsimError(f"unknown controller {controller!r}: choose one of {', '.join(CONTROLLERS)}")
+        if off_plan_distance < 0:
+            raise WorldsimError(f"off_plan_distance must be >= 0 (0: off), got {off_plan_distance}")
         if mc_samples < 1 or replan_every < 1 or slope < 0 or guidance_scale < 0 or lookahead < 1 or goal_radius < 0 or max_jump <= 0:
             raise WorldsimError(
                 f"need mc_samples >= 1, replan_every >= 1, slope >= 0, guidance_scale >= 0, lookahead >= 1, goal_radius >= 0, "
@@ -116,6 +132,10 @@ class DiffusionForcingPlanner:
         self.guidance_through_network = bool(guidance_through_network)
         self.p_gain, self.d_gain, self.lookahead = p_gain, d_gain, lookahead
         self.goal_radius, self.max_jump = float(goal_radius), float(max_jump)
+        self.goal_distance, self.drop_collisions = goal_distance, bool(drop_collisions)
+        self.off_plan_distance = float(off_plan_distance)
+        # The maze map, when a choice needs it: geodesic goal distances, wall collisions.
+        self.field = MazeField(maze_geometry(env)[0]) if goal_distance == "geodesic" or drop_collisions else None
         self._low, self._high = np.asarray(env.action_space.low), np.asarray(env.action_space.high)
         self._generator = torch.Generator(self.device)
         if seed is None:
@@ -160,6 +180,12 @@ class DiffusionForcingPlanner:
             restart = np.asarray(restart, bool)
             self._since_plan[restart] = self.replan_every
             self.history[restart] = resting_history(states[restart], self.config.frame_stack)
+        if self.off_plan_distance > 0:
+            # Off the plan (stuck on a wall corner, pushed aside): plan again now, not at the next
+            # scheduled replan. Plan step k is where the ball should be k steps after planning.
+            expected = self.plans[np.arange(n), np.minimum(self._since_plan, self.config.plan_steps - 1), :2]
+            off_plan = np.linalg.norm(states[:, :2] - expected, axis=1) > self.off_plan_distance
+            self._since_plan[off_plan] = self.replan_every
         due = np.flatnonzero(self._since_plan >= self.replan_every)
         if len(due):
             start = time.perf_counter()
@@ -207,11 +233,28 @@ class DiffusionForcingPlanner:
             x[:, 1, :STATE_DIM] = now
             return x
 
+        goals_per_row = np.repeat(goals, m, axis=0)
+
+        def squared_distances(positions: torch.Tensor, geodesic: bool = False) -> torch.Tensor:
+            # float[N * m, T]: how far each planned position is from its goal, squared; geodesic
+            # (round the walls) or straight.
+            if geodesic:
+                return self.field.distance(positions, goals_per_row) ** 2
+            return ((positions - goal[:, None]) ** 2).sum(dim=-1)
+
         def score(x0: torch.Tensor) -> torch.Tensor:
             positions = self.normalizer.denormalize(tokens_to_steps(x0[:, 1:], frame_stack))[..., :2]
             # Summed over the planned steps (not averaged): the guidance scale is then a step size
             # per planned position, whatever the plan's length.
-            return -((positions - goal[:, None]) ** 2).sum(dim=-1).sum(dim=-1)
+            if self.goal_distance == "geodesic":
+                # Only the gradient matters: minus 2 * distance along the way round the walls, the
+                # straight-line score's gradient bent round them. (The geodesic field's own slope
+                # is wall_cost times steeper inside walls and would throw plans across the maze.)
+                with torch.no_grad():
+                    distance = self.field.distance(positions, goals_per_row)
+                    uphill = self.field.uphill(positions, goals_per_row)
+                return -(2 * distance[..., None] * uphill * positions).sum(dim=(-2, -1))
+            return -squared_distances(positions).sum(dim=-1)
 
         x = self.model.sample(
             (n * m, tokens, frame_stack * STEP_DIM),
@@ -227,11 +270,20 @@ class DiffusionForcingPlanner:
         steps = self.normalizer.denormalize(tokens_to_steps(x[:, 1:], frame_stack)).reshape(n, m, config.plan_steps, STEP_DIM)
         # A plan that jumps (a step longer than max_jump) has left the model's dynamics, typically
         # through a wall towards the goal; it is kept only if every sample of the episode jumps.
-        jumps = (steps[..., 1:, :2] - steps[..., :-1, :2]).norm(dim=-1).amax(dim=-1) > self.max_jump
+        unfit = (steps[..., 1:, :2] - steps[..., :-1, :2]).norm(dim=-1).amax(dim=-1) > self.max_jump
         steps = stop_at_goal(steps, goal.reshape(n, m, 1, 2), self.goal_radius)
+        if self.drop_collisions:
+            # A plan through a wall cannot be tracked: the ball would press against the wall. Such
+            # plans are dropped, and if all are, scored as where the ball stops: at the wall.
+            collides = self.field.collides(steps[..., :2])
+            unfit |= collides.any(dim=-1)
+            scored = stop_at_wall(steps, collides)
+        else:
+            scored = steps
         # Keep, per episode, the sampled plan with the best goal score (the one that gets there first).
-        distance = ((steps[..., :2] - goal.reshape(n, m, 1, 2)) ** 2).sum(-1).sum(-1)
-        dropped = jumps & ~jumps.all(dim=1, keepdim=True)
+        geodesic = self.goal_distance == "geodesic"
+        distance = squared_distances(scored[..., :2].reshape(n * m, -1, 2), geodesic).reshape(n, m, -1).sum(-1)
+        dropped = unfit & ~unfit.all(dim=1, keepdim=True)
         best = torch.where(dropped, torch.inf, distance).argmin(dim=1)
         return steps[torch.arange(n, device=device), best].cpu().numpy().astype(np.float64)
 
@@ -254,6 +306,14 @@ def stop_at_goal(steps: torch.Tensor, goals: torch.Tensor, radius: float) -> tor
     arrived = inside.cumsum(-1) > 0  # at or after the first step inside
     waiting = torch.cat([goals.expand(*steps.shape[:-2], steps.shape[-2], 2), torch.zeros_like(steps[..., 2:])], dim=-1)
     return torch.where(arrived[..., None], waiting, steps)
+
+
+def stop_at_wall(steps: torch.Tensor, collides: torch.Tensor) -> torch.Tensor:
+    """Plans ``float[..., T, 6]`` held, from their first step in a wall (``collides bool[..., T]``)
+    on, at the last step before it: where a tracking controller leaves the ball."""
+    blocked = collides.cumsum(-1) > 0
+    last_free = (torch.arange(steps.shape[-2], device=steps.device) * ~blocked).cummax(-1).values
+    return torch.gather(steps, -2, last_free[..., None].expand_as(steps))
 
 
 def shipped_planner(maze: str) -> os.PathLike:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 from worldsim.agents import make_agent
-from worldsim.agents.df_planner import stop_at_goal
+from worldsim.agents.df_planner import stop_at_goal, stop_at_wall
+from worldsim.agents.maze_field import MazeField
 from worldsim.envs.real.pointmaze import SUCCESS_RADIUS
 
 from worldsim.data.trajectories import steps_to_tokens
@@ -103,4 +104,34 @@ def test_plans_that_jump_are_not_kept(env, monkeypatch):
     plan = planner.plan(start[None], goal[None])[0]
     assert np.linalg.norm(np.diff(plan[:, :2], axis=0), axis=1).max() < planner.max_jump
     planner.max_jump = np.inf  # without the check, the jump wins: it is at the goal soonest
-    np.testing.assert_allclose(planner.plan(start[None], goal[None])[0, 1:, :2], np.broadcast_to(goal, (config.plan_steps - 1, 2)), atol=1e-4)
+    np.testing.assert_allclose(
+        planner.plan(start[None], goal[None])[0, 1:, :2], np.broadcast_to(goal, (config.plan_steps - 1, 2)), atol=1e-4
+    )
+
+
+def test_plans_stop_at_the_first_wall():
+    steps = torch.arange(6.0)[None, :, None].expand(2, 6, 6)
+    collides = torch.tensor([[False, False, True, False, True, False], [False] * 6])
+    held = stop_at_wall(steps, collides)
+    assert held[0, :, 0].tolist() == [0, 1, 1, 1, 1, 1]
+    torch.testing.assert_close(held[1], steps[1])
+
+
+def test_the_maze_map_turns_plans_round_the_wall(env):
+    """From the U's top arm to the bottom arm under strong guidance: plans guided and chosen by the
+    straight line cut through the inner wall; guided and chosen by the geodesic distance, with
+    plans through walls dropped, they go round it and still reach the goal."""
+    observation, _ = env.reset(seed=100_000, options={"reset_cell": (1, 2), "goal_cell": (3, 1)})
+    states = np.repeat(observation["observation"][None], 4, axis=0)
+    goals = np.repeat(observation["desired_goal"][None], 4, axis=0)
+    field = MazeField(env.unwrapped.maze_map)
+    in_wall = {}
+    for goal_distance, drop in (("euclidean", False), ("geodesic", True)):
+        planner = make_agent("df_planner", env, goal_distance=goal_distance, drop_collisions=drop, mc_samples=8, guidance_scale=0.2, seed=0)
+        plans = torch.as_tensor(planner.plan(states, goals))
+        in_wall[goal_distance] = field.collides(plans[..., :2]).float().mean().item()
+        if goal_distance == "geodesic":
+            # Round the wall (right along the top arm first, not down into it), and to the goal.
+            assert (plans[:, 40, 0] > observation["observation"][0]).all()
+            assert (field.distance(plans[..., :2].float(), goals)[:, -1] < 0.2).all()
+    assert in_wall["geodesic"] < 0.02 < in_wall["euclidean"], in_wall
