@@ -22,6 +22,17 @@ def test_pyramid_schedule_denoises_the_near_future_first():
     full = full_sequence_schedule(5, 4)
     assert (full == full[:, :1]).all() and len(full) == 5
     assert (pyramid_schedule(3, 4, 1, first_token_clean=True)[:, 0] == 0).all()
+    # A slope below 1 starts neighbouring tokens together: 4 levels + 2 steps of delay for 5 tokens.
+    half = pyramid_schedule(num_tokens=5, sampling_levels=4, slope=0.5)
+    assert ((half == 0).argmax(axis=0)).tolist() == [4, 5, 5, 6, 6]
+    assert (np.diff(half, axis=0) <= 0).all() and (np.diff(half, axis=1) >= 0).all()
+
+
+def test_fewer_sampling_levels_span_the_same_noise():
+    model = DiffusionForcing(TrajectoryTransformer(TrajectoryTransformerConfig(token_dim=STEP_DIM, width=16, depth=1, heads=2)))
+    model.use_sampling_levels(5)
+    assert model.config.sampling_levels == 5
+    assert model.level_timesteps.tolist() == [0, 200, 400, 599, 799, 999]  # level 0 (clean) to the noisiest training level
 
 
 def test_tokens_stack_consecutive_steps():

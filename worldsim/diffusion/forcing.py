@@ -31,8 +31,9 @@ class ForcingConfig:
     sampling_levels: int = 20  # levels a token passes through when sampled (DDIM sub-sequence)
 
 
-def pyramid_schedule(num_tokens: int, sampling_levels: int, slope: int = 1, first_token_clean: bool = False) -> np.ndarray:
-    """Near future first: token ``t`` starts denoising ``slope * t`` steps after token 0.
+def pyramid_schedule(num_tokens: int, sampling_levels: int, slope: float = 1, first_token_clean: bool = False) -> np.ndarray:
+    """Near future first: token ``t`` starts denoising ``ceil(slope * t)`` steps after token 0
+    (a slope below 1 starts neighbouring tokens together: fewer steps in all).
 
     Returns ``int[S + 1, num_tokens]`` of sampling levels in ``[0, sampling_levels]``: row 0 is
     all ``sampling_levels`` (pure noise), the last row all 0 (clean), and every token's level never
@@ -41,10 +42,10 @@ def pyramid_schedule(num_tokens: int, sampling_levels: int, slope: int = 1, firs
     """
     if num_tokens < 1 or sampling_levels < 1 or slope < 0:
         raise ValueError(f"need num_tokens >= 1, sampling_levels >= 1, slope >= 0; got {num_tokens}, {sampling_levels}, {slope}")
-    steps = sampling_levels + slope * (num_tokens - 1)
+    delays = np.ceil(slope * np.arange(num_tokens) - 1e-9).astype(np.int64)
+    steps = sampling_levels + int(delays[-1])
     s = np.arange(steps + 1)[:, None]
-    t = np.arange(num_tokens)[None, :]
-    levels = np.clip(sampling_levels - s + slope * t, 0, sampling_levels)
+    levels = np.clip(sampling_levels - s + delays[None, :], 0, sampling_levels)
     if first_token_clean:
         levels[:, 0] = 0
     return levels.astype(np.int64)
@@ -68,9 +69,19 @@ class DiffusionForcing(nn.Module):
         self.config = config or ForcingConfig()
         scheduler = DDPMScheduler(num_train_timesteps=self.config.train_levels, beta_schedule="squaredcos_cap_v2")
         self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.float(), persistent=False)
+        self.register_buffer("level_timesteps", self._level_timesteps(self.config.sampling_levels), persistent=False)
+
+    def _level_timesteps(self, sampling_levels: int) -> torch.Tensor:
         # Sampling level j in [0, sampling_levels] -> DDPM timestep; level 0 is "clean" (no noise).
-        timesteps = np.linspace(0, self.config.train_levels - 1, self.config.sampling_levels + 1).round().astype(np.int64)
-        self.register_buffer("level_timesteps", torch.from_numpy(timesteps), persistent=False)
+        return torch.from_numpy(np.linspace(0, self.config.train_levels - 1, sampling_levels + 1).round().astype(np.int64))
+
+    def use_sampling_levels(self, sampling_levels: int) -> None:
+        """Sample through ``sampling_levels`` levels instead of the configured number (fewer: coarser
+        DDIM steps, a faster sampler; the network is trained on all ``train_levels``)."""
+        if sampling_levels < 1:
+            raise ValueError(f"need sampling_levels >= 1, got {sampling_levels}")
+        self.config.sampling_levels = int(sampling_levels)
+        self.level_timesteps = self._level_timesteps(sampling_levels).to(self.alphas_cumprod.device)
 
     def _alpha_bar(self, timesteps: torch.Tensor) -> torch.Tensor:
         return self.alphas_cumprod[timesteps]
