@@ -32,7 +32,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from worldsim.agents.maze_field import MazeField
+from worldsim.agents.maze_field import BALL_RADIUS, MazeField
 from worldsim.agents.waypoint_expert import maze_geometry
 
 from worldsim.core.checkpoint import shipped_checkpoint
@@ -53,7 +53,10 @@ class DiffusionForcingPlanner:
         env: the PointMaze env it will act in; its maze must be the checkpoint's.
         path: a planner checkpoint folder (``worldsim train --model df-<maze>`` writes ``OUT/model``);
             by default the planner shipped for the env's maze (``worldsim/checkpoints/df-<maze>-v0``).
-        schedule: ``"pyramid"`` or ``"full"``; ``slope``: pyramid steps between neighbouring tokens.
+        schedule: ``"pyramid"`` or ``"full"``; ``slope``: pyramid steps between neighbouring tokens
+            (below 1: neighbouring tokens start together).
+        sampling_levels: noise levels a token passes through (None: the checkpoint's); fewer is
+            faster, with coarser DDIM steps.
         guidance_scale: step size of the goal guidance (0 switches guidance off).
         mc_samples: plans sampled per episode for Monte-Carlo guidance (1: off).
         guidance_through_network: take the guidance gradient through the causal network (each
@@ -68,6 +71,8 @@ class DiffusionForcingPlanner:
             a planned position's distance to the goal, and which way goal guidance pulls it: geodesic
             is the shortest way round the walls, from the maze map (``MazeField``).
         drop_collisions: drop sampled plans that pass through a wall (kept only if all do).
+        wall_margin: how close to a wall a planned position may come (at least the ball's radius,
+            0.1; more keeps plans off the corners the tracking controller would cut).
         off_plan_distance: plan again at once when the ball is further than this from where the
             plan put it (0: only every ``replan_every`` steps).
         max_jump: the longest step (in maze units) a plan may take between two consecutive
@@ -83,7 +88,8 @@ class DiffusionForcingPlanner:
         path: str | os.PathLike | None = None,
         *,
         schedule: str = "pyramid",
-        slope: int = 1,
+        slope: float = 1,
+        sampling_levels: int | None = None,
         guidance_scale: float = 0.01,
         mc_samples: int = 16,
         guidance_through_network: bool = True,
@@ -96,6 +102,7 @@ class DiffusionForcingPlanner:
         max_jump: float = 0.5,
         goal_distance: str = "euclidean",
         drop_collisions: bool = False,
+        wall_margin: float = BALL_RADIUS,
         off_plan_distance: float = 0.0,
         device: str | None = None,
         seed: int | None = None,
@@ -113,6 +120,8 @@ class DiffusionForcingPlanner:
             raise WorldsimError(f"unknown goal_distance {goal_distance!r}: choose one of {', '.join(GOAL_DISTANCES)}")
         if controller not in CONTROLLERS:
             raise WorldsimError(f"unknown controller {controller!r}: choose one of {', '.join(CONTROLLERS)}")
+        if wall_margin < 0 or wall_margin >= 0.5:
+            raise WorldsimError(f"wall_margin must be in [0, 0.5) maze units (the ball's radius is {BALL_RADIUS}), got {wall_margin}")
         if off_plan_distance < 0:
             raise WorldsimError(f"off_plan_distance must be >= 0 (0: off), got {off_plan_distance}")
         if mc_samples < 1 or replan_every < 1 or slope < 0 or guidance_scale < 0 or lookahead < 1 or goal_radius < 0 or max_jump <= 0:
@@ -127,6 +136,10 @@ class DiffusionForcingPlanner:
                 f"checkpoint {path} was trained on the {self.config.maze} maze, the env is {maze}: use a planner trained on {maze}"
             )
         self.normalizer = self.config.normalizer_object()
+        if sampling_levels is not None:
+            if sampling_levels < 1:
+                raise WorldsimError(f"sampling_levels must be a positive number of noise levels, got {sampling_levels}")
+            self.model.use_sampling_levels(sampling_levels)
         self.schedule, self.slope, self.guidance_scale = schedule, slope, float(guidance_scale)
         self.mc_samples, self.replan_every, self.controller = mc_samples, replan_every, controller
         self.guidance_through_network = bool(guidance_through_network)
@@ -135,7 +148,7 @@ class DiffusionForcingPlanner:
         self.goal_distance, self.drop_collisions = goal_distance, bool(drop_collisions)
         self.off_plan_distance = float(off_plan_distance)
         # The maze map, when a choice needs it: geodesic goal distances, wall collisions.
-        self.field = MazeField(maze_geometry(env)[0]) if goal_distance == "geodesic" or drop_collisions else None
+        self.field = MazeField(maze_geometry(env)[0], margin=wall_margin) if goal_distance == "geodesic" or drop_collisions else None
         self._low, self._high = np.asarray(env.action_space.low), np.asarray(env.action_space.high)
         self._generator = torch.Generator(self.device)
         if seed is None:
@@ -212,7 +225,7 @@ class DiffusionForcingPlanner:
         config, m = self.config, self.mc_samples
         n = len(states)
         tokens, frame_stack = config.num_tokens, config.frame_stack
-        levels = config.forcing.sampling_levels
+        levels = self.model.config.sampling_levels
         if self.schedule == "pyramid":
             schedule = pyramid_schedule(tokens, levels, self.slope, first_token_clean=True)
         else:
@@ -233,13 +246,13 @@ class DiffusionForcingPlanner:
             x[:, 1, :STATE_DIM] = now
             return x
 
-        goals_per_row = np.repeat(goals, m, axis=0)
+        fields = self.field.towards(np.repeat(goals, m, axis=0), device) if self.goal_distance == "geodesic" else None
 
         def squared_distances(positions: torch.Tensor, geodesic: bool = False) -> torch.Tensor:
             # float[N * m, T]: how far each planned position is from its goal, squared; geodesic
             # (round the walls) or straight.
             if geodesic:
-                return self.field.distance(positions, goals_per_row) ** 2
+                return fields.distance(positions) ** 2
             return ((positions - goal[:, None]) ** 2).sum(dim=-1)
 
         def score(x0: torch.Tensor) -> torch.Tensor:
@@ -251,8 +264,7 @@ class DiffusionForcingPlanner:
                 # straight-line score's gradient bent round them. (The geodesic field's own slope
                 # is wall_cost times steeper inside walls and would throw plans across the maze.)
                 with torch.no_grad():
-                    distance = self.field.distance(positions, goals_per_row)
-                    uphill = self.field.uphill(positions, goals_per_row)
+                    distance, uphill = fields.distance(positions), fields.uphill(positions)
                 return -(2 * distance[..., None] * uphill * positions).sum(dim=(-2, -1))
             return -squared_distances(positions).sum(dim=-1)
 

@@ -114,60 +114,74 @@ class MazeField:
     def field(self, goal: np.ndarray) -> torch.Tensor:
         """``float32[H, W]``: the geodesic distance from every grid point to ``goal float[2]``
         (cached per goal)."""
-        key = (round(float(goal[0]), 6), round(float(goal[1]), 6))
+        key = ("distance", round(float(goal[0]), 6), round(float(goal[1]), 6))
         if key not in self._fields:
             row, col = self._grid_point(np.asarray(goal, np.float64))
             distances = dijkstra(self._graph, indices=row * self.width + col)
             self._fields[key] = torch.from_numpy(distances.reshape(self.height, self.width).astype(np.float32))
         return self._fields[key]
 
-    def uphill(self, xy: torch.Tensor, goals: np.ndarray) -> torch.Tensor:
-        """``float[B, ..., 2]``: the unit direction in which the geodesic distance from ``xy float[B,
-        ..., 2]`` to ``goals float[B, 2]`` grows fastest (the grid point nearest ``xy``; zero at the
-        goal). Inside a wall it points out of the wall, elsewhere away from the goal along the way
-        round the walls."""
-        unique, which = np.unique(np.asarray(goals, np.float64).round(6), axis=0, return_inverse=True)
-        directions = torch.stack([self._uphill(goal) for goal in unique]).to(xy.device)  # [U, H, W, 2]
-        batch = xy.shape[0]
-        flat = xy.detach().reshape(batch, -1, 2)
-        col = ((flat[..., 0] + self.cols / 2) / self.resolution).floor().long().clamp(0, self.width - 1)
-        row = ((self.rows / 2 - flat[..., 1]) / self.resolution).floor().long().clamp(0, self.height - 1)
-        g = torch.as_tensor(which.reshape(-1), device=xy.device)[:, None]
-        return directions[g, row, col].reshape(xy.shape)
-
-    def _uphill(self, goal: np.ndarray) -> torch.Tensor:
+    def uphill_field(self, goal: np.ndarray) -> torch.Tensor:
+        """``float32[H, W, 2]``: the unit (x, y) direction in which the geodesic distance to ``goal``
+        grows fastest (zero where it is flat): away from the goal along the way round the walls;
+        inside a wall, downhill leads out of it (cached per goal)."""
         key = ("uphill", round(float(goal[0]), 6), round(float(goal[1]), 6))
         if key not in self._fields:
-            field = self.field(goal).numpy().astype(np.float64)
-            d_row, d_col = np.gradient(field, self.resolution)
-            # x grows with the column, y with decreasing row.
-            direction = np.stack([d_col, -d_row], axis=-1)
+            d_row, d_col = np.gradient(self.field(goal).numpy().astype(np.float64), self.resolution)
+            direction = np.stack([d_col, -d_row], axis=-1)  # x grows with the column, y with decreasing row
             norm = np.linalg.norm(direction, axis=-1, keepdims=True)
-            self._fields[key] = torch.from_numpy(np.where(norm > 1e-9, direction / np.maximum(norm, 1e-9), 0.0).astype(np.float32))
+            unit = np.where(norm > 1e-9, direction / np.maximum(norm, 1e-9), 0.0)
+            self._fields[key] = torch.from_numpy(unit.astype(np.float32))
         return self._fields[key]
 
-    def distance(self, xy: torch.Tensor, goals: np.ndarray) -> torch.Tensor:
-        """``float[B, ...]``: geodesic distance from ``xy float[B, ..., 2]`` to ``goals float[B, 2]``,
-        bilinear between grid points, so differentiable in ``xy``."""
+    def towards(self, goals: np.ndarray, device: torch.device | str = "cpu") -> GoalFields:
+        """The fields of ``goals float[B, 2]`` (one goal per row of a batch of plans), gathered once
+        for many look-ups."""
         unique, which = np.unique(np.asarray(goals, np.float64).round(6), axis=0, return_inverse=True)
-        fields = torch.stack([self.field(goal) for goal in unique]).to(xy.device)  # [U, H, W]
-        batch = xy.shape[0]
-        flat = xy.reshape(batch, -1, 2)
-        # Continuous grid coordinates: grid point (r, c) sits at u = c, v = r.
-        u = ((flat[..., 0] + self.cols / 2) / self.resolution - 0.5).clamp(0, self.width - 1)
-        v = ((self.rows / 2 - flat[..., 1]) / self.resolution - 0.5).clamp(0, self.height - 1)
-        c0 = u.detach().floor().long().clamp(max=self.width - 2)
-        r0 = v.detach().floor().long().clamp(max=self.height - 2)
+        return GoalFields(
+            self,
+            torch.stack([self.field(goal) for goal in unique]).to(device),
+            torch.stack([self.uphill_field(goal) for goal in unique]).to(device),
+            torch.as_tensor(which.reshape(-1), device=device)[:, None],
+        )
+
+    def distance(self, xy: torch.Tensor, goals: np.ndarray) -> torch.Tensor:
+        """``float[B, ...]``: geodesic distance from ``xy float[B, ..., 2]`` to ``goals float[B, 2]``
+        (``towards(goals).distance(xy)``)."""
+        return self.towards(goals, xy.device).distance(xy)
+
+
+class GoalFields:
+    """The distance and uphill fields of one goal per row of a batch (``MazeField.towards``)."""
+
+    def __init__(self, maze: MazeField, distances: torch.Tensor, uphills: torch.Tensor, rows: torch.Tensor):
+        self.maze, self.distances, self.uphills, self.rows = maze, distances, uphills, rows
+
+    def _grid(self, xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Continuous grid coordinates (u, v) = (column, row) of float[B, N, 2] positions.
+        maze = self.maze
+        u = ((xy[..., 0] + maze.cols / 2) / maze.resolution - 0.5).clamp(0, maze.width - 1)
+        v = ((maze.rows / 2 - xy[..., 1]) / maze.resolution - 0.5).clamp(0, maze.height - 1)
+        return u, v
+
+    def distance(self, xy: torch.Tensor) -> torch.Tensor:
+        """``float[B, ...]``: geodesic distance from ``xy float[B, ..., 2]`` to each row's goal,
+        bilinear between grid points, so differentiable in ``xy``."""
+        u, v = self._grid(xy.reshape(xy.shape[0], -1, 2))
+        c0 = u.detach().floor().long().clamp(max=self.maze.width - 2)
+        r0 = v.detach().floor().long().clamp(max=self.maze.height - 2)
         fu, fv = u - c0, v - r0
-        g = torch.as_tensor(which.reshape(-1), device=xy.device)[:, None]
-
-        def at(r, c):
-            return fields[g, r, c]
-
+        field = self.distances
+        g = self.rows
         value = (
-            at(r0, c0) * (1 - fu) * (1 - fv)
-            + at(r0, c0 + 1) * fu * (1 - fv)
-            + at(r0 + 1, c0) * (1 - fu) * fv
-            + at(r0 + 1, c0 + 1) * fu * fv
+            field[g, r0, c0] * (1 - fu) * (1 - fv)
+            + field[g, r0, c0 + 1] * fu * (1 - fv)
+            + field[g, r0 + 1, c0] * (1 - fu) * fv
+            + field[g, r0 + 1, c0 + 1] * fu * fv
         )
         return value.reshape(xy.shape[:-1])
+
+    def uphill(self, xy: torch.Tensor) -> torch.Tensor:
+        """``float[B, ..., 2]``: the uphill direction at the grid point nearest ``xy float[B, ..., 2]``."""
+        u, v = self._grid(xy.detach().reshape(xy.shape[0], -1, 2))
+        return self.uphills[self.rows, v.round().long(), u.round().long()].reshape(xy.shape)

@@ -44,6 +44,11 @@ def test_distance_is_differentiable_and_points_along_the_corridor(umaze):
     xy = torch.tensor([[[-0.5, 1.0]]], requires_grad=True)
     umaze.distance(xy, BOTTOM_LEFT[None]).sum().backward()
     assert xy.grad[0, 0, 0] < 0  # the distance falls as x grows
+    uphill = umaze.towards(BOTTOM_LEFT[None]).uphill(xy)[0, 0]
+    assert uphill[0] < -0.9 and abs(torch.linalg.norm(uphill) - 1) < 1e-5  # a unit vector, back left
+    # Inside the inner wall (near its top edge), downhill leads out of it, up.
+    inside = umaze.towards(BOTTOM_LEFT[None]).uphill(torch.tensor([[[-1.0, 0.3]]]))[0, 0]
+    assert inside[1] < 0
 
 
 def test_one_field_per_goal_and_rows_with_different_goals(umaze):

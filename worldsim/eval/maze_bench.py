@@ -39,6 +39,8 @@ METHODS: dict[str, dict | None] = {
     "df-full-sequence": {"schedule": "full"},  # Diffuser-style: all tokens denoised together
     "df-no-mc": {"mc_samples": 1},
     "df-actions": {"controller": "actions"},  # execute the planned actions instead of tracking
+    # The planner without the maze map: straight-line goal distance, plans through walls kept.
+    "df-no-map": {"goal_distance": "euclidean", "drop_collisions": False},
     "waypoint": None,  # the oracle: shortest path over cells, noiseless
     "random": None,
 }
