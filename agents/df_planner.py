@@ -8,12 +8,19 @@ network reads the history, so the plan continues the ball's actual motion; pinni
 state alone into a noisy token does not (the rest of that token ignores it).
 
 * the noise schedule is a pyramid: near tokens are denoised first, far ones stay noisier longer
-  (``schedule="full"`` denoises all together, the Diffuser-style ablation);
-* goal guidance on every planned step: the score is minus the summed squared distance of every
-  planned position to the goal, and its gradient (through the causal network) moves the plan;
+  (``schedule="full"`` denoises all together, the Diffuser-style ablation); by default pairs of
+  neighbouring tokens start together through 8 noise levels, 16 network calls on Large;
+* the maze map is known with the env, and the planner uses it (``MazeField``): the goal score is
+  minus the summed squared *geodesic* distance of every planned position to the goal (the way
+  round the walls), and goal guidance moves every planned position down that distance, on the
+  clean estimate (``guidance_through_network=True`` takes its gradient through the causal network
+  instead, at twice the cost); ``goal_distance="euclidean"`` with
+  ``drop_collisions=False`` is the planner without the map (the ``df-no-map`` ablation);
 * Monte-Carlo guidance: ``mc_samples`` plans per episode are sampled together and their guidance
   gradients averaged (``mc_samples=1`` switches it off); the plan kept is the one with the best
-  goal score among those that never jump further than the ball can move (``max_jump``);
+  goal score among those that never jump further than the ball can move (``max_jump``) and never
+  pass through a wall (``drop_collisions``; if every sample does, each is scored where the ball
+  would stop, at its first wall);
 * a plan ends where it first reaches the goal (``goal_radius``): from there it waits at the goal;
 * a PD controller tracks the planned positions and velocities,
   ``a = clip(p_gain * (p_plan - p) + d_gain * (v_plan - v), -1, 1)`` (``controller="actions"``
@@ -73,8 +80,6 @@ class DiffusionForcingPlanner:
         drop_collisions: drop sampled plans that pass through a wall (kept only if all do).
         wall_margin: how close to a wall a planned position may come (at least the ball's radius,
             0.1; more keeps plans off the corners the tracking controller would cut).
-        off_plan_distance: plan again at once when the ball is further than this from where the
-            plan put it (0: only every ``replan_every`` steps).
         max_jump: the longest step (in maze units) a plan may take between two consecutive
             positions. The ball moves at most about 0.07 per step; sampled plans jump up to about
             0.4 where tokens meet, and more where they cut through a wall.
@@ -88,11 +93,11 @@ class DiffusionForcingPlanner:
         path: str | os.PathLike | None = None,
         *,
         schedule: str = "pyramid",
-        slope: float = 1,
-        sampling_levels: int | None = None,
-        guidance_scale: float = 0.01,
+        slope: float = 0.5,
+        sampling_levels: int | None = 8,
+        guidance_scale: float = 0.03,
         mc_samples: int = 16,
-        guidance_through_network: bool = True,
+        guidance_through_network: bool = False,
         replan_every: int = 10,
         controller: str = "pd",
         p_gain: float = 12.5,
@@ -100,10 +105,9 @@ class DiffusionForcingPlanner:
         lookahead: int = 1,
         goal_radius: float = 0.2,
         max_jump: float = 0.5,
-        goal_distance: str = "euclidean",
-        drop_collisions: bool = False,
+        goal_distance: str = "geodesic",
+        drop_collisions: bool = True,
         wall_margin: float = BALL_RADIUS,
-        off_plan_distance: float = 0.0,
         device: str | None = None,
         seed: int | None = None,
     ):
@@ -122,8 +126,6 @@ class DiffusionForcingPlanner:
             raise WorldsimError(f"unknown controller {controller!r}: choose one of {', '.join(CONTROLLERS)}")
         if wall_margin < 0 or wall_margin >= 0.5:
             raise WorldsimError(f"wall_margin must be in [0, 0.5) maze units (the ball's radius is {BALL_RADIUS}), got {wall_margin}")
-        if off_plan_distance < 0:
-            raise WorldsimError(f"off_plan_distance must be >= 0 (0: off), got {off_plan_distance}")
         if mc_samples < 1 or replan_every < 1 or slope < 0 or guidance_scale < 0 or lookahead < 1 or goal_radius < 0 or max_jump <= 0:
             raise WorldsimError(
                 f"need mc_samples >= 1, replan_every >= 1, slope >= 0, guidance_scale >= 0, lookahead >= 1, goal_radius >= 0, "
@@ -146,7 +148,6 @@ class DiffusionForcingPlanner:
         self.p_gain, self.d_gain, self.lookahead = p_gain, d_gain, lookahead
         self.goal_radius, self.max_jump = float(goal_radius), float(max_jump)
         self.goal_distance, self.drop_collisions = goal_distance, bool(drop_collisions)
-        self.off_plan_distance = float(off_plan_distance)
         # The maze map, when a choice needs it: geodesic goal distances, wall collisions.
         self.field = MazeField(maze_geometry(env)[0], margin=wall_margin) if goal_distance == "geodesic" or drop_collisions else None
         self._low, self._high = np.asarray(env.action_space.low), np.asarray(env.action_space.high)
@@ -193,12 +194,6 @@ class DiffusionForcingPlanner:
             restart = np.asarray(restart, bool)
             self._since_plan[restart] = self.replan_every
             self.history[restart] = resting_history(states[restart], self.config.frame_stack)
-        if self.off_plan_distance > 0:
-            # Off the plan (stuck on a wall corner, pushed aside): plan again now, not at the next
-            # scheduled replan. Plan step k is where the ball should be k steps after planning.
-            expected = self.plans[np.arange(n), np.minimum(self._since_plan, self.config.plan_steps - 1), :2]
-            off_plan = np.linalg.norm(states[:, :2] - expected, axis=1) > self.off_plan_distance
-            self._since_plan[off_plan] = self.replan_every
         due = np.flatnonzero(self._since_plan >= self.replan_every)
         if len(due):
             start = time.perf_counter()
