@@ -1,7 +1,8 @@
 """Time per replan of the shipped diffusion-forcing maze planners, for one episode and for a batch.
 
 A replan is one call of ``DiffusionForcingPlanner.plan``: the whole pyramid of denoising steps
-with goal guidance through the network, for ``mc_samples`` sampled futures per episode. Episodes
+with goal guidance (the default planner options, ``configs/agent/df_planner.yaml``), for
+``mc_samples`` sampled futures per episode, and the choice among them. Episodes
 start at the benchmark's first evaluation states (``worldsim bench maze`` seeds); the figure is
 the median of ``--runs`` timed calls after a warm-up. Planner options may be overridden to see
 what each costs (``--options guidance_through_network=false mc_samples=4``).
