@@ -4,12 +4,9 @@ An update is what ``RewardGradientAligner.update`` does (the real code, on a rea
 ``--batch`` dreams): regenerate the batch's next frames with gradients through the last K sampling
 steps, score them with the rewards, backpropagate into the LoRA, clip, AdamW. Measured for K = 1,
 2, ... up to every step (full backprop), with and without gradient checkpointing (diffusers'
-``enable_gradient_checkpointing`` on the U-Net), for
-
-* ``shipped``: the shipped model (``worldsim/checkpoints/mario-v0``; 1 Euler step by default, so
-  ``--sampling-steps 3`` gives K = 1, 2 and 3 = full);
-* ``new``: the architecture of ``configs/model/mario.yaml`` (the recipe in training: refinement
-  convs, 2 sampler levels), untrained (time and memory do not depend on the weights).
+``enable_gradient_checkpointing`` on the U-Net), for the shipped model
+(``worldsim/checkpoints/mario-v0``, 2 sampler levels: K = 1 and 2 = full; ``--sampling-steps N``
+samples with N Euler steps instead, K = 1 ... N).
 
 Rewards: untrained networks of the shipped reward configs (``configs/model/realism-mario.yaml``,
 ``presence-mario.yaml``) unless ``--realism``/``--presence`` name trained ones; the same cost either way.
@@ -22,7 +19,7 @@ Time: median of ``--repeats`` updates after one warm-up update.
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/alignment_update.py [--threads 1] [--batch 8] [--repeats 5] [--models shipped new]
+    OMP_NUM_THREADS=1 python benchmarks/alignment_update.py [--threads 1] [--batch 8] [--repeats 5] [--sampling-steps N]
 """
 
 from __future__ import annotations
@@ -33,9 +30,7 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -47,22 +42,6 @@ def _rss_mib() -> float:
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _checkpoint(model_name: str, folder: Path) -> Path:
-    """The world model folder to dream with: the shipped one, or the new architecture untrained."""
-    from worldsim.core.checkpoint import save_checkpoint, shipped_checkpoint
-    from worldsim.models.world_model import START_STATES_FILE, WorldModel, WorldModelConfig
-
-    shipped = shipped_checkpoint("mario-v0")
-    if model_name == "shipped":
-        return shipped
-    from worldsim.config import load_config
-
-    torch.manual_seed(0)
-    model = WorldModel(WorldModelConfig.from_dict(load_config("model", "mario")))
-    files = {START_STATES_FILE: (shipped / START_STATES_FILE).read_bytes()}
-    return save_checkpoint(folder / "new", model, {"model": model.config.to_dict()}, files=files)
 
 
 def _rewards(realism: str | None, presence: str | None):
@@ -95,10 +74,8 @@ def measure(config: dict) -> dict:
     import worldsim  # noqa: F401  (registers the env)
 
     torch.set_num_threads(config["threads"])
-    with tempfile.TemporaryDirectory() as folder:
-        checkpoint = _checkpoint(config["model"], Path(folder))
-        kwargs = {"sampling_steps": config["sampling_steps"]} if config["sampling_steps"] else {}
-        env = gym.make_vec("worldsim/Mario-v0", num_envs=config["batch"], checkpoint=checkpoint, device="cpu", **kwargs)
+    kwargs = {"sampling_steps": config["sampling_steps"]} if config["sampling_steps"] else {}
+    env = gym.make_vec("worldsim/Mario-v0", num_envs=config["batch"], device="cpu", **kwargs)  # the shipped model
     reward_set = _rewards(config["realism"], config["presence"])
     aligner = RewardGradientAligner(
         env,
@@ -144,10 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--models", nargs="+", default=["shipped", "new"], choices=["shipped", "new"])
-    parser.add_argument(
-        "--sampling-steps", type=int, default=3, help="the shipped model's Euler steps (its own is 1; the new one keeps its 2 levels)"
-    )
+    parser.add_argument("--sampling-steps", type=int, help="Euler steps instead of the shipped model's own levels (2)")
     parser.add_argument("--realism", help="a trained critic (OUT/model); default: untrained, same cost")
     parser.add_argument("--presence", help="a trained detector (OUT/model); default: untrained, same cost")
     parser.add_argument("--single", help=argparse.SUPPRESS)  # one configuration as JSON, run in this process
@@ -156,19 +130,20 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(measure(json.loads(args.single))))
         return
 
-    configs = []
-    for model in args.models:
-        steps = args.sampling_steps if model == "shipped" else None
-        count = steps if model == "shipped" else 2
-        for k in range(1, count + 1):
-            for checkpointing in (False, True):
-                configs.append({"model": model, "sampling_steps": steps, "k": k, "checkpointing": checkpointing})
-        if model == "shipped" and steps != 1:  # the shipped model as it dreams: one step, K = 1 = full
-            configs.append({"model": model, "sampling_steps": 1, "k": 1, "checkpointing": False})
+    from worldsim.core.checkpoint import shipped_checkpoint
+
+    steps = args.sampling_steps or len(
+        json.loads((shipped_checkpoint("mario-v0") / "config.json").read_text())["model"]["sampler"]["sigmas"]
+    )
+    configs = [
+        {"sampling_steps": args.sampling_steps, "k": k, "checkpointing": checkpointing}
+        for k in range(1, steps + 1)
+        for checkpointing in (False, True)
+    ]
     shared = {"batch": args.batch, "repeats": args.repeats, "threads": args.threads, "realism": args.realism, "presence": args.presence}
     print(f"one update, batch {args.batch}, {args.threads} torch thread(s), median of {args.repeats} (torch {torch.__version__})")
-    print("| model | sampler steps | K (grad steps) | checkpointing | s/update | saved for backward MiB | update RSS MiB | peak RSS MiB |")
-    print("|---|---:|---:|---|---:|---:|---:|---:|")
+    print("| sampler steps | K (grad steps) | checkpointing | s/update | saved for backward MiB | update RSS MiB | peak RSS MiB |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
     for config in configs:
         run = subprocess.run(
             [sys.executable, __file__, "--single", json.dumps(config | shared)], capture_output=True, text=True, check=False
@@ -179,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         result = json.loads(run.stdout.strip().splitlines()[-1])
         full = " (full)" if config["k"] >= result["sampler_steps"] else ""
         print(
-            f"| {config['model']} | {result['sampler_steps']} | {config['k']}{full} | {'yes' if config['checkpointing'] else 'no'} | "
+            f"| {result['sampler_steps']} | {config['k']}{full} | {'yes' if config['checkpointing'] else 'no'} | "
             f"{result['seconds']:.3f} | {result['saved_mib']:.1f} | {result['update_rss_mib']:.0f} | {result['peak_rss_mib']:.0f} |",
             flush=True,
         )
