@@ -1,0 +1,149 @@
+"""Selective scan backends agree; S6, bi-S6 and rotary attention keep the temporal-layer contract."""
+
+import pytest
+import torch
+
+from worldsim.models.selective_scan import resolve_backend, selective_scan, selective_scan_step
+from worldsim.models.temporal_layers import KINDS, S6Mixer, TemporalLayer
+
+torch.set_num_threads(1)
+
+
+def scan_inputs(batch=2, length=13, channels=6, state=4, device="cpu", seed=0):
+    generator = torch.Generator().manual_seed(seed)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=generator).to(device)
+
+    return {
+        "u": randn(batch, length, channels),
+        "delta": torch.nn.functional.softplus(randn(batch, length, channels)),
+        "A": -torch.exp(randn(channels, state)),
+        "B": randn(batch, length, state),
+        "C": randn(batch, length, state),
+        "D": randn(channels),
+    }
+
+
+@pytest.mark.parametrize("length", [1, 13, 32])
+def test_parallel_scan_matches_the_sequential_reference_forward_and_backward(length):
+    inputs = {name: value.requires_grad_() for name, value in scan_inputs(length=length).items()}
+    outputs, grads = {}, {}
+    for backend in ("sequential", "parallel"):
+        y, state = selective_scan(**inputs, backend=backend, return_state=True)
+        (y.square().sum() + state.sum()).backward()
+        outputs[backend] = (y.detach(), state.detach())
+        grads[backend] = {name: value.grad.clone() for name, value in inputs.items()}
+        for value in inputs.values():
+            value.grad = None
+    for a, b in zip(outputs["parallel"], outputs["sequential"], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    for name in inputs:
+        torch.testing.assert_close(grads["parallel"][name], grads["sequential"][name], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA kernel needs a GPU")
+def test_cuda_kernel_matches_the_sequential_reference():
+    pytest.importorskip("mamba_ssm")
+    inputs = {name: value.requires_grad_() for name, value in scan_inputs(length=64, device="cuda").items()}
+    y_cuda = selective_scan(**inputs, backend="cuda")
+    y_cuda.square().sum().backward()
+    grads_cuda = {name: value.grad.clone() for name, value in inputs.items()}
+    for value in inputs.values():
+        value.grad = None
+    y_reference = selective_scan(**inputs, backend="sequential")
+    y_reference.square().sum().backward()
+    torch.testing.assert_close(y_cuda, y_reference, atol=1e-4, rtol=1e-4)
+    for name, value in inputs.items():
+        torch.testing.assert_close(grads_cuda[name], value.grad, atol=1e-3, rtol=1e-3)
+
+
+def test_backends_resolve_and_refuse_what_cannot_run():
+    assert resolve_backend("auto", torch.device("cpu")) == "parallel"
+    with pytest.raises(ValueError, match="unknown selective-scan backend"):
+        resolve_backend("fast", torch.device("cpu"))
+    with pytest.raises(ValueError, match="needs mamba-ssm"):
+        resolve_backend("cuda", torch.device("cpu"))
+
+
+def test_stepping_the_scan_equals_the_whole_scan():
+    inputs = scan_inputs(length=9)
+    y, last = selective_scan(**inputs, backend="sequential", return_state=True)
+    state = torch.zeros(2, 6, 4)
+    for t in range(9):
+        y_t, state = selective_scan_step(
+            state, inputs["u"][:, t], inputs["delta"][:, t], inputs["A"], inputs["B"][:, t], inputs["C"][:, t], inputs["D"]
+        )
+        torch.testing.assert_close(y_t, y[:, t], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(state, last, atol=1e-5, rtol=1e-5)
+
+
+def trained_looking(layer: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """The layer with its zero-initialised output projections given random weights, so that it is
+    not the identity (a trained layer is not)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in layer.modules():
+            if hasattr(module, "out_proj"):
+                module.out_proj.weight.copy_(torch.randn(module.out_proj.weight.shape, generator=generator) * 0.3)
+    return layer
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_temporal_layer_keeps_the_shape_starts_as_the_identity_and_mixes_only_along_time(kind):
+    torch.manual_seed(0)
+    video = torch.randn(2, 8, 5, 3, 4)  # float[B, C, F, H, W]
+    layer = TemporalLayer(kind, 8)
+    torch.testing.assert_close(layer(video), video)  # zero-initialised output: the identity
+    trained_looking(layer)
+    out = layer(video)
+    assert out.shape == video.shape and not torch.allclose(out, video)
+    # Another pixel's frames, or another video, change nothing here: each pixel is its own sequence.
+    changed = video.clone()
+    changed[0, :, :, 2, 3] += torch.randn(8, 5)
+    changed[1] += torch.randn(changed[1].shape)
+    torch.testing.assert_close(layer(changed)[0, :, :, :2], out[0, :, :, :2])
+    # Along time: the last frame reaches the first frame only in the bidirectional layers.
+    later = video.clone()
+    later[:, :, -1] += torch.randn(later[:, :, -1].shape)  # not a constant: the layer norm would remove it
+    first_moved = not torch.allclose(layer(later)[:, :, 0], out[:, :, 0])
+    assert first_moved == (kind != "s6"), kind
+
+
+def test_causal_s6_steps_frame_by_frame_as_the_whole_video():
+    torch.manual_seed(0)
+    video = torch.randn(2, 8, 7, 3, 2)
+    layer = trained_looking(TemporalLayer("s6", 8, conv_size=3))
+    whole = layer(video)
+    state = layer.initial_state(2, 3, 2)
+    for frame in range(7):
+        out, state = layer.step(video[:, :, frame], state)
+        torch.testing.assert_close(out, whole[:, :, frame], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="only a causal S6 layer"):
+        TemporalLayer("bi-s6", 8).step(video[:, :, 0], state)
+
+
+def test_s6_trains_with_the_parallel_scan():
+    """Training through the parallel scan learns what needs memory: output, at every one of 12
+    frames, the first frame's input. Without memory only frame 0 can (loss about 11/12 of the
+    inputs' variance); the 4-frame convolution alone reaches frames 0-3 (8/12 = 0.67); below that,
+    the scan's state carries the first frame further."""
+    torch.manual_seed(0)
+    mixer = S6Mixer(4, state_size=8, backend="parallel")
+    optimizer = torch.optim.Adam(mixer.parameters(), lr=3e-2)
+    x = torch.randn(16, 12, 4)
+    losses = []
+    for _ in range(100):
+        loss = (mixer(x) - x[:, :1]).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6, losses[::10]
+
+
+def test_unknown_kind_and_bad_attention_width_are_refused():
+    with pytest.raises(ValueError, match="unknown temporal layer"):
+        TemporalLayer("lstm", 8)
+    with pytest.raises(ValueError, match="divisible by heads"):
+        TemporalLayer("attn", 6, heads=4)
