@@ -1,0 +1,126 @@
+"""Memory and time of one training step of a temporal layer against the number of frames.
+
+One step is the forward and backward pass of a ``TemporalLayer`` (``attn``: rotary attention,
+``s6``: causal S6, ``bi-s6``: bidirectional S6; equal width) over video features ``float[1,
+--channels, F, --size, --size]``, for F in ``--frames``: what the SSM-meets-video-diffusion design
+claims to change is how these grow with F (attention quadratic, the scans linear).
+
+Each configuration runs in a fresh process, so that its peak memory is its own: ``saved`` is the
+bytes autograd keeps for the backward pass (distinct storages, from
+``torch.autograd.graph.saved_tensors_hooks``), ``peak RSS`` the process's high-water mark above
+its memory before the step (on CUDA: ``torch.cuda.max_memory_allocated``). Time: median of
+``--repeats`` steps after a warm-up. A configuration that runs out of memory is reported as such.
+The last lines fit ``saved ~ a * F^b`` per layer: b near 1 is linear, near 2 quadratic.
+
+Usage::
+
+    python benchmarks/temporal_layers.py [--frames 16 64 256 1024] [--channels 64] [--size 8] [--threads 2] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def measure(config: dict) -> dict:
+    """One configuration in this process: ``{seconds, saved_mib, peak_mib}``."""
+    from worldsim.models.temporal_layers import TemporalLayer
+
+    torch.set_num_threads(config["threads"])
+    device = torch.device(config["device"])
+    torch.manual_seed(0)
+    layer = TemporalLayer(config["kind"], config["channels"]).to(device)
+    video = torch.randn(1, config["channels"], config["frames"], config["size"], config["size"], device=device)
+
+    def step() -> None:
+        layer(video).square().mean().backward()
+
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    before = _rss_mib()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        step()  # warm-up, and the saved-tensor count
+    times = []
+    for _ in range(config["repeats"]):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    if device.type == "cuda":
+        peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    return {"seconds": statistics.median(times), "saved_mib": sum(saved.values()) / 2**20, "peak_mib": peak}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, nargs="+", default=[16, 64, 256, 1024])
+    parser.add_argument("--kinds", nargs="+", default=["attn", "s6", "bi-s6"])
+    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--size", type=int, default=8, help="feature map height and width (pixels = sequences)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--single", help=argparse.SUPPRESS)  # one configuration as JSON, run in this process
+    args = parser.parse_args(argv)
+    if args.single:
+        print(json.dumps(measure(json.loads(args.single))))
+        return
+
+    shared = {"channels": args.channels, "size": args.size, "threads": args.threads, "repeats": args.repeats, "device": args.device}
+    print(
+        f"one training step (forward + backward) of one temporal layer over float[1, {args.channels}, F, {args.size}, {args.size}], "
+        f"{args.device}, {args.threads} thread(s), median of {args.repeats} (torch {torch.__version__})"
+    )
+    print("| layer | frames | s/step | saved for backward MiB | peak MiB |")
+    print("|---|---:|---:|---:|---:|")
+    fits: dict[str, list[tuple[int, float]]] = {kind: [] for kind in args.kinds}
+    for kind in args.kinds:
+        for frames in args.frames:
+            config = shared | {"kind": kind, "frames": frames}
+            run = subprocess.run([sys.executable, __file__, "--single", json.dumps(config)], capture_output=True, text=True, check=False)
+            if run.returncode != 0:
+                lines = run.stderr.strip().splitlines()
+                reason = (
+                    "out of memory" if "memory" in run.stderr.lower() or run.returncode == -9 else (lines[-1] if lines else run.returncode)
+                )
+                print(f"| {kind} | {frames} | {reason} | | |", flush=True)
+                continue
+            result = json.loads(run.stdout.strip().splitlines()[-1])
+            fits[kind].append((frames, result["saved_mib"]))
+            print(f"| {kind} | {frames} | {result['seconds']:.3f} | {result['saved_mib']:.1f} | {result['peak_mib']:.0f} |", flush=True)
+    print()
+    for kind, points in fits.items():
+        if len(points) >= 2:
+            frames, saved = np.log([p[0] for p in points]), np.log([p[1] for p in points])
+            exponent, _ = np.polyfit(frames, saved, 1)
+            print(f"{kind}: saved memory ~ F^{exponent:.2f} over {len(points)} frame counts")
+
+
+if __name__ == "__main__":
+    main()
