@@ -3,7 +3,10 @@
 One step is the forward and backward pass of a ``TemporalLayer`` (``attn``: rotary attention,
 ``s6``: causal S6, ``bi-s6``: bidirectional S6; equal width) over video features ``float[1,
 --channels, F, --size, --size]``, for F in ``--frames``: what the SSM-meets-video-diffusion design
-claims to change is how these grow with F (attention quadratic, the scans linear).
+claims to change is how these grow with F (attention quadratic, the scans linear). ``attn`` runs
+PyTorch's ``scaled_dot_product_attention`` as it chooses (a fused kernel that need not keep the
+F x F attention matrix); ``attn-math`` is the same layer forced to its plain kernel
+(``SDPBackend.MATH``), attention as the SSM-VDM paper measured it.
 
 Each configuration runs in a fresh process, so that its peak memory is its own: ``saved`` is the
 bytes autograd keeps for the backward pass (distinct storages, from
@@ -29,6 +32,7 @@ import time
 
 import numpy as np
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 def _rss_mib() -> float:
@@ -43,11 +47,16 @@ def measure(config: dict) -> dict:
     torch.set_num_threads(config["threads"])
     device = torch.device(config["device"])
     torch.manual_seed(0)
-    layer = TemporalLayer(config["kind"], config["channels"]).to(device)
+    kind = config["kind"]
+    layer = TemporalLayer("attn" if kind == "attn-math" else kind, config["channels"]).to(device)
     video = torch.randn(1, config["channels"], config["frames"], config["size"], config["size"], device=device)
 
     def step() -> None:
-        layer(video).square().mean().backward()
+        if kind == "attn-math":
+            with sdpa_kernel(SDPBackend.MATH):
+                layer(video).square().mean().backward()
+        else:
+            layer(video).square().mean().backward()
 
     saved: dict[int, int] = {}
 
@@ -80,7 +89,7 @@ def measure(config: dict) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, nargs="+", default=[16, 64, 256, 1024])
-    parser.add_argument("--kinds", nargs="+", default=["attn", "s6", "bi-s6"])
+    parser.add_argument("--kinds", nargs="+", default=["attn", "attn-math", "s6", "bi-s6"])
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--size", type=int, default=8, help="feature map height and width (pixels = sequences)")
     parser.add_argument("--threads", type=int, default=2)
