@@ -42,6 +42,31 @@ def test_parallel_scan_matches_the_sequential_reference_forward_and_backward(len
         torch.testing.assert_close(grads["parallel"][name], grads["sequential"][name], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("backend", ["sequential", "parallel"])
+def test_chunked_scan_under_checkpointing_matches_the_whole_scan_and_keeps_less(backend):
+    inputs = {name: value.requires_grad_() for name, value in scan_inputs(length=20).items()}
+    results = {}
+    for chunk_size in (None, 6):
+        saved: dict[int, int] = {}
+
+        def pack(tensor, saved=saved):
+            saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            y, state = selective_scan(**inputs, backend=backend, return_state=True, chunk_size=chunk_size)
+        (y.square().sum() + state.sum()).backward()
+        results[chunk_size] = (y.detach(), state.detach(), {n: v.grad.clone() for n, v in inputs.items()}, sum(saved.values()))
+        for value in inputs.values():
+            value.grad = None
+    whole, chunked = results[None], results[6]
+    torch.testing.assert_close(chunked[0], whole[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(chunked[1], whole[1], atol=1e-5, rtol=1e-5)
+    for name in inputs:
+        torch.testing.assert_close(chunked[2][name], whole[2][name], atol=1e-4, rtol=1e-4)
+    assert chunked[3] < whole[3] / 2, (chunked[3], whole[3])  # the states are not kept for backward
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA kernel needs a GPU")
 def test_cuda_kernel_matches_the_sequential_reference():
     pytest.importorskip("mamba_ssm")

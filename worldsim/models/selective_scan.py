@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 BACKENDS = ("auto", "cuda", "parallel", "sequential")
 
@@ -61,9 +62,17 @@ def selective_scan(
     D: torch.Tensor,
     backend: str = "auto",
     return_state: bool = False,
+    chunk_size: int | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``y float[B, L, D]`` (and the last state ``float[B, D, N]`` with ``return_state``) of the
-    scan above, by ``backend``. ``delta`` is used as given (apply softplus and bias before)."""
+    scan above, by ``backend``. ``delta`` is used as given (apply softplus and bias before).
+
+    ``chunk_size`` (the CPU backends, when gradients are needed): scan ``chunk_size`` frames at a
+    time under gradient checkpointing, carrying the state between chunks. The states ``float[B,
+    L, D, N]`` are then never kept for the backward pass, only the chunks' inputs and boundary
+    states: memory ``O(L * D)`` instead of ``O(L * D * N)``, for a second forward pass in backward.
+    (mamba-ssm's kernel recomputes the states in its backward pass by itself.)
+    """
     backend = resolve_backend(backend, u.device)
     if backend == "cuda":
         kernel = _cuda_kernel()
@@ -80,8 +89,26 @@ def selective_scan(
             y, state = result
             return y.transpose(1, 2), state
         return result.transpose(1, 2)
+    length = u.shape[1]
+    if chunk_size is None or not torch.is_grad_enabled() or length <= chunk_size:
+        y, state = _scan(u, delta, A, B, C, D, None, backend)
+    else:
+        outputs, state = [], None
+        for start in range(0, length, chunk_size):
+            part = slice(start, start + chunk_size)
+            y_part, state = checkpoint(_scan, u[:, part], delta[:, part], A, B[:, part], C[:, part], D, state, backend, use_reentrant=False)
+            outputs.append(y_part)
+        y = torch.cat(outputs, dim=1)
+    return (y, state) if return_state else y
+
+
+def _scan(u, delta, A, B, C, D, initial: torch.Tensor | None, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The CPU backends on one stretch of time from ``initial`` (zeros when None): ``(y, last state)``."""
     decay = torch.exp(delta.unsqueeze(-1) * A)  # float[B, L, D, N]
     drive = (delta * u).unsqueeze(-1) * B.unsqueeze(2)  # float[B, L, D, N]
+    if initial is not None:
+        # h[0] = decay[0] * initial + drive[0]: fold the carried state into the first step.
+        drive = torch.cat([(drive[:, 0] + decay[:, 0] * initial).unsqueeze(1), drive[:, 1:]], dim=1)
     if backend == "parallel":
         from mambapy.pscan import pscan  # imported here: only the CPU path needs it
 
@@ -93,8 +120,7 @@ def selective_scan(
             state = decay[:, t] * state + drive[:, t]
             steps.append(state)
         states = torch.stack(steps, dim=1)
-    y = (states @ C.unsqueeze(-1)).squeeze(-1) + D * u
-    return (y, states[:, -1]) if return_state else y
+    return (states @ C.unsqueeze(-1)).squeeze(-1) + D * u, states[:, -1]
 
 
 def selective_scan_step(

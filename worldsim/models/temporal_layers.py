@@ -46,12 +46,16 @@ class S6State:
 
 class S6Mixer(nn.Module):
     """Mamba-style S6 block over ``float[N, L, C]`` (causal). ``expand`` widens the inner channels
-    ``E = expand * C``; ``state_size`` is the scan's ``N``; ``backend`` the selective scan's."""
+    ``E = expand * C``; ``state_size`` is the scan's ``N``; ``backend`` the selective scan's;
+    ``scan_chunk`` its checkpointed chunk length on the CPU (None: keep every state for backward,
+    ``state_size`` times the memory)."""
 
-    def __init__(self, channels: int, state_size: int = 16, expand: int = 2, conv_size: int = 4, backend: str = "auto"):
+    def __init__(
+        self, channels: int, state_size: int = 16, expand: int = 2, conv_size: int = 4, backend: str = "auto", scan_chunk: int | None = 64
+    ):
         super().__init__()
         inner = expand * channels
-        self.inner, self.state_size, self.conv_size, self.backend = inner, state_size, conv_size, backend
+        self.inner, self.state_size, self.conv_size, self.backend, self.scan_chunk = inner, state_size, conv_size, backend, scan_chunk
         self.dt_rank = math.ceil(channels / 16)
         self.in_proj = nn.Linear(channels, 2 * inner, bias=False)
         self.conv = nn.Conv1d(inner, inner, conv_size, groups=inner, padding=conv_size - 1)
@@ -75,7 +79,7 @@ class S6Mixer(nn.Module):
         u, gate = self.in_proj(x).chunk(2, dim=-1)
         u = F.silu(self.conv(u.transpose(1, 2))[..., :length].transpose(1, 2))  # causal: the padding is cut off the end
         delta, B, C = self._scan_inputs(u)
-        y = selective_scan(u, delta, -torch.exp(self.A_log), B, C, self.D, backend=self.backend)
+        y = selective_scan(u, delta, -torch.exp(self.A_log), B, C, self.D, backend=self.backend, chunk_size=self.scan_chunk)
         return self.out_proj(y * F.silu(gate))
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> S6State:
