@@ -86,6 +86,51 @@ def measure(config: dict) -> dict:
     return {"seconds": statistics.median(times), "saved_mib": sum(saved.values()) / 2**20, "peak_mib": peak}
 
 
+COLOURS = {"attn": (30, 90, 230), "attn-math": (240, 140, 20), "s6": (150, 60, 200), "bi-s6": (20, 160, 60)}  # RGB
+
+
+def plot_memory(points: dict[str, list[tuple[int, float]]], file: str, size: tuple[int, int] = (640, 420)) -> None:
+    """A log-log PNG of saved memory (MiB) against frames, one line per layer (OpenCV: no
+    plotting library is a dependency)."""
+    import cv2
+
+    width, height = size
+    left, right, top, bottom = 70, 130, 20, 50
+    image = np.full((height, width, 3), 255, np.uint8)
+    all_points = [p for line in points.values() for p in line]
+    if not all_points:
+        return
+    x_low, x_high = np.log2(min(p[0] for p in all_points)), np.log2(max(p[0] for p in all_points))
+    y_low, y_high = np.floor(np.log10(min(p[1] for p in all_points))), np.ceil(np.log10(max(p[1] for p in all_points)))
+
+    def to_pixel(frames: float, mib: float) -> tuple[int, int]:
+        x = left + (np.log2(frames) - x_low) / max(x_high - x_low, 1e-9) * (width - left - right)
+        y = height - bottom - (np.log10(mib) - y_low) / max(y_high - y_low, 1e-9) * (height - top - bottom)
+        return round(float(x)), round(float(y))
+
+    grey, font = (170, 170, 170), cv2.FONT_HERSHEY_SIMPLEX
+    for decade in range(int(y_low), int(y_high) + 1):
+        y = to_pixel(2**x_low, 10.0**decade)[1]
+        cv2.line(image, (left, y), (width - right, y), grey, 1)
+        cv2.putText(image, f"{10.0**decade:g}", (8, y + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    for frames in sorted({p[0] for p in all_points}):
+        x = to_pixel(frames, 10.0**y_low)[0]
+        cv2.line(image, (x, top), (x, height - bottom), grey, 1)
+        cv2.putText(image, str(frames), (x - 12, height - bottom + 18), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, "frames", (width // 2 - 40, height - 8), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, "MiB saved for backward", (left, top - 6), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    for i, (kind, line) in enumerate(points.items()):
+        colour = COLOURS.get(kind, (0, 0, 0))
+        pixels = np.array([to_pixel(f, m) for f, m in line], np.int32)
+        cv2.polylines(image, [pixels], False, colour, 2, cv2.LINE_AA)
+        for point in pixels:
+            cv2.circle(image, tuple(int(v) for v in point), 3, colour, -1, cv2.LINE_AA)
+        y = top + 20 + 18 * i
+        cv2.line(image, (width - right + 10, y), (width - right + 30, y), colour, 2, cv2.LINE_AA)
+        cv2.putText(image, kind, (width - right + 36, y + 4), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(file, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, nargs="+", default=[16, 64, 256, 1024])
@@ -95,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--plot", help="write a log-log plot of saved memory against frames to this PNG")
     parser.add_argument("--single", help=argparse.SUPPRESS)  # one configuration as JSON, run in this process
     args = parser.parse_args(argv)
     if args.single:
@@ -124,6 +170,9 @@ def main(argv: list[str] | None = None) -> None:
             fits[kind].append((frames, result["saved_mib"]))
             print(f"| {kind} | {frames} | {result['seconds']:.3f} | {result['saved_mib']:.1f} | {result['peak_mib']:.0f} |", flush=True)
     print()
+    if args.plot:
+        plot_memory(fits, args.plot)
+        print(f"wrote {args.plot}")
     for kind, points in fits.items():
         if len(points) >= 2:
             frames, saved = np.log([p[0] for p in points]), np.log([p[1] for p in points])

@@ -90,7 +90,7 @@ def selective_scan(
             return y.transpose(1, 2), state
         return result.transpose(1, 2)
     length = u.shape[1]
-    if chunk_size is None or not torch.is_grad_enabled() or length <= chunk_size:
+    if chunk_size is None or not torch.is_grad_enabled():
         y, state = _scan(u, delta, A, B, C, D, None, backend)
     else:
         outputs, state = [], None
