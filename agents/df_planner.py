@@ -293,7 +293,7 @@ class DiffusionForcingPlanner:
         )
         steps = self.normalizer.denormalize(tokens_to_steps(x[:, 1:], frame_stack)).reshape(n, m, config.plan_steps, STEP_DIM)
         # A plan that jumps (a step longer than max_jump) has left the model's dynamics, typically
-        # through a wall towards the goal; it is kept only if every sample of the episode jumps.
+        # through a wall towards the goal; such unfit plans are kept only if every sample is unfit.
         unfit = (steps[..., 1:, :2] - steps[..., :-1, :2]).norm(dim=-1).amax(dim=-1) > self.max_jump
         steps = stop_at_goal(steps, goal.reshape(n, m, 1, 2), self.goal_radius)
         if self.drop_collisions:
