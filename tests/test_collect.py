@@ -116,12 +116,15 @@ def test_pointmaze_expert_dataset_has_dict_observations_and_success_labels(minar
     assert "success" in episode.infos
 
 
-@pytest.mark.parametrize("steps, dataset_id, message", [
-    (0, "worldsim/mario-x-v0", "positive number"),
-    (-5, "worldsim/mario-x-v0", "positive number"),
-    (10, "not a valid id!", "not valid"),
-    (10, "worldsim/mario-x", "not valid"),  # no -vN
-])
+@pytest.mark.parametrize(
+    "steps, dataset_id, message",
+    [
+        (0, "worldsim/mario-x-v0", "positive number"),
+        (-5, "worldsim/mario-x-v0", "positive number"),
+        (10, "not a valid id!", "not valid"),
+        (10, "worldsim/mario-x", "not valid"),  # no -vN
+    ],
+)
 def test_bad_collection_arguments_fail_before_writing(mario, minari_path, steps, dataset_id, message):
     with pytest.raises(WorldsimError, match=message):
         collect_dataset(mario, shares(mario, random=1.0), steps, dataset_id, progress=False)
@@ -183,13 +186,16 @@ def test_ctrl_c_during_collect_then_the_same_command_resumes(minari_path, capsys
 
     from worldsim.cli import main
 
-    # Default settings (no --checkpoint-steps): episodes are staged every 1000 steps.
-    command = ["collect", "--env", "pointmaze-umaze", "--agent", "waypoint", "--steps", "4000", "--quiet"]
+    # Default settings (no --checkpoint-steps): episodes are staged every 1000 steps. 10000 steps, so
+    # that the Ctrl-C lands before the end even when a loaded machine delays this test by seconds.
+    command = ["collect", "--env", "pointmaze-umaze", "--agent", "waypoint", "--steps", "10000", "--quiet"]
     staged = minari_path / ".staging" / MAZE_ID.replace("/", "__") / MAZE_ID / "data" / "metadata.json"
     process = subprocess.Popen(
         [sys.executable, "-m", "worldsim.cli", *command],
         env={**os.environ, "MINARI_DATASETS_PATH": str(minari_path), "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while not staged.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -197,21 +203,21 @@ def test_ctrl_c_during_collect_then_the_same_command_resumes(minari_path, capsys
     process.send_signal(signal.SIGINT)  # Ctrl-C
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
-    assert "of 4000 steps" in err and "are staged" in err and "run the same command again to resume" in err
+    assert "of 10000 steps" in err and "are staged" in err and "run the same command again to resume" in err
     assert not (minari_path / MAZE_ID).exists()  # nothing half-written under the dataset's id
 
     # The same dataset id with other arguments would throw the staged episodes away: refused.
-    assert main([*command[:-2], "5000", "--quiet"]) == 2
+    assert main([*command[:-2], "11000", "--quiet"]) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert "holds an unfinished collection" in line and "steps (4000 there, 5000 now)" in line and "--discard-staged" in line
+    assert "holds an unfinished collection" in line and "steps (10000 there, 11000 now)" in line and "--discard-staged" in line
     assert staged.exists()
 
     assert main(command) == 0
     out = capsys.readouterr().out
     assert "resuming " + MAZE_ID in out
     dataset = minari.load_dataset(MAZE_ID)
-    assert dataset.total_steps == 4000 and dataset.total_episodes == 14  # 300-step episodes, the last cut
-    assert sum(len(episode.actions) for episode in dataset.iterate_episodes()) == 4000
+    assert dataset.total_steps == 10000 and dataset.total_episodes == 34  # 300-step episodes, the last cut
+    assert sum(len(episode.actions) for episode in dataset.iterate_episodes()) == 10000
     assert not (minari_path / ".staging").exists()
 
 
