@@ -120,7 +120,9 @@ def _scan(u, delta, A, B, C, D, initial: torch.Tensor | None, backend: str) -> t
             state = decay[:, t] * state + drive[:, t]
             steps.append(state)
         states = torch.stack(steps, dim=1)
-    return (states @ C.unsqueeze(-1)).squeeze(-1) + D * u, states[:, -1]
+    # The last state copied out: a view would keep every state of the stretch alive (and saved for
+    # backward, when it is the next chunk's initial state).
+    return (states @ C.unsqueeze(-1)).squeeze(-1) + D * u, states[:, -1].clone()
 
 
 def selective_scan_step(
