@@ -54,27 +54,18 @@ class MazeField:
         ys = self.rows / 2 - (np.arange(self.height) + 0.5) * resolution
         xs = -self.cols / 2 + (np.arange(self.width) + 0.5) * resolution
         grid = np.stack(np.meshgrid(xs, ys), axis=-1)  # float[H, W, 2] (x, y)
-        self.blocked = self._collides_np(grid)  # bool[H, W]
+        self._walls_torch = torch.from_numpy(self.walls)
+        self.blocked = self.collides(torch.from_numpy(grid)).numpy()  # bool[H, W]
         self._graph = self._grid_graph()
         self._fields: dict[tuple, torch.Tensor] = {}  # per goal: the distance field, its uphill direction
-        self._walls_torch = torch.from_numpy(self.walls)
 
     # ----------------------------------------------------------------------------- collisions
 
-    def _collides_np(self, xy: np.ndarray) -> np.ndarray:
-        # The ball's bounding square: it overlaps a wall if any of its corners lies in a wall cell
-        # (cells are at least as large as the square, so no wall fits between corners).
-        hit = np.zeros(xy.shape[:-1], bool)
-        for dx in (-self.margin, self.margin):
-            for dy in (-self.margin, self.margin):
-                col = np.floor(xy[..., 0] + dx + self.cols / 2).astype(np.int64)
-                row = np.floor(self.rows / 2 - (xy[..., 1] + dy)).astype(np.int64)
-                outside = (row < 0) | (row >= self.rows) | (col < 0) | (col >= self.cols)
-                hit |= outside | self.walls[np.clip(row, 0, self.rows - 1), np.clip(col, 0, self.cols - 1)]
-        return hit
-
     def collides(self, xy: torch.Tensor) -> torch.Tensor:
-        """``bool[...]``: the ball centred at ``xy float[..., 2]`` overlaps a wall (or leaves the maze)."""
+        """``bool[...]``: the ball centred at ``xy float[..., 2]`` overlaps a wall (or leaves the maze).
+
+        It overlaps a wall if any corner of its bounding square lies in a wall cell (cells are at
+        least as large as the square, so no wall fits between corners)."""
         walls = self._walls_torch.to(xy.device)
         hit = torch.zeros(xy.shape[:-1], dtype=torch.bool, device=xy.device)
         for dx in (-self.margin, self.margin):
