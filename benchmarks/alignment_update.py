@@ -26,22 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
-import subprocess
-import sys
 import time
 
 import torch
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from isolated import peak_rss_mib, rss_mib, run_isolated, saved_tensor_bytes
 
 
 def _rewards(realism: str | None, presence: str | None):
@@ -90,15 +79,9 @@ def measure(config: dict) -> dict:
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():  # warm-up without gradients: the baseline memory
         aligner.model.sampler.sample(aligner.model.denoiser, batch["frames"], batch["actions"], generator=generator)
-    before = _rss_mib()
+    before = rss_mib()
 
-    saved: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with saved_tensor_bytes() as saved:
         aligner.update(batch, generator)  # warm-up update (and the saved-tensor count)
     times = []
     for _ in range(config["repeats"]):
@@ -108,8 +91,8 @@ def measure(config: dict) -> dict:
     env.close()
     return {
         "seconds": statistics.median(times),
-        "peak_rss_mib": _peak_rss_mib(),
-        "update_rss_mib": _peak_rss_mib() - before,
+        "peak_rss_mib": peak_rss_mib(),
+        "update_rss_mib": peak_rss_mib() - before,
         "saved_mib": sum(saved.values()) / 2**20,
         "sampler_steps": len(aligner.model.sampler.sigmas),
         "lora_parameters": aligner.parameter_counts["lora"],
@@ -145,13 +128,10 @@ def main(argv: list[str] | None = None) -> None:
     print("| sampler steps | K (grad steps) | checkpointing | s/update | saved for backward MiB | update RSS MiB | peak RSS MiB |")
     print("|---:|---:|---|---:|---:|---:|---:|")
     for config in configs:
-        run = subprocess.run(
-            [sys.executable, __file__, "--single", json.dumps(config | shared)], capture_output=True, text=True, check=False
-        )
-        if run.returncode != 0:
+        result, run = run_isolated(__file__, config | shared)
+        if result is None:
             print(f"| {config} | failed: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode} |")
             continue
-        result = json.loads(run.stdout.strip().splitlines()[-1])
         full = " (full)" if config["k"] >= result["sampler_steps"] else ""
         print(
             f"| {result['sampler_steps']} | {config['k']}{full} | {'yes' if config['checkpointing'] else 'no'} | "

@@ -24,20 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
-import subprocess
-import sys
 import time
 
 import numpy as np
 import torch
+from isolated import peak_rss_mib, rss_mib, run_isolated, saved_tensor_bytes
 from torch.nn.attention import SDPBackend, sdpa_kernel
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def measure(config: dict) -> dict:
@@ -58,17 +51,11 @@ def measure(config: dict) -> dict:
         else:
             layer(video).square().mean().backward()
 
-    saved: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    before = _rss_mib()
+    before = rss_mib()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with saved_tensor_bytes() as saved:
         step()  # warm-up, and the saved-tensor count
     times = []
     for _ in range(config["repeats"]):
@@ -82,7 +69,7 @@ def measure(config: dict) -> dict:
     if device.type == "cuda":
         peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+        peak = peak_rss_mib() - before
     return {"seconds": statistics.median(times), "saved_mib": sum(saved.values()) / 2**20, "peak_mib": peak}
 
 
@@ -158,15 +145,14 @@ def main(argv: list[str] | None = None) -> None:
     for kind in args.kinds:
         for frames in args.frames:
             config = shared | {"kind": kind, "frames": frames}
-            run = subprocess.run([sys.executable, __file__, "--single", json.dumps(config)], capture_output=True, text=True, check=False)
-            if run.returncode != 0:
+            result, run = run_isolated(__file__, config)
+            if result is None:
                 lines = run.stderr.strip().splitlines()
                 reason = (
                     "out of memory" if "memory" in run.stderr.lower() or run.returncode == -9 else (lines[-1] if lines else run.returncode)
                 )
                 print(f"| {kind} | {frames} | {reason} | | |", flush=True)
                 continue
-            result = json.loads(run.stdout.strip().splitlines()[-1])
             fits[kind].append((frames, result["saved_mib"]))
             print(f"| {kind} | {frames} | {result['seconds']:.3f} | {result['saved_mib']:.1f} | {result['peak_mib']:.0f} |", flush=True)
     print()
