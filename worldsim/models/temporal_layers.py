@@ -113,24 +113,28 @@ class BiS6Mixer(nn.Module):
 
 
 class AttentionMixer(nn.Module):
-    """Multi-head self-attention over ``float[N, L, C]`` with rotary position embeddings."""
+    """Multi-head self-attention over ``float[N, L, C]`` with rotary position embeddings.
 
-    def __init__(self, channels: int, heads: int = 4, causal: bool = False, theta: float = 10000.0):
+    ``expand`` widens queries, keys and values to ``E = expand * C`` (as ``S6Mixer``'s ``expand``
+    widens its inner channels): the way to compare the two at equal parameters."""
+
+    def __init__(self, channels: int, heads: int = 4, causal: bool = False, theta: float = 10000.0, expand: int = 1):
         super().__init__()
-        if channels % heads or (channels // heads) % 2:
-            raise ValueError(f"attention needs channels ({channels}) divisible by heads ({heads}) into an even head size")
-        self.heads, self.causal, self.theta = heads, causal, theta
-        self.qkv = nn.Linear(channels, 3 * channels, bias=False)
-        self.out_proj = nn.Linear(channels, channels, bias=False)
+        inner = expand * channels
+        if inner % heads or (inner // heads) % 2:
+            raise ValueError(f"attention needs its width ({inner}) divisible by heads ({heads}) into an even head size")
+        self.heads, self.causal, self.theta, self.inner = heads, causal, theta, inner
+        self.qkv = nn.Linear(channels, 3 * inner, bias=False)
+        self.out_proj = nn.Linear(inner, channels, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, channels = x.shape
-        q, k, v = self.qkv(x).reshape(batch, length, 3, self.heads, channels // self.heads).permute(2, 0, 3, 1, 4)
-        rotary = get_1d_rotary_pos_embed(channels // self.heads, length, theta=self.theta, use_real=True)
+        batch, length, _ = x.shape
+        q, k, v = self.qkv(x).reshape(batch, length, 3, self.heads, self.inner // self.heads).permute(2, 0, 3, 1, 4)
+        rotary = get_1d_rotary_pos_embed(self.inner // self.heads, length, theta=self.theta, use_real=True)
         rotary = tuple(part.to(x.device, x.dtype) for part in rotary)
         q, k = apply_rotary_emb(q, rotary), apply_rotary_emb(k, rotary)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
-        return self.out_proj(y.transpose(1, 2).reshape(batch, length, channels))
+        return self.out_proj(y.transpose(1, 2).reshape(batch, length, self.inner))
 
 
 class TemporalLayer(nn.Module):
@@ -138,7 +142,7 @@ class TemporalLayer(nn.Module):
 
     ``kind``: ``"attn"`` (rotary attention), ``"s6"`` (causal S6) or ``"bi-s6"``; ``options`` go to
     the mixer (``state_size``, ``expand``, ``conv_size``, ``backend`` for the scans; ``heads``,
-    ``causal`` for attention). Pre-norm residual, zero-initialised output: the identity at first.
+    ``causal``, ``expand`` for attention). Pre-norm residual, zero-initialised output: the identity at first.
     """
 
     def __init__(self, kind: str, channels: int, **options):
