@@ -14,7 +14,7 @@ checkpoint must match, and optionally an evaluation. ``train`` does the rest, on
 * tensorboard scalars (``<task>/<loss>``), a tqdm bar with the loss.
 
 The checkpoint's ``model.safetensors`` holds the EMA weights (what inference loads); its training
-files hold the raw weights, the optimizer, the schedule, the step and the elapsed time.
+files hold the raw weights, the optimizer, the schedule, the step and the elapsed wall and CPU time.
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ class LoopConfig:
     checkpoint_every: int = 250
     checkpoint_minutes: float = 10.0  # a killed run loses at most this much work
     eval_every: int = 0  # 0: never (a task without evaluation ignores it)
+    # Also stop once training has used this much CPU time (the process's, across resumes): compute-
+    # matched comparisons that other jobs on the machine do not skew, as wall time would.
+    max_cpu_minutes: float | None = None
 
 
 class TrainingTask(Protocol):
@@ -136,12 +139,12 @@ def train(
     optimizer = torch.optim.AdamW(objective.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, betas=tuple(settings.betas))
     lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=settings.warmup_steps)
     ema = EMAModel(objective.parameters(), decay=cfg.ema_decay, use_ema_warmup=True)
-    step, elapsed = 0, 0.0
+    step, elapsed, cpu_seconds = 0, 0.0, 0.0
     if folder.is_dir():
         accepts = getattr(task, "accepts", lambda saved: saved == task.saved_config)
-        step, elapsed = _resume(folder, objective, optimizer, lr_schedule, ema, accepts)
+        step, elapsed, cpu_seconds = _resume(folder, objective, optimizer, lr_schedule, ema, accepts)
         accelerator.print(f"{task.name}: resuming {folder} at step {step}")
-    if step >= cfg.steps:
+    if step >= cfg.steps or _out_of_time(cfg, cpu_seconds):
         ema.copy_to(objective.parameters())
         objective.to(accelerator.device)
         return TrainingResult(step, elapsed)
@@ -155,6 +158,7 @@ def train(
     ema.to(accelerator.device)
     bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and accelerator.is_main_process), desc=task.name, unit="step")
     started = time.perf_counter() - elapsed
+    cpu_started = time.process_time() - cpu_seconds
     last_checkpoint = last_log = time.perf_counter()
     last_loss = float("nan")
     model.train()
@@ -183,10 +187,11 @@ def train(
             writer.add_scalar(f"{task.name}/grad_norm", float(grad_norm), step)
             writer.add_scalar(f"{task.name}/steps_per_second", cfg.log_every / (now - last_log), step)
             last_log = now
-        done = step >= cfg.steps
+        done = step >= cfg.steps or _out_of_time(cfg, time.process_time() - cpu_started)
         due = step % cfg.checkpoint_every == 0 or time.perf_counter() - last_checkpoint > 60 * cfg.checkpoint_minutes
         if accelerator.is_main_process and (due or done):
-            _save(folder, accelerator.unwrap_model(model), optimizer, lr_schedule, ema, task.saved_config, step, time.perf_counter() - started)
+            times = (time.perf_counter() - started, time.process_time() - cpu_started)
+            _save(folder, accelerator.unwrap_model(model), optimizer, lr_schedule, ema, task.saved_config, step, *times)
             last_checkpoint = time.perf_counter()
         if accelerator.is_main_process and cfg.eval_every and (step % cfg.eval_every == 0 or done):
             with ema_weights(ema, accelerator.unwrap_model(model)) as ema_model:
@@ -203,7 +208,11 @@ def train(
     return TrainingResult(step, time.perf_counter() - started)
 
 
-def _save(folder: Path, module, optimizer, lr_schedule, ema: EMAModel, config: dict[str, Any], step: int, elapsed: float) -> None:
+def _out_of_time(cfg: LoopConfig, cpu_seconds: float) -> bool:
+    return cfg.max_cpu_minutes is not None and cpu_seconds >= 60 * cfg.max_cpu_minutes
+
+
+def _save(folder: Path, module, optimizer, lr_schedule, ema: EMAModel, config: dict[str, Any], step: int, elapsed: float, cpu_seconds: float) -> None:
     raw = {f"raw/{name}": tensor for name, tensor in module.state_dict().items()}
     with ema_weights(ema, module) as ema_module:
         save_checkpoint(
@@ -214,6 +223,7 @@ def _save(folder: Path, module, optimizer, lr_schedule, ema: EMAModel, config: d
             training_state={
                 "step": step,
                 "elapsed_seconds": elapsed,
+                "cpu_seconds": cpu_seconds,
                 "lr_schedule": lr_schedule.state_dict(),
                 "ema_optimization_step": ema.optimization_step,
             },
@@ -233,7 +243,9 @@ def _resume(folder: Path, module, optimizer, lr_schedule, ema: EMAModel, accepts
     module.load_state_dict(raw)
     optimizer.load_state_dict(checkpoint.optimizer_state)
     lr_schedule.load_state_dict(checkpoint.training_state["lr_schedule"])
-    return int(checkpoint.training_state["step"]), float(checkpoint.training_state["elapsed_seconds"])
+    state = checkpoint.training_state
+    # cpu_seconds: absent from checkpoints written before CPU time was kept; their wall time stands in
+    return int(state["step"]), float(state["elapsed_seconds"]), float(state.get("cpu_seconds", state["elapsed_seconds"]))
 
 
 def train_with_tensorboard(
