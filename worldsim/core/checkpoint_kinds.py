@@ -32,6 +32,7 @@ INVERSE_DYNAMICS = "inverse_dynamics"
 ADAPTER = "adapter"
 REALISM_CRITIC = "realism_critic"
 PLAYER_DETECTOR = "player_detector"
+VIDEO_DIFFUSION = "video_diffusion"
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,9 @@ CHECKPOINT_KINDS: dict[str, CheckpointKind] = {
     ),
     PLAYER_DETECTOR: CheckpointKind(
         PLAYER_DETECTOR, "a player detector (where the player is on screen)", f'"kind": "{PLAYER_DETECTOR}"', lambda config: config.get("kind") == PLAYER_DETECTOR
+    ),
+    VIDEO_DIFFUSION: CheckpointKind(
+        VIDEO_DIFFUSION, "a video diffusion model (whole clips)", f'"kind": "{VIDEO_DIFFUSION}"', lambda config: config.get("kind") == VIDEO_DIFFUSION
     ),
 }
 

@@ -18,6 +18,7 @@ from worldsim.core.checkpoint_kinds import (
     INVERSE_DYNAMICS,
     PLAYER_DETECTOR,
     REALISM_CRITIC,
+    VIDEO_DIFFUSION,
     WORLD_MODEL,
     model_config_kind,
 )
@@ -30,6 +31,7 @@ TRAINING_TASKS: dict[str, str] = {
     INVERSE_DYNAMICS: "worldsim.train.idm_training:train_inverse_dynamics",
     REALISM_CRITIC: "worldsim.train.realism_training:train_realism_critic",
     PLAYER_DETECTOR: "worldsim.train.presence_training:train_player_detector",
+    VIDEO_DIFFUSION: "worldsim.train.video_training:train_video_model",
 }
 
 
