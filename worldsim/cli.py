@@ -29,6 +29,8 @@ EPILOG = """examples:
   worldsim dataset worldsim/mario-scripted-v0 --env mario
   worldsim train --model mario --train mario --out runs/wm-mario train.steps=8000
   worldsim dream --agent scripted --steps 300 --video mario_dream.mp4 [--compare]
+  worldsim train --model video-bi-s6 --train video --out runs/video-bi-s6
+  worldsim generate --checkpoint runs/video-bi-s6/model --frames 256 --video clip.mp4
   worldsim eval --dataset worldsim/mario-heldout-v0 --json fidelity.json
   worldsim align --reward realism+presence --steps 500 --out runs/align-rg realism.path=DIR presence.path=DIR
 """
@@ -396,6 +398,41 @@ def _cmd_list(args) -> int:
 # ----------------------------------------------------------------------------- the table
 
 
+# ----------------------------------------------------------------------------- generate
+
+
+def _generate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path, required=True, help="video model folder (worldsim train --model video-<arch> writes OUT/model)")
+    parser.add_argument("--frames", type=int, default=256, help="frames to generate (default 256)")
+    parser.add_argument("--video", required=True, help="write the clip to this .mp4 or .gif")
+    parser.add_argument("--start-dataset", help="start from the first frames of a real episode of this Minari dataset")
+    parser.add_argument("--start-episode", type=int, default=0, help="which episode of --start-dataset (default 0)")
+    parser.add_argument("--scale", type=int, default=4, help="video upscaling (default 4)")
+    parser.add_argument("--fps", type=int, default=15)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", help="cuda or cpu (default: CUDA when available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _cmd_generate(args) -> int:
+    from worldsim.eval.video_generation import generate_video
+
+    generate_video(
+        args.checkpoint,
+        args.frames,
+        args.video,
+        seed=args.seed,
+        start_dataset=args.start_dataset,
+        start_episode=args.start_episode,
+        scale=args.scale,
+        fps=args.fps,
+        device=args.device,
+        progress=not args.quiet,
+        log=_say,
+    )
+    return 0
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
@@ -413,6 +450,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("learn", "train a learning agent (dqn) in an env; resumes from --out after an interruption", _learn_arguments, _cmd_learn),
     Command("rollout", "play episodes with an agent, optionally writing a video", _rollout_arguments, _cmd_rollout),
     Command("train", "train a world model on Minari datasets; running it again resumes from --out", _train_arguments, _cmd_train),
+    Command("generate", "write a long clip from a video diffusion model (mp4 or gif), continued in overlapping chunks", _generate_arguments, _cmd_generate),
     Command("dream", "drive worldsim/Mario-v0 with an agent or a list of actions and write a video", _dream_arguments, _cmd_dream),
     Command("play", "play the dream with the keyboard in a pygame window (pip install 'worldsim[play]')", _play_arguments, _cmd_play),
     Command("eval", "fidelity of a world model against held-out real episodes (PSNR, SSIM, heads)", _eval_arguments, _cmd_eval),
