@@ -64,8 +64,8 @@ def denoising_report(
             levels = torch.full((len(clean), frames_count), float(sigma))
             levels[:, :context] = model.config.sampler.context_sigma
             scored = slice(context, None)
-            weighted.append(model.denoiser.weighted_error(clean, levels, eps)[:, :, scored].mean(dim=(1, 2, 3, 4)))
-            estimate = model.denoiser.denoise(clean + levels[:, None, :, None, None] * eps, levels)
+            estimate, error = model.denoiser.denoise_clean(clean, levels, eps)
+            weighted.append(error[:, :, scored].mean(dim=(1, 2, 3, 4)))
             squared.append(((estimate - clean)[:, :, scored] ** 2).mean(dim=(1, 2, 3, 4)))
         losses.append(float(torch.cat(weighted).mean()))
         mse = float(torch.cat(squared).mean())

@@ -59,14 +59,15 @@ class VideoDenoiser(nn.Module):
         output = self._network_output(noisy, sigma)
         return self.preconditioning.precondition_outputs(noisy, output, self._per_frame(sigma))
 
-    def weighted_error(self, clean: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """EDM's weighted denoising error per element, ``float[B, C, F, H, W]``: ``clean`` noised
-        with ``sigma[b, f] * noise``, the network regressed onto the output that makes D exact
-        (the error of D weighted by 1 / c_out^2)."""
+    def denoise_clean(self, clean: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``clean`` noised with ``sigma[b, f] * noise`` and denoised, in one network call: the clean
+        estimate and EDM's weighted error per element (both ``float[B, C, F, H, W]``; the error is
+        the network's distance from the output that makes D exact, i.e. D's error / c_out)."""
         sigma_5d = self._per_frame(sigma)
         noisy = clean + sigma_5d * noise
         c_skip, c_out = skip_and_out_scales(sigma_5d, self.training_config.sigma_data)
-        return (self._network_output(noisy, sigma) - (clean - c_skip * noisy) / c_out) ** 2
+        output = self._network_output(noisy, sigma)
+        return self.preconditioning.precondition_outputs(noisy, output, sigma_5d), (output - (clean - c_skip * noisy) / c_out) ** 2
 
     def loss(self, clips: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The training loss of ``clips float[B, C, F, H, W]``: context frames first, the rest noised
@@ -83,6 +84,6 @@ class VideoDenoiser(nn.Module):
         context_sigma = config.sigma_min + config.context_sigma_max * torch.rand(batch, 1, device=device, generator=generator)
         sigma = torch.where(is_context, context_sigma.expand(batch, frames), sigma)
         noise = torch.randn(clips.shape, device=device, generator=generator)
-        error = self.weighted_error(clips, sigma, noise).mean(dim=(1, 3, 4))  # float[B, F]
+        error = self.denoise_clean(clips, sigma, noise)[1].mean(dim=(1, 3, 4))  # float[B, F]
         generated = (~is_context).float()
         return (error * generated).sum() / generated.sum()
