@@ -121,7 +121,7 @@ def test_train_resume_and_generate_from_the_command_line(dataset_id, tmp_path):
     first_weights = load_video_model(out / "model")[0].state_dict()
     assert main([*train, "train.steps=4"]) == 0  # resumes at step 2
     model, _ = load_video_model(out / "model")
-    assert "4 steps of batch 2" in (out / "model" / "README.md").read_text()
+    assert "4 steps of batch 2" in (card := (out / "model" / "README.md").read_text()) and "CPU-minutes" in card
     assert any(not torch.equal(first_weights[k], v) for k, v in model.state_dict().items())
     assert model.config.unet.temporal == "bi-s6"
 

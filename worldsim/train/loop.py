@@ -84,7 +84,8 @@ class TrainingTask(Protocol):
 @dataclass
 class TrainingResult:
     step: int
-    seconds: float
+    seconds: float  # wall time
+    cpu_seconds: float = 0.0  # the process's CPU time
 
 
 def start_accelerator(mixed_precision: str, threads: int | None, seed: int) -> Accelerator:
@@ -147,7 +148,7 @@ def train(
     if step >= cfg.steps or _out_of_time(cfg, cpu_seconds):
         ema.copy_to(objective.parameters())
         objective.to(accelerator.device)
-        return TrainingResult(step, elapsed)
+        return TrainingResult(step, elapsed, cpu_seconds)
 
     # A fresh draw per (seed, step): a resumed run does not replay the batches it saw; each
     # process of a distributed run draws its own.
@@ -205,7 +206,7 @@ def train(
     objective = accelerator.unwrap_model(model)
     ema.copy_to(objective.parameters())
     objective.eval()
-    return TrainingResult(step, time.perf_counter() - started)
+    return TrainingResult(step, time.perf_counter() - started, time.process_time() - cpu_started)
 
 
 def _out_of_time(cfg: LoopConfig, cpu_seconds: float) -> bool:

@@ -91,7 +91,7 @@ def train_video_model(model_values: dict[str, Any], train_values: dict[str, Any]
             ),
             f"- Clips of {config.clip_frames} frames at {unet.image_size}x{unet.image_size}; longer clips continue in chunks overlapping by {config.overlap}.",
             f"- Data: {', '.join(cfg.datasets)} ({len(windows)} clips).",
-            f"- Training: {result.step} steps of batch {cfg.batch_size}, {result.seconds / 3600:.2f} h on {hardware_description(accelerator)}.",
+            f"- Training: {result.step} steps of batch {cfg.batch_size}, {result.seconds / 3600:.2f} h ({result.cpu_seconds / 60:.1f} CPU-minutes) on {hardware_description(accelerator)}.",
             f"- Command: `{command}`" if command else "- Command: (not recorded)",
             "",
         ]
