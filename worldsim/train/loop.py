@@ -135,6 +135,9 @@ def train(
 
     On return the task's objective holds the EMA weights, on ``accelerator.device``.
     """
+    if cfg.max_cpu_minutes is not None and accelerator.num_processes > 1:
+        # each process would measure its own CPU time and could stop at another step than the others
+        raise WorldsimError("train.max_cpu_minutes works in one process only: set train.steps instead under accelerate launch")
     objective = task.objective
     settings = cfg.optimizer
     optimizer = torch.optim.AdamW(objective.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, betas=tuple(settings.betas))
