@@ -8,7 +8,6 @@ action, drawn so that every action is the label equally often; cross-entropy on 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,9 @@ from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
 from worldsim.errors import WorldsimError
 from worldsim.models.inverse_dynamics import IDM_KIND, InverseDynamicsConfig, InverseDynamicsModel
-from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, train_with_tensorboard
+from worldsim.train.loop import DatasetTraining, hardware_description, start_accelerator, train_with_tensorboard
 
 MODEL_DIR = "model"
-
-
-@dataclass
-class InverseDynamicsTraining(LoopConfig):
-    datasets: list[str] = field(default_factory=list)
-    mixed_precision: str = "no"
-    threads: int | None = None
-    seed: int = 0
 
 
 def held_actions(windows: SequenceDataset, held_steps: int) -> np.ndarray:
@@ -82,7 +73,7 @@ class InverseDynamicsTask:
 def train_inverse_dynamics(model_values: dict[str, Any], train_values: dict[str, Any], out: str | Path, *, command: str = "", progress: bool = True) -> Path:
     """Train (or resume) the probe on real episodes; returns ``out/model``."""
     out = Path(out)
-    cfg = from_dict(InverseDynamicsTraining, train_values, where="train")
+    cfg = from_dict(DatasetTraining, train_values, where="train")
     if not cfg.datasets:
         raise WorldsimError("train.datasets is empty: name the Minari datasets of real episodes to train the probe on")
     accelerator = start_accelerator(cfg.mixed_precision, cfg.threads, cfg.seed)

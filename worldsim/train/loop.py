@@ -64,6 +64,18 @@ class LoopConfig:
     max_cpu_minutes: float | None = None
 
 
+@dataclass
+class DatasetTraining(LoopConfig):
+    """A one-network run's ``train:`` section: the loop's settings, the Minari datasets it trains on,
+    and how the process runs (mixed precision, torch threads, seed). A task with more settings
+    extends it."""
+
+    datasets: list[str] = field(default_factory=list)
+    mixed_precision: str = "no"
+    threads: int | None = None
+    seed: int = 0
+
+
 class TrainingTask(Protocol):
     """What a model brings to ``train``."""
 

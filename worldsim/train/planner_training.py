@@ -10,7 +10,6 @@ is the finished planner with its model card.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +24,11 @@ from worldsim.data.minari_io import load_dataset
 from worldsim.data.trajectories import TrajectoryWindows
 from worldsim.errors import WorldsimError
 from worldsim.models.trajectory_model import TrajectoryModelConfig, build_trajectory_model
-from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, train_with_tensorboard
+from worldsim.train.loop import DatasetTraining, hardware_description, start_accelerator, train_with_tensorboard
 
 MODEL_DIR = "model"
 # The mazes a planner can be trained for, and their env ids (kept here: train does not import envs).
 MAZE_ENV_IDS = {"umaze": "worldsim/PointMaze-UMaze-v0", "medium": "worldsim/PointMaze-Medium-v0", "large": "worldsim/PointMaze-Large-v0"}
-
-
-@dataclass
-class PlannerTraining(LoopConfig):
-    """``configs/train/df-<maze>.yaml``."""
-
-    datasets: list[str] = field(default_factory=list)
-    mixed_precision: str = "no"
-    threads: int | None = None
-    seed: int = 0
 
 
 class PlannerObjective(nn.Module):
@@ -72,7 +61,7 @@ class PlannerTask:
 def train_planner(model_values: dict[str, Any], train_values: dict[str, Any], out: str | Path, *, command: str = "", progress: bool = True) -> Path:
     """Train (or resume) a diffusion-forcing planner; returns the finished ``out/model`` folder."""
     out = Path(out)
-    cfg = from_dict(PlannerTraining, train_values, where="train")
+    cfg = from_dict(DatasetTraining, train_values, where="train")
     accelerator = start_accelerator(cfg.mixed_precision, cfg.threads, cfg.seed)
     values = {key: value for key, value in model_values.items() if key != "kind"}
     maze = values.get("maze")

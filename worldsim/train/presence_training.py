@@ -10,7 +10,7 @@ card gives its localisation error on held-out real frames (``train.heldout``).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
 from worldsim.errors import WorldsimError
 from worldsim.rewards.presence import PlayerDetector, PlayerDetectorConfig, focal_loss, heatmap_targets, mario_screen_position, peak
-from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, train_with_tensorboard
+from worldsim.train.loop import DatasetTraining, hardware_description, start_accelerator, train_with_tensorboard
 
 MODEL_DIR = "model"
 LABELS = ("x_pos", "y_pos", "camera_x")
@@ -38,13 +38,11 @@ COLLECT_HINT = (
 
 
 @dataclass
-class PresenceTraining(LoopConfig):
-    datasets: list[str] = field(default_factory=list)  # real episodes recording camera_x
+class PresenceTraining(DatasetTraining):
+    """``datasets``: real episodes recording camera_x."""
+
     heldout: str | None = None  # another policy's real episodes, for the card's localisation error
     heldout_frames: int = 1000
-    mixed_precision: str = "no"
-    threads: int | None = None
-    seed: int = 0
 
 
 class PresenceObjective(nn.Module):

@@ -12,7 +12,7 @@ records. ``OUT/model`` is the finished critic; its card gives its accuracy on he
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +30,21 @@ from worldsim.errors import WorldsimError
 from worldsim.models.lora import weights_fingerprint
 from worldsim.models.world_model import WorldModel, load_world_model
 from worldsim.rewards.realism import RealismCritic, RealismCriticConfig
-from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, train_with_tensorboard
+from worldsim.train.loop import DatasetTraining, hardware_description, start_accelerator, train_with_tensorboard
 
 MODEL_DIR = "model"
 SHIPPED_WORLD_MODEL = "mario-v0"
 
 
 @dataclass
-class RealismTraining(LoopConfig):
-    datasets: list[str] = field(default_factory=list)  # real episodes (the world model's training data)
+class RealismTraining(DatasetTraining):
+    """``datasets``: real episodes (the world model's training data)."""
+
     heldout: str | None = None  # another policy's real episodes, for the card's accuracy
     heldout_windows: int = 512
     world_model: str | None = None  # the world model whose dreams are the negatives; None: the shipped one
     sampling_steps: int | None = None  # None: the world model's own sampler
     balance_actions: bool = True
-    mixed_precision: str = "no"
-    threads: int | None = None
-    seed: int = 0
 
 
 class RealismObjective(nn.Module):

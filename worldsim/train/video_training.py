@@ -10,7 +10,6 @@ the finished model.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +24,9 @@ from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
 from worldsim.errors import WorldsimError
 from worldsim.models.video_model import VideoModel, VideoModelConfig
-from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, train_with_tensorboard
+from worldsim.train.loop import DatasetTraining, hardware_description, start_accelerator, train_with_tensorboard
 
 MODEL_DIR = "model"
-
-
-@dataclass
-class VideoTraining(LoopConfig):
-    datasets: list[str] = field(default_factory=list)
-    mixed_precision: str = "no"
-    threads: int | None = None
-    seed: int = 0
 
 
 class VideoObjective(nn.Module):
@@ -66,7 +57,7 @@ class VideoTask:
 def train_video_model(model_values: dict[str, Any], train_values: dict[str, Any], out: str | Path, *, command: str = "", progress: bool = True) -> Path:
     """Train (or resume) a video diffusion model; returns ``out/model``."""
     out = Path(out)
-    cfg = from_dict(VideoTraining, train_values, where="train")
+    cfg = from_dict(DatasetTraining, train_values, where="train")
     if not cfg.datasets:
         raise WorldsimError("train.datasets is empty: name the Minari datasets of image episodes to train the video model on")
     accelerator = start_accelerator(cfg.mixed_precision, cfg.threads, cfg.seed)
