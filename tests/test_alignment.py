@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from _datasets import collected
 from worldsim.agents.lora_alignment import RewardGradientAligner
 from worldsim.agents.policy_gradient_alignment import PolicyGradientAligner
 
@@ -372,12 +373,8 @@ def test_worldsim_align_end_to_end(checkpoints, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def real_dataset(tmp_path_factory):
     """120 real steps of the scripted runner (with camera_x) as a Minari dataset."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
-    collect = ["collect", "--env", "mario", "--agent", "scripted", "--steps", "120", "--quiet"]
-    assert main([*collect, "--dataset-id", "worldsim/mario-align-tiny-v0"]) == 0
-    yield "worldsim/mario-align-tiny-v0"
-    patch.undo()
+    with collected(tmp_path_factory, "worldsim/mario-align-tiny-v0", "--env", "mario", "--agent", "scripted", "--steps", "120") as dataset_id:
+        yield dataset_id
 
 
 def test_reward_nets_train_resume_and_load(real_dataset, checkpoints, tmp_path):

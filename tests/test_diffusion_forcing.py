@@ -4,8 +4,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from _datasets import collected
 
-from worldsim.cli import main
 from worldsim.data.minari_io import load_dataset
 from worldsim.data.trajectories import STEP_DIM, TrajectoryWindows, steps_to_tokens, tokens_to_steps
 from worldsim.diffusion.forcing import DiffusionForcing, ForcingConfig, full_sequence_schedule, pyramid_schedule
@@ -45,11 +45,9 @@ def test_tokens_stack_consecutive_steps():
 
 @pytest.fixture(scope="module")
 def windows(tmp_path_factory):
-    patch = pytest.MonkeyPatch()
-    patch.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
-    assert main(["collect", "--env", "pointmaze-umaze", "--agent", "waypoint", "--steps", "1200", "--quiet"]) == 0
-    yield TrajectoryWindows(load_dataset("worldsim/pointmaze-umaze-waypoint-v0"), num_tokens=4, frame_stack=4)
-    patch.undo()
+    collect = ("--env", "pointmaze-umaze", "--agent", "waypoint", "--steps", "1200")
+    with collected(tmp_path_factory, "worldsim/pointmaze-umaze-waypoint-v0", *collect) as dataset_id:
+        yield TrajectoryWindows(load_dataset(dataset_id), num_tokens=4, frame_stack=4)
 
 
 def test_windows_are_normalised_real_steps_inside_episodes(windows):

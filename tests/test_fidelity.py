@@ -4,8 +4,8 @@ baseline and a delta-PSNR of 0; the inverse-dynamics probe scores real, dreamed 
 import numpy as np
 import pytest
 import torch
+from _datasets import collected
 
-from worldsim.cli import main
 from worldsim.config import load_config
 from worldsim.data.minari_io import load_dataset
 from worldsim.eval.fidelity import evaluate_model
@@ -17,12 +17,8 @@ TINY = ["model.unet.block_channels=[16,16]", "model.unet.norm_groups=8", "model.
 @pytest.fixture(scope="module")
 def heldout(tmp_path_factory):
     """300 real steps of random play (with deaths) as a Minari dataset."""
-    path = tmp_path_factory.mktemp("minari")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("MINARI_DATASETS_PATH", str(path))
-    assert main(["collect", "--env", "mario", "--agent", "random", "--steps", "300", "--quiet", "--dataset-id", "worldsim/mario-fid-v0"]) == 0
-    yield load_dataset("worldsim/mario-fid-v0")
-    patch.undo()
+    with collected(tmp_path_factory, "worldsim/mario-fid-v0", "--env", "mario", "--agent", "random", "--steps", "300") as dataset_id:
+        yield load_dataset(dataset_id)
 
 
 def copying_model() -> WorldModel:

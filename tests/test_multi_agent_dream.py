@@ -8,11 +8,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from _datasets import collected
 from worldsim.envs import parallel_env
 from worldsim.envs.dream import WorldModelEnv
 from worldsim.envs.dream_parallel import DreamParallelEnv
 
-from worldsim.cli import main
 from worldsim.config import load_config
 from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
@@ -39,12 +39,12 @@ TINY_MODEL = [
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """600 real steps of the scripted pair and random play, and a tiny model trained on them."""
-    path = tmp_path_factory.mktemp("minari")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("MINARI_DATASETS_PATH", str(path))
-    dataset_id = "worldsim/coop-pong-test-v0"
-    command = ["collect", "--env", "coop-pong", "--agent", "scripted-pong:0.5,random:0.5", "--steps", "600", "--seed", "0", "--quiet"]
-    assert main([*command, "--dataset-id", dataset_id]) == 0
+    collect = ("--env", "coop-pong", "--agent", "scripted-pong:0.5,random:0.5", "--steps", "600", "--seed", "0")
+    with collected(tmp_path_factory, "worldsim/coop-pong-test-v0", *collect) as dataset_id:
+        yield dataset_id, _train_tiny_model(dataset_id, tmp_path_factory.mktemp("run"))
+
+
+def _train_tiny_model(dataset_id, out):
     train = load_config(
         "train",
         "coop-pong",
@@ -58,9 +58,7 @@ def trained(tmp_path_factory):
             "train.end_model.batch_size=4",
         ],
     )
-    model_folder = train_world_model(load_config("model", "coop-pong", TINY_MODEL), train, tmp_path_factory.mktemp("run"), progress=False)
-    yield dataset_id, model_folder
-    patch.undo()
+    return train_world_model(load_config("model", "coop-pong", TINY_MODEL), train, out, progress=False)
 
 
 def test_windows_carry_the_joint_action_as_one_index(trained):

@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 import torch
+from _datasets import collected
 
 from worldsim.cli import main
 from worldsim.config import load_config
@@ -31,12 +32,8 @@ def tiny_model(kind: str = "bi-s6") -> VideoModel:
 @pytest.fixture(scope="module")
 def dataset_id(tmp_path_factory):
     """200 real steps of the scripted runner as a Minari dataset."""
-    path = tmp_path_factory.mktemp("minari")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("MINARI_DATASETS_PATH", str(path))
-    assert main(["collect", "--env", "mario", "--agent", "scripted", "--steps", "200", "--quiet", "--dataset-id", "worldsim/mario-video-v0"]) == 0
-    yield "worldsim/mario-video-v0"
-    patch.undo()
+    with collected(tmp_path_factory, "worldsim/mario-video-v0", "--env", "mario", "--agent", "scripted", "--steps", "200") as dataset_id:
+        yield dataset_id
 
 
 @pytest.mark.parametrize("kind", TEMPORAL_KINDS)

@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from _datasets import collected
 
 from worldsim.cli import main
 from worldsim.config import load_config
@@ -47,13 +48,8 @@ def tiny_train(dataset_id, denoiser_steps=3, end_model_steps=2, **changes):
 @pytest.fixture(scope="module")
 def dataset_id(tmp_path_factory):
     """400 real steps of the scripted runner, with its deaths, as a Minari dataset."""
-    path = tmp_path_factory.mktemp("minari")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("MINARI_DATASETS_PATH", str(path))
-    collect = ["collect", "--env", "mario", "--agent", "scripted", "--steps", "400", "--quiet"]
-    assert main([*collect, "--dataset-id", "worldsim/mario-tiny-v0"]) == 0
-    yield "worldsim/mario-tiny-v0"
-    patch.undo()
+    with collected(tmp_path_factory, "worldsim/mario-tiny-v0", "--env", "mario", "--agent", "scripted", "--steps", "400") as dataset_id:
+        yield dataset_id
 
 
 def test_model_batch_labels_follow_the_recorded_steps(dataset_id):
