@@ -81,8 +81,7 @@ def main() -> None:
     frames = heldout_clips(windows, args.clips)
     print(f"{len(frames)} held-out clips of {first.config.clip_frames} frames from {args.dataset}; noise seed {args.seed}")
     torch.manual_seed(0)
-    untrained = VideoModel(first.config).eval()
-    untrained.denoiser.network.conv_out.weight.data.zero_()  # (already zero: the trivial D = c_skip * noisy)
+    untrained = VideoModel(first.config).eval()  # its output convolution starts at zero: D = c_skip * noisy
 
     header = "| model | parameters | steps | CPU min | setting | " + " | ".join(f"loss σ={s}" for s in SIGMAS) + " | mean loss | " + " | ".join(f"PSNR σ={s}" for s in SIGMAS) + " |"
     print(header)
