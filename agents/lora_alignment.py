@@ -9,7 +9,9 @@ was given) and everything an aligner needs besides its gradient estimate:
   the next frames of the engine's current contexts under those actions (tiled to ``batch_size``
   when there are fewer dreams, each copy with its own sampling noise), scores them with the named
   rewards (``worldsim.rewards``) and steps only the LoRA parameters (AdamW, gradient clipping);
-  then the dreams advance under the updated adapter;
+  then the dreams advance under the updated adapter; with ``anchor_weight``, the world model's own
+  denoising loss on real steps joins the loss (``worldsim.agents.denoising_anchor``: ReFL's guard
+  against an adapter that games a fixed reward network);
 * resuming: with ``run_dir``, the adapter, the optimizer and the update count are written atomically
   to ``run_dir/adapter`` every ``checkpoint_every`` updates and at the end (with ``curve.csv``, one
   row per update); ``learn`` on the same ``run_dir`` continues from there. The dreams themselves
@@ -37,6 +39,7 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
+from worldsim.agents.denoising_anchor import DenoisingAnchor
 from worldsim.agents.dream_driver import DreamDriver, behaviour_env, dream_engine
 
 from worldsim.core.serialization import from_dict, to_dict
@@ -75,6 +78,8 @@ class AlignmentSettings:
     dream_steps_per_update: int = 1  # env steps the dreams advance between updates
     dream_horizon: int = 32  # every dream restarts from a real context after this many steps (0: only when it ends)
     checkpoint_every: int = 50  # updates between resumable checkpoints (with run_dir)
+    anchor_weight: float = 0.0  # weight of the denoising loss on real steps (ReFL's guard against gaming a reward; 0: none)
+    anchor_dataset: str | None = None  # the real steps it is measured on (Minari id, the model's training data)
     lora: LoraSettings = field(default_factory=LoraSettings)
     seed: int = 0
 
@@ -88,6 +93,10 @@ class AlignmentSettings:
                 raise WorldsimError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         if self.lr <= 0 or self.grad_clip <= 0:
             raise WorldsimError(f"lr and grad_clip must be > 0, got {self.lr} and {self.grad_clip}")
+        if not self.anchor_weight >= 0:
+            raise WorldsimError(f"anchor_weight must be >= 0, got {self.anchor_weight!r}")
+        if self.anchor_weight > 0 and not self.anchor_dataset:
+            raise WorldsimError("anchor_weight > 0 needs anchor_dataset: the Minari id of real steps of the model's game (e.g. its training data)")
 
 
 class LoraAligner:
@@ -115,6 +124,11 @@ class LoraAligner:
         for module in self.rewards.modules():
             module.requires_grad_(False).eval()
         self.behaviour = self._make_behaviour(behaviour_env(env))
+        self.anchor = (
+            DenoisingAnchor(self.model, self.settings.anchor_dataset, self.settings.batch_size, self.settings.seed)
+            if self.settings.anchor_weight > 0
+            else None
+        )
         self.base_fingerprint = weights_fingerprint(self.model)  # before the adapter renames its weights
         self.lora_parameters = add_lora(self.model, self.settings.lora)
         if self.settings.gradient_checkpointing:
@@ -207,8 +221,14 @@ class LoraAligner:
     def transition(self, batch: dict[str, torch.Tensor], next_frame: torch.Tensor) -> Transition:
         return Transition(batch["history"], batch["history_actions"], batch["action"], next_frame)
 
-    def step_optimizer(self, loss: torch.Tensor) -> float:
-        """Backward, clip, AdamW on the LoRA parameters; returns the gradient norm before clipping."""
+    def step_optimizer(self, loss: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
+        """Add the anchor (if any) to ``loss``; backward, clip, AdamW on the LoRA parameters.
+        Returns the gradient norm before clipping and the anchor's loss."""
+        stats = {}
+        if self.anchor is not None:
+            anchor = self.anchor.loss(self.updates, generator)
+            loss = loss + self.settings.anchor_weight * anchor
+            stats["anchor_loss"] = float(anchor.detach())
         if not torch.isfinite(loss):
             raise WorldsimError(
                 f"the alignment loss is {loss.item()} at update {self.updates}: lower the learning rate or check the rewards"
@@ -217,7 +237,7 @@ class LoraAligner:
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.lora_parameters, self.settings.grad_clip)
         self.optimizer.step()
-        return float(norm)
+        return {"grad_norm": float(norm), **stats}
 
     def update(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, float]:
         raise NotImplementedError
@@ -298,11 +318,11 @@ class RewardGradientAligner(LoraAligner):
         with torch.enable_grad():
             scores = self.rewards.score(self.transition(batch, next_frame))
             objective = per_sample(scores, self.rewards.weights).mean()
-        grad_norm = self.step_optimizer(-objective)
+        optimizer_stats = self.step_optimizer(-objective, generator)
         return {
             "reward": float(objective.detach()),
             **{name: valid_mean(s) for name, s in scores.items()},
-            "grad_norm": grad_norm,
+            **optimizer_stats,
             "grad_steps": k,
         }
 

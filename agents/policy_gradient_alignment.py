@@ -59,10 +59,10 @@ class PolicyGradientAligner(LoraAligner):
         with torch.enable_grad():
             log_probability = -((explored - mean) ** 2).flatten(1).sum(dim=1) / (2 * self.exploration**2)
             loss = -(advantages * log_probability).mean()
-        grad_norm = self.step_optimizer(loss)
+        optimizer_stats = self.step_optimizer(loss, generator)
         return {
             "reward": float(rewards.mean()),
             **{name: valid_mean(s) for name, s in scores.items()},
-            "grad_norm": grad_norm,
+            **optimizer_stats,
             "grad_steps": k,
         }
