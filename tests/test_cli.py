@@ -138,3 +138,11 @@ def test_eval_on_a_fresh_install_gives_the_command_that_collects_its_dataset(cap
     assert "`worldsim collect --env mario --agent dqn --steps 6000 --seed 90000 " \
            "--dataset-id worldsim/mario-heldout-v0 dqn.path=runs/dqn-mario/best.zip dqn.epsilon=0.1`" in err
     assert not minari_path.exists()
+
+
+def test_overrides_may_follow_options(capsys):
+    """KEY=VALUE overrides before and after options are all overrides: the command reaches its own
+    checks (here the reward name), not argparse's "unrecognized arguments"."""
+    code = main(["align", "--reward", "bogus", "--steps", "1", "--out", "unused", "aligner.lr=1e-3", "--seed", "0", "realism.path=x"])
+    err = capsys.readouterr().err
+    assert code == 2 and "unrecognized arguments" not in err and "bogus" in err

@@ -479,9 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    # `bench maze` has two positional groups (the suite, then overrides) around its options;
-    # argparse cannot take the overrides after the options, so they are collected here.
-    if extra and getattr(args, "command", None) == "bench" and all("=" in e and not e.startswith("-") for e in extra):
+    # Overrides (KEY=VALUE) are one positional group, which argparse takes only in one place: a
+    # second group after an option (`--out DIR model.x=1`, or `bench maze`'s suite then options then
+    # overrides) comes back unparsed, and is an override all the same.
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
         args.overrides = [*args.overrides, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
