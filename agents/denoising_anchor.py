@@ -11,50 +11,24 @@ reward query, so the aligners still compare at equal queries.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
+from worldsim.agents.real_steps import RealSteps
 
-from worldsim.data.minari_io import load_dataset
-from worldsim.data.sequences import SequenceDataset
-from worldsim.data.transitions import model_batch, stack_windows
-from worldsim.errors import WorldsimError
 from worldsim.models.world_model import WorldModel
+
+ANCHOR_STREAM = 0  # RealSteps stream of the anchor's windows
 
 
 class DenoisingAnchor:
-    """``loss(generator)``: the denoising loss of ``model`` on ``batch_size`` random real windows.
+    """``loss(update, generator)``: the denoising loss of ``model`` on ``batch_size`` real windows
+    of ``real_steps`` (the windows of update ``u`` are always the same ones)."""
 
-    Args:
-        model: the world model being aligned (its denoiser carries the adapter).
-        dataset_id: a Minari dataset of the model's game (e.g. its training data,
-            ``worldsim/mario-explore-v0``); windows of ``K + 1`` frames, the first ``K`` the context.
-        batch_size: windows per loss.
-        seed: the windows' draw: update ``u`` of a run with seed ``s`` always draws the same windows,
-            so a resumed run anchors as the uninterrupted one would have.
-    """
-
-    def __init__(self, model: WorldModel, dataset_id: str, batch_size: int, seed: int = 0):
-        k = model.context_length
-        self.model, self.batch_size = model, batch_size
-        self.game = model.config.game
-        self.windows = SequenceDataset(load_dataset(dataset_id), k + 1, self.game.label_keys, pad_start=k - 1)
-        if len(self.windows) == 0:
-            raise WorldsimError(f"anchor dataset {dataset_id!r} has no window of {k + 1} frames: name a dataset of the model's game")
-        frame = self.windows[0]["frames"]
-        expected = (model.config.image_size, model.config.image_size, model.config.image_channels)
-        if tuple(frame.shape[1:]) != expected:
-            raise WorldsimError(
-                f"anchor dataset {dataset_id!r} has {tuple(frame.shape[1:])} frames, the world model {expected}: "
-                "name a dataset of the model's game"
-            )
-        self.seed = seed
+    def __init__(self, model: WorldModel, real_steps: RealSteps, batch_size: int):
+        self.model, self.real_steps, self.batch_size = model, real_steps, batch_size
 
     def loss(self, update: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The loss at update ``update``: a scalar tensor carrying gradients to the denoiser's
-        trainable (LoRA) parameters."""
-        device = next(self.model.parameters()).device
-        chosen = np.random.default_rng((self.seed, update)).integers(len(self.windows), size=self.batch_size)
-        batch = model_batch(stack_windows([self.windows[int(i)] for i in chosen]), self.game, device)
+        """A scalar tensor carrying gradients to the denoiser's trainable (LoRA) parameters."""
+        batch = self.real_steps.batch(update, self.batch_size, ANCHOR_STREAM)
         frames, actions = batch["frames"], batch["actions"]
         k = self.model.context_length
         with torch.enable_grad():

@@ -11,7 +11,8 @@ was given) and everything an aligner needs besides its gradient estimate:
   rewards (``worldsim.rewards``) and steps only the LoRA parameters (AdamW, gradient clipping);
   then the dreams advance under the updated adapter; with ``anchor_weight``, the world model's own
   denoising loss on real steps joins the loss (``worldsim.agents.denoising_anchor``: ReFL's guard
-  against an adapter that games a fixed reward network);
+  against an adapter that games a fixed reward network); with ``critic_steps``, the realism critic
+  trains on the adapter's fresh dreams against real steps (``worldsim.agents.critic_refresh``);
 * resuming: with ``run_dir``, the adapter, the optimizer and the update count are written atomically
   to ``run_dir/adapter`` every ``checkpoint_every`` updates and at the end (with ``curve.csv``, one
   row per update); ``learn`` on the same ``run_dir`` continues from there. The dreams themselves
@@ -39,8 +40,10 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
+from worldsim.agents.critic_refresh import CriticRefresh
 from worldsim.agents.denoising_anchor import DenoisingAnchor
 from worldsim.agents.dream_driver import DreamDriver, behaviour_env, dream_engine
+from worldsim.agents.real_steps import RealSteps
 
 from worldsim.core.serialization import from_dict, to_dict
 from worldsim.errors import WorldsimError
@@ -57,6 +60,7 @@ from worldsim.models.lora import (
 from worldsim.rewards import RewardSet, Transition, load_rewards, per_sample, valid_mean
 
 ADAPTER_DIR = "adapter"
+CRITIC_DIR = "critic"  # the refreshed realism critic of a run with critic_steps > 0
 CURVE_FILE = "curve.csv"
 
 
@@ -79,7 +83,9 @@ class AlignmentSettings:
     dream_horizon: int = 32  # every dream restarts from a real context after this many steps (0: only when it ends)
     checkpoint_every: int = 50  # updates between resumable checkpoints (with run_dir)
     anchor_weight: float = 0.0  # weight of the denoising loss on real steps (ReFL's guard against gaming a reward; 0: none)
-    anchor_dataset: str | None = None  # the real steps it is measured on (Minari id, the model's training data)
+    critic_steps: int = 0  # realism critic steps per update on real steps against the adapter's dreams (0: a fixed critic)
+    critic_lr: float = 1e-4
+    real_dataset: str | None = None  # real steps of the game (Minari id, the model's training data): the anchor's and the critic's
     lora: LoraSettings = field(default_factory=LoraSettings)
     seed: int = 0
 
@@ -93,10 +99,14 @@ class AlignmentSettings:
                 raise WorldsimError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         if self.lr <= 0 or self.grad_clip <= 0:
             raise WorldsimError(f"lr and grad_clip must be > 0, got {self.lr} and {self.grad_clip}")
-        if not self.anchor_weight >= 0:
-            raise WorldsimError(f"anchor_weight must be >= 0, got {self.anchor_weight!r}")
-        if self.anchor_weight > 0 and not self.anchor_dataset:
-            raise WorldsimError("anchor_weight > 0 needs anchor_dataset: the Minari id of real steps of the model's game (e.g. its training data)")
+        if not self.anchor_weight >= 0 or int(self.critic_steps) != self.critic_steps or self.critic_steps < 0 or not self.critic_lr > 0:
+            raise WorldsimError(
+                f"anchor_weight and critic_steps must be >= 0 and critic_lr > 0, got {self.anchor_weight!r}, {self.critic_steps!r}, {self.critic_lr!r}"
+            )
+        if (self.anchor_weight > 0 or self.critic_steps > 0) and not self.real_dataset:
+            raise WorldsimError(
+                "anchor_weight > 0 and critic_steps > 0 need real_dataset: the Minari id of real steps of the model's game (e.g. its training data)"
+            )
 
 
 class LoraAligner:
@@ -124,11 +134,16 @@ class LoraAligner:
         for module in self.rewards.modules():
             module.requires_grad_(False).eval()
         self.behaviour = self._make_behaviour(behaviour_env(env))
-        self.anchor = (
-            DenoisingAnchor(self.model, self.settings.anchor_dataset, self.settings.batch_size, self.settings.seed)
-            if self.settings.anchor_weight > 0
+        if self.settings.critic_steps > 0 and "realism" not in self.rewards.rewards:
+            raise WorldsimError(f"critic_steps > 0 trains the realism critic, and the rewards ({'+'.join(self.rewards.rewards)}) have none: add realism")
+        real_steps = RealSteps(self.model, self.settings.real_dataset, self.settings.seed) if self.settings.real_dataset else None
+        self.anchor = DenoisingAnchor(self.model, real_steps, self.settings.batch_size) if self.settings.anchor_weight > 0 else None
+        self.critic_refresh = (
+            CriticRefresh(self.rewards.rewards["realism"].critic, real_steps, self.settings.critic_steps, self.settings.critic_lr)
+            if self.settings.critic_steps > 0
             else None
         )
+        self.scored_frames: torch.Tensor | None = None  # set by update: the frames the rewards scored (detached)
         self.base_fingerprint = weights_fingerprint(self.model)  # before the adapter renames its weights
         self.lora_parameters = add_lora(self.model, self.settings.lora)
         if self.settings.gradient_checkpointing:
@@ -168,6 +183,8 @@ class LoraAligner:
         run_dir = Path(run_dir) if run_dir is not None else None
         if run_dir is not None and (run_dir / ADAPTER_DIR).is_dir() and self.updates == 0:
             self._resume(run_dir / ADAPTER_DIR)
+            if self.critic_refresh is not None and (run_dir / CRITIC_DIR).is_dir():
+                self.critic_refresh.restore(run_dir / CRITIC_DIR)
         if self.updates >= total_steps:
             return
         driver = DreamDriver(env, self._make_behaviour, max(self.rewards.history_frames, 1), seed=self.settings.seed + self.updates)
@@ -178,7 +195,10 @@ class LoraAligner:
             actions = driver.actions()
             # one seed per update: a resumed run draws the noise the uninterrupted one would have
             generator.manual_seed(self.settings.seed * 1_000_003 + self.updates)
-            stats = self.update(self._batch(driver.context(actions)), generator)
+            batch = self._batch(driver.context(actions))
+            stats = self.update(batch, generator)
+            if self.critic_refresh is not None:
+                stats |= self.critic_refresh.step(self.updates, batch["history"][:, -1], self.scored_frames)
             driver.step(actions)
             for _ in range(self.settings.dream_steps_per_update - 1):
                 driver.step(driver.actions())
@@ -240,6 +260,8 @@ class LoraAligner:
         return {"grad_norm": float(norm), **stats}
 
     def update(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, float]:
+        """One optimizer step of the adapter on ``batch``'s contexts; returns the curve's row and
+        leaves the frames the rewards scored in ``self.scored_frames`` (the refreshed critic's negatives)."""
         raise NotImplementedError
 
     # ----------------------------------------------------------------------------- saving, resuming
@@ -260,6 +282,8 @@ class LoraAligner:
         """The resumable state in ``run_dir/adapter`` (adapter, optimizer, updates, curve) and ``run_dir/curve.csv``."""
         run_dir = Path(run_dir)
         state = {"updates": self.updates, "elapsed_seconds": self.elapsed, "curve": self.curve}
+        if self.critic_refresh is not None:  # before the adapter, whose update count a resume starts from
+            self.critic_refresh.save(run_dir / CRITIC_DIR)
         save_adapter(
             run_dir / ADAPTER_DIR,
             self.model,
@@ -315,6 +339,7 @@ class RewardGradientAligner(LoraAligner):
     def update(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, float]:
         k = self.grad_steps(generator)
         next_frame = self.generate(batch, generator, k)
+        self.scored_frames = next_frame.detach()
         with torch.enable_grad():
             scores = self.rewards.score(self.transition(batch, next_frame))
             objective = per_sample(scores, self.rewards.weights).mean()

@@ -52,8 +52,9 @@ class PolicyGradientAligner(LoraAligner):
         k = self.grad_steps(generator)
         mean = self.generate(batch, generator, k)
         explored = mean.detach() + self.exploration * torch.randn(mean.shape, generator=generator, device=mean.device)
+        self.scored_frames = quantize(explored)
         with torch.no_grad():
-            scores = self.rewards.score(self.transition(batch, quantize(explored)))
+            scores = self.rewards.score(self.transition(batch, self.scored_frames))
             rewards = per_sample(scores, self.rewards.weights)
             advantages = (rewards - rewards.mean()) / (rewards.std(unbiased=False) + 1e-6)
         with torch.enable_grad():

@@ -408,15 +408,16 @@ def test_the_anchor_pulls_the_adapter_towards_real_steps(real_dataset, checkpoin
     """With the reward weighted 0, an anchored aligner is trained by the denoising loss on real
     steps alone: that loss, on the same windows and noise, falls; the curve records it."""
     from worldsim.agents.denoising_anchor import DenoisingAnchor
+    from worldsim.agents.real_steps import RealSteps
 
     env = gym.make("worldsim/Mario-v0", checkpoint=checkpoints["base"], device="cpu")
     model = env.unwrapped.engine.model
     rewards = RewardSet({"brightness": Brightness()}, {"brightness": 0.0})
     aligner = RewardGradientAligner(
         env, reward_set=rewards, behaviour="random", batch_size=4, lr=1e-2, lora={"rank": 4},
-        anchor_weight=1.0, anchor_dataset=real_dataset,
+        anchor_weight=1.0, real_dataset=real_dataset,
     )
-    probe = DenoisingAnchor(model, real_dataset, batch_size=16, seed=1)
+    probe = DenoisingAnchor(model, RealSteps(model, real_dataset, seed=1), batch_size=16)
 
     def probe_loss():
         with torch.no_grad():
@@ -429,11 +430,55 @@ def test_the_anchor_pulls_the_adapter_towards_real_steps(real_dataset, checkpoin
     env.close()
 
 
-def test_an_anchor_without_its_dataset_is_one_error(checkpoints):
+def test_an_anchor_or_a_critic_refresh_without_real_steps_is_one_error(checkpoints):
     env = gym.make("worldsim/Mario-v0", checkpoint=checkpoints["base"], device="cpu")
     rewards = RewardSet({"brightness": Brightness()}, {"brightness": 1.0})
-    with pytest.raises(WorldsimError, match="anchor_weight > 0 needs anchor_dataset"):
+    with pytest.raises(WorldsimError, match="need real_dataset"):
         RewardGradientAligner(env, reward_set=rewards, behaviour="random", anchor_weight=1.0)
-    with pytest.raises(WorldsimError, match="anchor dataset 'worldsim/nothing-v0'|no dataset 'worldsim/nothing-v0'"):
-        RewardGradientAligner(env, reward_set=rewards, behaviour="random", anchor_weight=1.0, anchor_dataset="worldsim/nothing-v0")
+    with pytest.raises(WorldsimError, match="no dataset 'worldsim/nothing-v0'"):
+        RewardGradientAligner(env, reward_set=rewards, behaviour="random", anchor_weight=1.0, real_dataset="worldsim/nothing-v0")
+    with pytest.raises(WorldsimError, match="need real_dataset"):
+        RewardGradientAligner(env, reward_set=rewards, behaviour="random", critic_steps=1)
+    with pytest.raises(WorldsimError, match=r"\(brightness\) have none: add realism"):
+        RewardGradientAligner(env, reward_set=rewards, behaviour="random", critic_steps=1, real_dataset="worldsim/nothing-v0")
+    env.close()
+
+
+def test_the_refreshed_critic_learns_the_adapters_dreams_and_resumes(real_dataset, checkpoints, tmp_path):
+    """critic_steps > 0: the realism critic steps on each update's scored frames against real steps;
+    it ends up telling those dreams from real steps better than the fixed critic did, it is saved with
+    the run as a realism checkpoint, and a resumed run continues from it."""
+    from worldsim.agents.real_steps import RealSteps
+    from worldsim.rewards.realism import load_realism_reward
+
+    def aligner_on(env):
+        rewards = RewardSet({"realism": load_realism_reward(checkpoints["critic"])}, {"realism": 1.0})
+        return RewardGradientAligner(
+            env, reward_set=rewards, behaviour="random", batch_size=4, lr=1e-3, lora={"rank": 4},
+            critic_steps=4, critic_lr=3e-2, real_dataset=real_dataset,
+        ), rewards.rewards["realism"].critic
+
+    env = gym.make("worldsim/Mario-v0", checkpoint=checkpoints["base"], device="cpu")
+    aligner, critic = aligner_on(env)
+    real = RealSteps(env.unwrapped.engine.model, real_dataset, seed=7).batch(0, 16)["frames"]
+
+    def separation(critic):  # mean logit of real steps minus that of the dream's last steps
+        with torch.no_grad():
+            dream = env.unwrapped.engine.frames
+            return float(critic(real[:, -2], real[:, -1]).mean() - critic(dream[:, -2], dream[:, -1]).mean())
+
+    aligner.learn(env, 6, run_dir=tmp_path / "run")
+    fixed = load_realism_reward(checkpoints["critic"]).critic
+    assert all(np.isfinite(row["critic_loss_dreamed"]) for row in aligner.curve)
+    assert not any(p.requires_grad for p in critic.parameters())  # frozen again for the aligner's backward
+    saved = load_realism_reward(tmp_path / "run" / "critic").critic
+    assert all(torch.equal(a, b) for a, b in zip(saved.state_dict().values(), critic.state_dict().values(), strict=True))
+    assert separation(critic) > separation(fixed) + 1.0
+    env.close()
+
+    env = gym.make("worldsim/Mario-v0", checkpoint=checkpoints["base"], device="cpu")
+    resumed, resumed_critic = aligner_on(env)
+    resumed.learn(env, 6, run_dir=tmp_path / "run")  # nothing left to do: only the restore
+    assert resumed.updates == 6
+    assert all(torch.equal(a, b) for a, b in zip(resumed_critic.state_dict().values(), critic.state_dict().values(), strict=True))
     env.close()
