@@ -1,0 +1,224 @@
+"""How long a dream stays realistic, with and without an alignment adapter (VADER's "3x longer" claim).
+
+Two measures, each for the shipped world model alone and with ``--adapter`` merged, on the same
+starts with the same sampling noise:
+
+* **realistic horizon** (no real frames needed): ``--dreams`` dreams of ``--steps`` steps from the
+  model's start states, the scripted runner (``--epsilon`` random actions) playing, never reset (a
+  predicted death or flag is dreamed past, as ``dream_long_rollout.py`` does). The realism critic
+  (``--critic``) scores every dreamed step (previous frame, next frame). A step counts as realistic
+  when its logit is at least the reference: with ``--reference dreamed`` (the default) the median
+  logit of the base model's one-step predictions from real held-out contexts (a step as real as the
+  dream's first step from a real start); with ``--reference real`` the ``--quantile`` (0.1) quantile
+  of real held-out steps (a step as real as the least real tenth of real steps; a critic that
+  separates real from dreamed perfectly fails every dreamed step against it). A dream's horizon is
+  the steps before the first stretch of ``--window`` (25) steps of which fewer than half were
+  realistic (0 if the first stretch fails; ``--steps`` if none does). Reported: the median horizon,
+  the mean logit and realistic fraction per stretch of steps;
+* **copy margin along whole episodes**: held-out real episodes dreamed open-loop from their first
+  K frames under their recorded actions to their end (at most ``--steps``); PSNR against the real
+  frame minus the PSNR of holding the last real context frame, per stretch of steps.
+
+The critic is a learned judge and a fixed one: an adapter trained on the same critic can please it
+without looking more real, so the copy margin (which needs no network) stands beside it, and an
+independent critic (``--critic`` another run's) can be named.
+
+Usage::
+
+    python benchmarks/alignment_horizon.py --critic runs/align-realism/model --adapter runs/align-rg/adapter \\
+        --heldout worldsim/mario-video-heldout-v0 [--reference dreamed|real] [--dreams 8] [--steps 1000] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from worldsim.agents import make_agent
+from worldsim.agents.dream_driver import SingleDreamView, dream_engine
+
+import worldsim  # noqa: F401
+from worldsim.core.frames import from_uint8
+from worldsim.data.minari_io import load_dataset
+from worldsim.data.sequences import SequenceDataset
+from worldsim.eval.fidelity import frame_psnr, rollout
+from worldsim.rewards.realism import load_realism_reward
+
+STRETCHES = ((1, 16), (17, 64), (65, 256), (257, 1000))
+
+
+@torch.no_grad()
+def real_logits(critic, dataset_id: str, count: int, seed: int) -> np.ndarray:
+    """The critic's logits on ``count`` random real steps (previous frame, next frame) of ``dataset_id``."""
+    pairs = SequenceDataset(load_dataset(dataset_id), 2)
+    chosen = np.random.default_rng(seed).choice(len(pairs), size=min(count, len(pairs)), replace=False)
+    logits = []
+    for start in range(0, len(chosen), 64):
+        frames = from_uint8(torch.stack([pairs[int(i)]["frames"] for i in chosen[start : start + 64]]))
+        logits.append(critic(frames[:, 0], frames[:, 1]))
+    return torch.cat(logits).numpy()
+
+
+@torch.no_grad()
+def one_step_logits(critic, dataset_id: str, count: int, seed: int) -> np.ndarray:
+    """The critic's logits on the base model's one-step predictions from ``count`` real contexts of
+    ``dataset_id`` under their recorded actions."""
+    env = gym.make("worldsim/Mario-v0")
+    model = dream_engine(env).model
+    k = model.context_length
+    windows = SequenceDataset(load_dataset(dataset_id), k + 1)
+    chosen = np.random.default_rng(seed).choice(len(windows), size=min(count, len(windows)), replace=False)
+    generator = torch.Generator().manual_seed(seed)
+    logits = []
+    for start in range(0, len(chosen), 64):
+        items = [windows[int(i)] for i in chosen[start : start + 64]]
+        frames = from_uint8(torch.stack([item["frames"] for item in items]))
+        actions = torch.stack([item["actions"] for item in items])
+        dreamed = model.sampler.sample(model.denoiser, frames[:, :k], actions[:, 1:], generator=generator)
+        logits.append(critic(frames[:, k - 1], dreamed))
+    env.close()
+    return torch.cat(logits).numpy()
+
+
+def split_info(info: dict[str, np.ndarray], index: int) -> dict:
+    return {key: value[index] for key, value in info.items()}
+
+
+@torch.no_grad()
+def dream_logits(critic, adapter: str | None, dreams: int, steps: int, epsilon: float, seed: int) -> np.ndarray:
+    """``float[dreams, steps]``: the critic's logit of each dreamed step, never resetting."""
+    env = gym.make_vec("worldsim/Mario-v0", num_envs=dreams, adapter=adapter)
+    engine = dream_engine(env)
+    env.reset(seed=seed)  # the same start contexts and sampling noise with and without the adapter
+    view = SingleDreamView(env)
+    agents = [make_agent("scripted", view, epsilon=epsilon) for _ in range(dreams)]
+    for index, agent in enumerate(agents):
+        agent.reset(seed + index)
+    observations, info = engine.observations(), engine.reset_info()
+    logits = np.zeros((dreams, steps), np.float32)
+    for step in range(steps):
+        actions = np.array([agent.act(observations[i], split_info(info, i)) for i, agent in enumerate(agents)])
+        previous = engine.frames[:, -1]
+        dreamed = engine.step(actions)
+        logits[:, step] = critic(previous, dreamed.frames).numpy()
+        observations, info = dreamed.observations, dreamed.info
+    env.close()
+    return logits
+
+
+def horizons(realistic: np.ndarray, window: int) -> np.ndarray:
+    """Per dream, the steps before the first stretch of ``window`` steps of which fewer than half
+    were realistic (0: the dream's first ``window`` steps already fail); the dream's length if never."""
+    steps = realistic.shape[1]
+    out = np.full(realistic.shape[0], steps)
+    kernel = np.ones(window)
+    for row, flags in enumerate(realistic.astype(np.float64)):
+        fraction = np.convolve(flags, kernel, mode="full")[:steps] / np.minimum(np.arange(1, steps + 1), window)
+        below = np.nonzero((fraction < 0.5) & (np.arange(1, steps + 1) >= window))[0]
+        if len(below):
+            out[row] = below[0] + 1 - window
+    return out
+
+
+@torch.no_grad()
+def episode_margins(adapter: str | None, dataset_id: str, episodes: int, steps: int, seed: int) -> dict[tuple[int, int], list[float]]:
+    """Open-loop dreams of whole held-out episodes: per stretch of steps, the PSNR margins over
+    holding the last real context frame (one value per dreamed step)."""
+    env = gym.make("worldsim/Mario-v0", adapter=adapter)
+    model = dream_engine(env).model
+    k = model.context_length
+    dataset = load_dataset(dataset_id)
+    chosen = [e for e in dataset.iterate_episodes() if len(e.actions) >= k + 16][:episodes]
+    generator = torch.Generator().manual_seed(seed)
+    margins: dict[tuple[int, int], list[float]] = {stretch: [] for stretch in STRETCHES}
+    for episode in chosen:
+        frames = from_uint8(torch.from_numpy(np.asarray(episode.observations))[None])  # [1, T + 1, C, H, W]
+        actions = torch.zeros((1, frames.shape[1]), dtype=torch.int64)
+        actions[0, 1:] = torch.from_numpy(np.asarray(episode.actions, np.int64))  # actions[:, i] produced frames[:, i]
+        horizon = min(frames.shape[1] - k, steps)
+        generated, _ = rollout(model, frames[:, : k + horizon], actions[:, : k + horizon], horizon, generator)
+        real = frames[0, k : k + horizon]
+        copy = frames[0, k - 1].expand_as(real)
+        margin = (frame_psnr(generated[0], real) - frame_psnr(copy, real)).numpy()
+        for first, last in STRETCHES:
+            margins[(first, last)] += margin[first - 1 : last].tolist()
+    env.close()
+    return margins
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--critic", required=True, help="a realism critic (worldsim train --model realism-mario's OUT/model)")
+    parser.add_argument("--adapter", action="append", default=[], help="an adapter folder (repeatable); the base model is always measured")
+    parser.add_argument("--heldout", required=True, help="Minari dataset of real held-out episodes")
+    parser.add_argument("--dreams", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--episodes", type=int, default=8)
+    parser.add_argument("--epsilon", type=float, default=0.2)
+    parser.add_argument("--reference", choices=["dreamed", "real"], default="dreamed")
+    parser.add_argument("--quantile", type=float, default=0.1)
+    parser.add_argument("--window", type=int, default=25)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    critic = load_realism_reward(args.critic).critic.eval()
+    real = real_logits(critic, args.heldout, 2048, args.seed)
+    one_step = one_step_logits(critic, args.heldout, 512, args.seed)
+    if args.reference == "real":
+        threshold, reference = float(np.quantile(real, args.quantile)), f"the {args.quantile:.0%} quantile of real steps"
+    else:
+        threshold, reference = float(np.median(one_step)), "the median of the base model's one-step predictions from real contexts"
+    print(
+        f"critic {args.critic}: logit median on real held-out steps {np.median(real):+.2f}, on the base model's one-step predictions "
+        f"{np.median(one_step):+.2f}; realistic means >= {threshold:+.2f} ({reference}); "
+        f"passing: real {np.mean(real >= threshold):.2f}, one-step {np.mean(one_step >= threshold):.2f}"
+    )
+    results = {
+        "critic": args.critic,
+        "reference": reference,
+        "threshold": threshold,
+        "real_pass": float(np.mean(real >= threshold)),
+        "one_step_pass": float(np.mean(one_step >= threshold)),
+        "models": {},
+    }
+    header = "| model | median horizon (steps) | horizons | " + " | ".join(f"realistic {a}-{b}" for a, b in STRETCHES) + " | " + " | ".join(
+        f"logit {a}-{b}" for a, b in STRETCHES) + " | " + " | ".join(f"copy margin {a}-{b} (dB)" for a, b in STRETCHES) + " |"
+    rows = [header, "|" + "---|" * (header.count("|") - 1)]
+    for adapter in [None, *args.adapter]:
+        name = adapter or "base (no adapter)"
+        logits = dream_logits(critic, adapter, args.dreams, args.steps, args.epsilon, args.seed)
+        realistic = logits >= threshold
+        per_dream = horizons(realistic, args.window)
+        margins = episode_margins(adapter, args.heldout, args.episodes, args.steps, args.seed)
+        stretch_realistic = [float(realistic[:, a - 1 : b].mean()) if a <= args.steps else float("nan") for a, b in STRETCHES]
+        stretch_logit = [float(logits[:, a - 1 : b].mean()) if a <= args.steps else float("nan") for a, b in STRETCHES]
+        stretch_margin = [float(np.mean(margins[s])) if margins[s] else float("nan") for s in STRETCHES]
+        results["models"][name] = {
+            "horizons": per_dream.tolist(),
+            "median_horizon": float(np.median(per_dream)),
+            "realistic": stretch_realistic,
+            "logit": stretch_logit,
+            "copy_margin": stretch_margin,
+            "copy_margin_steps": [len(margins[s]) for s in STRETCHES],
+        }
+        rows.append(
+            f"| {name} | {np.median(per_dream):.0f} | {' '.join(map(str, per_dream.tolist()))} | "
+            + " | ".join(f"{v:.2f}" for v in stretch_realistic) + " | " + " | ".join(f"{v:+.2f}" for v in stretch_logit) + " | "
+            + " | ".join(f"{v:+.2f}" for v in stretch_margin) + " |"
+        )
+        print(rows[-1], flush=True)
+    print("\n" + "\n".join(rows))
+    print(f"(copy-margin steps per stretch, last model: {results['models'][name]['copy_margin_steps']})")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
