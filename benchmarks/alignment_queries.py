@@ -64,11 +64,11 @@ def main(argv: list[str] | None = None) -> None:
         queries, reward = curves[other]
         best = int(np.argmax(reward))
         needed = first_reaching(first_queries, first_reward, reward[best])
-        ratio = queries[best] / needed if needed == needed else float("nan")
+        ratio = queries[best] / needed if np.isfinite(needed) else float("nan")
         print(
             f"\n{other}: best smoothed reward {reward[best]:+.3f}, first reached after {queries[best]:.0f} queries; "
             f"{first} reached it after {needed:.0f} queries: {ratio:.1f}x fewer"
-            if needed == needed
+            if np.isfinite(needed)
             else f"\n{other}: best smoothed reward {reward[best]:+.3f} after {queries[best]:.0f} queries; {first} never reached it"
         )
 

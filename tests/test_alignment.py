@@ -449,6 +449,7 @@ def test_the_refreshed_critic_learns_the_adapters_dreams_and_resumes(real_datase
     it ends up telling those dreams from real steps better than the fixed critic did, it is saved with
     the run as a realism checkpoint, and a resumed run continues from it."""
     from worldsim.agents.real_steps import RealSteps
+
     from worldsim.rewards.realism import load_realism_reward
 
     def aligner_on(env):
