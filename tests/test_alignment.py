@@ -20,6 +20,7 @@ from worldsim.agents.policy_gradient_alignment import PolicyGradientAligner
 from worldsim.cli import main
 from worldsim.config import load_config
 from worldsim.core.checkpoint import save_checkpoint
+from worldsim.core.frames import from_uint8
 from worldsim.errors import WorldsimError
 from worldsim.eval.alignment import evaluate_rewards, evaluation_contexts
 from worldsim.models.inverse_dynamics import InverseDynamicsConfig, InverseDynamicsModel
@@ -483,3 +484,23 @@ def test_the_refreshed_critic_learns_the_adapters_dreams_and_resumes(real_datase
     assert resumed.updates == 6
     assert all(torch.equal(a, b) for a, b in zip(resumed_critic.state_dict().values(), critic.state_dict().values(), strict=True))
     env.close()
+
+
+def test_the_shipped_reward_networks_judge_real_mario_frames(real_dataset):
+    """Without paths, the rewards load the shipped networks; on real steps the critic says real and
+    the detector puts its peak on Mario's RAM position."""
+    from worldsim.data.minari_io import load_dataset
+    from worldsim.rewards import load_rewards
+    from worldsim.rewards.presence import peak
+
+    rewards = load_rewards("realism+presence+consistency")
+    episode = load_dataset(real_dataset)[0]
+    frames = from_uint8(torch.from_numpy(np.asarray(episode.observations)))
+    with torch.no_grad():
+        logits = rewards.rewards["realism"].critic(frames[:-1], frames[1:])
+        _, column, row = peak(rewards.rewards["presence"].detector(frames[1:]))
+    infos = episode.infos
+    true_column, true_row = mario_screen_position(infos["x_pos"][1:], infos["y_pos"][1:], infos["camera_x"][1:])
+    error = np.hypot(column.numpy() - true_column, row.numpy() - true_row)
+    assert (logits > 0).float().mean() > 0.9
+    assert np.median(error) < 2.0

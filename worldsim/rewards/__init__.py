@@ -23,19 +23,11 @@ from torch import nn
 from worldsim.errors import WorldsimError
 from worldsim.rewards.transition import Reward, Scores, Transition, per_sample, valid_mean
 
-# name -> (loader "module:function", whether it needs a checkpoint path, the command that trains one)
-REWARDS: dict[str, tuple[str, bool, str]] = {
-    "realism": (
-        "worldsim.rewards.realism:load_realism_reward",
-        True,
-        "worldsim train --model realism-mario --train realism-mario --out runs/align-realism",
-    ),
-    "presence": (
-        "worldsim.rewards.presence:load_presence_reward",
-        True,
-        "worldsim train --model presence-mario --train presence-mario --out runs/align-presence",
-    ),
-    "consistency": ("worldsim.rewards.consistency:load_consistency_reward", False, ""),
+# name -> its loader "module:function"; each takes a checkpoint folder, or None for the shipped network
+REWARDS: dict[str, str] = {
+    "realism": "worldsim.rewards.realism:load_realism_reward",  # shipped: realism-mario-v0
+    "presence": "worldsim.rewards.presence:load_presence_reward",  # shipped: presence-mario-v0
+    "consistency": "worldsim.rewards.consistency:load_consistency_reward",  # shipped: idm-mario-v0
 }
 
 
@@ -79,16 +71,12 @@ class RewardSet:
 def load_rewards(
     spec: str | dict[str, float], paths: dict[str, str | os.PathLike | None] | None = None, device: str | torch.device = "cpu"
 ) -> RewardSet:
-    """The rewards that ``spec`` names, their networks loaded from ``paths[name]`` (frozen, eval mode)."""
+    """The rewards that ``spec`` names, their networks loaded from ``paths[name]`` or, without one, the
+    shipped networks (frozen, eval mode)."""
     weights = parse_reward_spec(spec) if isinstance(spec, str) else dict(spec)
     rewards: dict[str, Reward] = {}
     for name in weights:
-        loader, needs_path, train_command = REWARDS[name]
-        path = (paths or {}).get(name)
-        if needs_path and path is None:
-            raise WorldsimError(
-                f"the {name} reward needs its network: pass {name}.path=FOLDER (train one with `{train_command}`, then use its OUT/model)"
-            )
+        loader, path = REWARDS[name], (paths or {}).get(name)
         module_name, function_name = loader.split(":")
         load = getattr(importlib.import_module(module_name), function_name)
         rewards[name] = load(path, device=device)

@@ -33,11 +33,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from worldsim.core.checkpoint import shipped_checkpoint
 from worldsim.core.checkpoint_kinds import PLAYER_DETECTOR
 from worldsim.rewards.checkpoints import load_network
 from worldsim.rewards.transition import Scores, Transition
 
 NES_WIDTH, NES_HEIGHT = 256, 240
+SHIPPED_DETECTOR = "presence-mario-v0"
 # gym-super-mario-bros' y_pos is 255 - RAM 0x03B8. Measured on real frames, small Mario's 16x16-pixel
 # sprite has its left edge at x_pos - camera_x and its top at 255 - y_pos + 16 (NES pixels): its
 # centre is 8 right of and 24 below (x_pos - camera_x, 255 - y_pos).
@@ -160,7 +162,8 @@ class PresenceReward(nn.Module):
         return Scores(nn.functional.logsigmoid(window_best), seen)
 
 
-def load_presence_reward(path: str | os.PathLike, device: str | torch.device = "cpu", radius: float = 6.0) -> PresenceReward:
-    """The presence reward of a detector checkpoint (``worldsim train --model presence-mario``'s ``OUT/model``)."""
-    detector, _ = load_network(path, PLAYER_DETECTOR, "detector", PlayerDetectorConfig, PlayerDetector, device)
+def load_presence_reward(path: str | os.PathLike | None = None, device: str | torch.device = "cpu", radius: float = 6.0) -> PresenceReward:
+    """The presence reward of a detector checkpoint (``worldsim train --model presence-mario``'s ``OUT/model``;
+    default: the shipped ``presence-mario-v0``)."""
+    detector, _ = load_network(path or shipped_checkpoint(SHIPPED_DETECTOR), PLAYER_DETECTOR, "detector", PlayerDetectorConfig, PlayerDetector, device)
     return PresenceReward(detector, radius)

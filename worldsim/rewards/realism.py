@@ -22,9 +22,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from worldsim.core.checkpoint import shipped_checkpoint
 from worldsim.core.checkpoint_kinds import REALISM_CRITIC
 from worldsim.rewards.checkpoints import load_network
 from worldsim.rewards.transition import Scores, Transition
+
+SHIPPED_CRITIC = "realism-mario-v0"  # trained against the shipped mario-v0's dreams
 
 
 @dataclass
@@ -75,7 +78,8 @@ class RealismReward(nn.Module):
         return Scores(logits, torch.ones_like(logits, dtype=torch.bool))
 
 
-def load_realism_reward(path: str | os.PathLike, device: str | torch.device = "cpu") -> RealismReward:
-    """The realism reward of a critic checkpoint (``worldsim train --model realism-mario``'s ``OUT/model``)."""
-    critic, _ = load_network(path, REALISM_CRITIC, "critic", RealismCriticConfig, RealismCritic, device)
+def load_realism_reward(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> RealismReward:
+    """The realism reward of a critic checkpoint (``worldsim train --model realism-mario``'s ``OUT/model``;
+    default: the shipped ``realism-mario-v0``)."""
+    critic, _ = load_network(path or shipped_checkpoint(SHIPPED_CRITIC), REALISM_CRITIC, "critic", RealismCriticConfig, RealismCritic, device)
     return RealismReward(critic)
