@@ -7,11 +7,11 @@ starts with the same sampling noise:
   model's start states, the scripted runner (``--epsilon`` random actions) playing, never reset (a
   predicted death or flag is dreamed past, as ``dream_long_rollout.py`` does). The realism critic
   (``--critic``) scores every dreamed step (previous frame, next frame). A step counts as realistic
-  when its logit is at least the reference: with ``--reference dreamed`` (the default) the median
-  logit of the base model's one-step predictions from real held-out contexts (a step as real as the
-  dream's first step from a real start); with ``--reference real`` the ``--quantile`` (0.1) quantile
-  of real held-out steps (a step as real as the least real tenth of real steps; a critic that
-  separates real from dreamed perfectly fails every dreamed step against it). A dream's horizon is
+  when its logit is at least the ``--quantile`` (0.1) quantile of a reference: with ``--reference
+  dreamed`` (the default) the base model's one-step predictions from real held-out contexts (a step
+  as real as the base dream's first steps from a real start, bar their least real tenth); with
+  ``--reference real`` real held-out steps (a critic that separates real from dreamed perfectly
+  fails every dreamed step against it). A dream's horizon is
   the steps before the first stretch of ``--window`` (25) steps of which fewer than half were
   realistic (0 if the first stretch fails; ``--steps`` if none does). Reported: the median horizon,
   the mean logit and realistic fraction per stretch of steps;
@@ -25,7 +25,7 @@ independent critic (``--critic`` another run's) can be named.
 
 Usage::
 
-    python benchmarks/alignment_horizon.py --critic runs/align-realism/model --adapter runs/align-rg/adapter \\
+    python benchmarks/alignment_horizon.py [--critic runs/align-realism/model] --adapter runs/align-rg/adapter \\
         --heldout worldsim/mario-video-heldout-v0 [--reference dreamed|real] [--dreams 8] [--steps 1000] [--threads 1]
 """
 
@@ -152,7 +152,7 @@ def episode_margins(adapter: str | None, dataset_id: str, episodes: int, steps: 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--critic", required=True, help="a realism critic (worldsim train --model realism-mario's OUT/model)")
+    parser.add_argument("--critic", default=None, help="a realism critic (worldsim train --model realism-mario's OUT/model; default: the shipped one)")
     parser.add_argument("--adapter", action="append", default=[], help="an adapter folder (repeatable); the base model is always measured")
     parser.add_argument("--heldout", required=True, help="Minari dataset of real held-out episodes")
     parser.add_argument("--dreams", type=int, default=8)
@@ -174,14 +174,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.reference == "real":
         threshold, reference = float(np.quantile(real, args.quantile)), f"the {args.quantile:.0%} quantile of real steps"
     else:
-        threshold, reference = float(np.median(one_step)), "the median of the base model's one-step predictions from real contexts"
+        threshold, reference = float(np.quantile(one_step, args.quantile)), f"the {args.quantile:.0%} quantile of the base model's one-step predictions from real contexts"
     print(
-        f"critic {args.critic}: logit median on real held-out steps {np.median(real):+.2f}, on the base model's one-step predictions "
+        f"critic {args.critic or 'realism-mario-v0 (shipped)'}: logit median on real held-out steps {np.median(real):+.2f}, on the base model's one-step predictions "
         f"{np.median(one_step):+.2f}; realistic means >= {threshold:+.2f} ({reference}); "
         f"passing: real {np.mean(real >= threshold):.2f}, one-step {np.mean(one_step >= threshold):.2f}"
     )
     results = {
-        "critic": args.critic,
+        "critic": args.critic or "realism-mario-v0 (shipped)",
         "reference": reference,
         "threshold": threshold,
         "real_pass": float(np.mean(real >= threshold)),
@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
             "logit": stretch_logit,
             "copy_margin": stretch_margin,
             "copy_margin_steps": [len(margins[s]) for s in STRETCHES],
+            "logits": logits.round(3).tolist(),  # [dream][step]: other thresholds can be applied afterwards
         }
         rows.append(
             f"| {name} | {np.median(per_dream):.0f} | {' '.join(map(str, per_dream.tolist()))} | "
