@@ -350,22 +350,11 @@ def test_worldsim_align_end_to_end(checkpoints, tmp_path, capsys):
     assert main(["align", "--reward", "realism+beauty", "--steps", "1", "--out", str(tmp_path / "bad")]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "unknown reward 'beauty'" in error and not (tmp_path / "bad").exists()
-    assert (
-        main(
-            [
-                "align",
-                "--reward",
-                "presence",
-                "--steps",
-                "1",
-                "--out",
-                str(tmp_path / "bad"),
-                f"env.kwargs.checkpoint={checkpoints['base']}",
-            ]
-        )
-        == 2
-    )
-    assert "presence.path=FOLDER" in capsys.readouterr().err
+    missing = tmp_path / "no-detector"
+    code = main(["align", "--reward", "presence", "--steps", "1", "--out", str(tmp_path / "bad"),
+                 f"env.kwargs.checkpoint={checkpoints['base']}", f"presence.path={missing}"])  # fmt: skip
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and str(missing) in error and not (tmp_path / "bad").exists()
 
 
 # ----------------------------------------------------------------------------- the reward nets' training tasks
