@@ -32,7 +32,7 @@ EPILOG = """examples:
   worldsim train --model video-bi-s6 --train video --out runs/video-bi-s6
   worldsim generate --checkpoint runs/video-bi-s6/model --frames 256 --video clip.mp4
   worldsim eval --dataset worldsim/mario-heldout-v0 --json fidelity.json
-  worldsim align --reward realism:0.025+presence --steps 300 --out runs/align aligner.anchor_weight=5 aligner.real_dataset=worldsim/mario-explore-v0
+  worldsim align --reward realism:0.025+presence --steps 300 --out runs/align aligner.anchor_weight=50 aligner.real_dataset=worldsim/mario-explore-v0
 """
 
 OVERRIDES_HELP = "Hydra overrides: env.kwargs.KEY=VALUE, NAME.KEY=VALUE (agent NAME), agent.KEY=VALUE"
