@@ -8,7 +8,8 @@ The run folder ``OUT`` holds
 * ``model/``: the world model with the adapter merged in, a plain world model checkpoint, so that
   ``worldsim eval --checkpoint OUT/model`` measures held-out fidelity after alignment;
 * ``report.json``: each reward before (adapter switched off) and after, on the same evaluation
-  contexts with the same sampling noise, with the updates, reward queries and seconds spent.
+  contexts with the same sampling noise, with the updates, reward queries and seconds spent (with
+  ``aligner.critic_steps``, realism as the refreshed critic of the run's end judges it, ``critic/``).
 
 Evaluation contexts: real windows of ``eval_dataset`` (another policy's episodes, e.g.
 ``worldsim/mario-heldout-v0``) under their recorded actions, or, without one, the checkpoint's
