@@ -110,6 +110,11 @@ def dream_logits(critic, adapter: str | None, dreams: int, steps: int, epsilon: 
     return logits
 
 
+def cell(value: float, spec: str) -> str:
+    """A table cell; n/a where a stretch had no steps (dreams or episodes shorter than it)."""
+    return format(value, spec) if np.isfinite(value) else "n/a"
+
+
 def horizons(realistic: np.ndarray, window: int) -> np.ndarray:
     """Per dream, the steps before the first stretch of ``window`` steps of which fewer than half
     were realistic (0: the dream's first ``window`` steps already fail); the dream's length if never."""
@@ -211,8 +216,8 @@ def main(argv: list[str] | None = None) -> None:
         }
         rows.append(
             f"| {name} | {np.median(per_dream):.0f} | {' '.join(map(str, per_dream.tolist()))} | "
-            + " | ".join(f"{v:.2f}" for v in stretch_realistic) + " | " + " | ".join(f"{v:+.2f}" for v in stretch_logit) + " | "
-            + " | ".join(f"{v:+.2f}" for v in stretch_margin) + " |"
+            + " | ".join(cell(v, ".2f") for v in stretch_realistic) + " | " + " | ".join(cell(v, "+.2f") for v in stretch_logit) + " | "
+            + " | ".join(cell(v, "+.2f") for v in stretch_margin) + " |"
         )
         print(rows[-1], flush=True)
     print("\n" + "\n".join(rows))
