@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", choices=["dreamed", "real"], default="dreamed")
     parser.add_argument("--quantile", type=float, default=0.1)
     parser.add_argument("--window", type=int, default=25)
+    parser.add_argument("--judge-blur", type=float, default=0.0, help="the critic judges blurred frames (long_dream_critic.py --blur)")
+    parser.add_argument("--judge-levels", type=int, default=0, help="the critic judges re-quantised frames (long_dream_critic.py --levels)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
@@ -174,6 +176,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
 
     critic = load_realism_reward(args.critic).critic.eval()
+    if args.judge_blur or args.judge_levels:
+        from long_dream_critic import DegradedCritic  # benchmarks/, this script's folder
+
+        critic = DegradedCritic(critic, args.judge_blur, args.judge_levels).eval()
     real = real_logits(critic, args.heldout, 2048, args.seed)
     one_step = one_step_logits(critic, args.heldout, 512, args.seed)
     if args.reference == "real":

@@ -12,7 +12,8 @@ dreams it did not train on.
 
 Usage::
 
-    python benchmarks/long_dream_critic.py --out runs/align/judge-long [--dreams 16] [--steps 600] [--skip 200] [--train-steps 1500]
+    python benchmarks/long_dream_critic.py --out runs/align/judge-long [--dreams 16] [--steps 600] [--skip 200] [--train-steps 1500] \\
+        [--blur 1.0 --levels 16]   # a judge of blurred, re-quantised frames: blind to the sampler's faint grain
 """
 
 from __future__ import annotations
@@ -37,6 +38,34 @@ from worldsim.core.serialization import from_dict, to_dict
 from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
 from worldsim.rewards.realism import RealismCritic, RealismCriticConfig
+
+
+def degrade(frames: torch.Tensor, blur: float, levels: int) -> torch.Tensor:
+    """``float[B, C, H, W]`` in ``[-1, 1]`` blurred (Gaussian, ``blur`` pixels; 0: none) and
+    re-quantised to ``levels`` values per channel (0: none): what a judge sees when it must not
+    rely on the sampler's faint grain."""
+    if blur > 0:  # separable Gaussian, reflected borders (torchvision is not a dependency)
+        radius = int(3 * blur)
+        taps = torch.exp(-(torch.arange(-radius, radius + 1, dtype=frames.dtype) ** 2) / (2 * blur**2))
+        taps = (taps / taps.sum()).to(frames.device)
+        channels = frames.shape[1]
+        frames = nn.functional.pad(frames, (radius, radius, radius, radius), mode="reflect")
+        frames = nn.functional.conv2d(frames, taps.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+        frames = nn.functional.conv2d(frames, taps.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+    if levels > 0:
+        frames = torch.round((frames + 1) / 2 * (levels - 1)) / (levels - 1) * 2 - 1
+    return frames
+
+
+class DegradedCritic(nn.Module):
+    """A critic that judges degraded frames (``degrade``), with the critic's call signature."""
+
+    def __init__(self, critic: RealismCritic, blur: float, levels: int):
+        super().__init__()
+        self.critic, self.blur, self.levels = critic, blur, levels
+
+    def forward(self, previous: torch.Tensor, next_frame: torch.Tensor) -> torch.Tensor:
+        return self.critic(degrade(previous, self.blur, self.levels), degrade(next_frame, self.blur, self.levels))
 
 
 @torch.no_grad()
@@ -80,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--blur", type=float, default=0.0, help="judge blurred frames (Gaussian sigma, pixels); alignment_horizon.py --judge-blur must match")
+    parser.add_argument("--levels", type=int, default=0, help="judge frames re-quantised to this many levels; alignment_horizon.py --judge-levels must match")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -96,13 +127,14 @@ def main(argv: list[str] | None = None) -> None:
 
     config = from_dict(RealismCriticConfig, {k: v for k, v in load_config("model", "realism-mario", []).items() if k != "kind"}, where="model")
     critic = RealismCritic(config)
+    judge = DegradedCritic(critic, args.blur, args.levels)
     optimizer = torch.optim.AdamW(critic.parameters(), lr=1e-3, weight_decay=1e-2)
     bce = nn.functional.binary_cross_entropy_with_logits
     rng = np.random.default_rng(args.seed)
     for step in range(args.train_steps):
         r = from_uint8(real[rng.integers(len(real), size=args.batch)])
         f = from_uint8(fake[rng.integers(len(fake), size=args.batch)])
-        real_logits, fake_logits = critic(r[:, 0], r[:, 1]), critic(f[:, 0], f[:, 1])
+        real_logits, fake_logits = judge(r[:, 0], r[:, 1]), judge(f[:, 0], f[:, 1])
         loss = bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -113,11 +145,12 @@ def main(argv: list[str] | None = None) -> None:
     critic.eval()
     with torch.no_grad():
         real_h, fake_h = from_uint8(real_heldout), from_uint8(fake_heldout)
-        real_acc = float((critic(real_h[:, 0], real_h[:, 1]) > 0).float().mean())
-        fake_acc = float(torch.cat([(critic(fake_h[i:i + 256, 0], fake_h[i:i + 256, 1]) < 0).float() for i in range(0, len(fake_h), 256)]).mean())
+        real_acc = float((judge(real_h[:, 0], real_h[:, 1]) > 0).float().mean())
+        fake_acc = float(torch.cat([(judge(fake_h[i:i + 256, 0], fake_h[i:i + 256, 1]) < 0).float() for i in range(0, len(fake_h), 256)]).mean())
     card = (
         f"# A judge of long dreams (not used by any aligner)\n\n- Real: {args.real}; dreamed: the shipped mario-v0 after step {args.skip} "
         f"of {args.dreams - held_dreams} dreams of {args.steps} steps (seed {args.seed}).\n- {args.train_steps} steps of batch {args.batch}.\n"
+        f"- Judges degraded frames: blur {args.blur} px, {args.levels or 'all'} levels (alignment_horizon.py --judge-blur {args.blur} --judge-levels {args.levels}).\n"
         f"- Held out: real steps of {args.heldout} recognised {real_acc:.3f}; {len(fake_h)} steps of {held_dreams} unseen long dreams recognised {fake_acc:.3f}.\n"
     )
     save_checkpoint(args.out, critic, {"kind": REALISM_CRITIC, "critic": to_dict(config)}, files={"README.md": card})
