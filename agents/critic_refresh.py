@@ -3,11 +3,13 @@
 Why: a critic trained once, on the base model's dreams, is gamed. It told real from dreamed steps
 perfectly (held-out logits +31 against -32), and 100 updates of a LoRA raised its score on the
 adapter's dreams to +42, above real steps, with frames that look to the eye like the base model's:
-imperceptible changes that the critic, never having seen them, took for reality. So, as in a GAN,
+the adapter had removed the sampler's faint grain, the cue the critic relied on (a judge trained on
+blurred, re-quantised frames sees no gain; BENCHMARKS.md, "Reward-gradient alignment"). So, as in a GAN,
 every alignment update also steps the critic on the frames the adapter just generated (label 0)
-against real steps of the game (label 1, ``RealSteps``), with the binary cross-entropy it was first
-trained with (``worldsim.train.realism_training``). The realism reward is then the critic's judgement of the current
-dreams, and what it rewards moves on as soon as the adapter finds a cue that fools it.
+against real steps of the game (label 1, ``RealSteps``), with the binary cross-entropy it was
+first trained with (``worldsim.train.realism_training``). The realism reward is then the critic's
+judgement of the current dreams, and what it rewards moves on once the adapter finds a cue that
+fools it.
 
 The critic's steps read frames already generated and scored; they add no reward query.
 """
