@@ -38,8 +38,8 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from worldsim.agents import make_agent
-from worldsim.agents.dream_driver import SingleDreamView, dream_engine
+from long_dreams import DegradedCritic, real_pairs, scripted_dreams  # benchmarks/, this script's folder
+from worldsim.agents.dream_driver import dream_engine
 
 import worldsim  # noqa: F401
 from worldsim.core.frames import from_uint8
@@ -54,13 +54,8 @@ STRETCHES = ((1, 16), (17, 64), (65, 256), (257, 1000))
 @torch.no_grad()
 def real_logits(critic, dataset_id: str, count: int, seed: int) -> np.ndarray:
     """The critic's logits on ``count`` random real steps (previous frame, next frame) of ``dataset_id``."""
-    pairs = SequenceDataset(load_dataset(dataset_id), 2)
-    chosen = np.random.default_rng(seed).choice(len(pairs), size=min(count, len(pairs)), replace=False)
-    logits = []
-    for start in range(0, len(chosen), 64):
-        frames = from_uint8(torch.stack([pairs[int(i)]["frames"] for i in chosen[start : start + 64]]))
-        logits.append(critic(frames[:, 0], frames[:, 1]))
-    return torch.cat(logits).numpy()
+    chunks = (from_uint8(chunk) for chunk in real_pairs(dataset_id, count, seed).split(64))
+    return torch.cat([critic(frames[:, 0], frames[:, 1]) for frames in chunks]).numpy()
 
 
 @torch.no_grad()
@@ -84,29 +79,12 @@ def one_step_logits(critic, dataset_id: str, count: int, seed: int) -> np.ndarra
     return torch.cat(logits).numpy()
 
 
-def split_info(info: dict[str, np.ndarray], index: int) -> dict:
-    return {key: value[index] for key, value in info.items()}
-
-
 @torch.no_grad()
 def dream_logits(critic, adapter: str | None, dreams: int, steps: int, epsilon: float, seed: int) -> np.ndarray:
     """``float[dreams, steps]``: the critic's logit of each dreamed step, never resetting."""
-    env = gym.make_vec("worldsim/Mario-v0", num_envs=dreams, adapter=adapter)
-    engine = dream_engine(env)
-    env.reset(seed=seed)  # the same start contexts and sampling noise with and without the adapter
-    view = SingleDreamView(env)
-    agents = [make_agent("scripted", view, epsilon=epsilon) for _ in range(dreams)]
-    for index, agent in enumerate(agents):
-        agent.reset(seed + index)
-    observations, info = engine.observations(), engine.reset_info()
     logits = np.zeros((dreams, steps), np.float32)
-    for step in range(steps):
-        actions = np.array([agent.act(observations[i], split_info(info, i)) for i, agent in enumerate(agents)])
-        previous = engine.frames[:, -1]
-        dreamed = engine.step(actions)
+    for step, (_, previous, dreamed) in enumerate(scripted_dreams(adapter, dreams, steps, epsilon, seed)):
         logits[:, step] = critic(previous, dreamed.frames).numpy()
-        observations, info = dreamed.observations, dreamed.info
-    env.close()
     return logits
 
 
@@ -122,7 +100,7 @@ def horizons(realistic: np.ndarray, window: int) -> np.ndarray:
     out = np.full(realistic.shape[0], steps)
     kernel = np.ones(window)
     for row, flags in enumerate(realistic.astype(np.float64)):
-        fraction = np.convolve(flags, kernel, mode="full")[:steps] / np.minimum(np.arange(1, steps + 1), window)
+        fraction = np.convolve(flags, kernel, mode="full")[:steps] / window  # over the last `window` steps
         below = np.nonzero((fraction < 0.5) & (np.arange(1, steps + 1) >= window))[0]
         if len(below):
             out[row] = below[0] + 1 - window
@@ -177,8 +155,6 @@ def main(argv: list[str] | None = None) -> None:
 
     critic = load_realism_reward(args.critic).critic.eval()
     if args.judge_blur or args.judge_levels:
-        from long_dream_critic import DegradedCritic  # benchmarks/, this script's folder
-
         critic = DegradedCritic(critic, args.judge_blur, args.judge_levels).eval()
     real = real_logits(critic, args.heldout, 2048, args.seed)
     one_step = one_step_logits(critic, args.heldout, 512, args.seed)

@@ -22,79 +22,29 @@ import argparse
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
+from long_dreams import DegradedCritic, real_pairs, scripted_dreams  # benchmarks/, this script's folder
 from torch import nn
-from worldsim.agents import make_agent
-from worldsim.agents.dream_driver import SingleDreamView, dream_engine
 
-import worldsim  # noqa: F401
 from worldsim.config import load_config
 from worldsim.core.checkpoint import save_checkpoint
 from worldsim.core.checkpoint_kinds import REALISM_CRITIC
 from worldsim.core.frames import from_uint8
 from worldsim.core.serialization import from_dict, to_dict
-from worldsim.data.minari_io import load_dataset
-from worldsim.data.sequences import SequenceDataset
 from worldsim.rewards.realism import RealismCritic, RealismCriticConfig
-
-
-def degrade(frames: torch.Tensor, blur: float, levels: int) -> torch.Tensor:
-    """``float[B, C, H, W]`` in ``[-1, 1]`` blurred (Gaussian, ``blur`` pixels; 0: none) and
-    re-quantised to ``levels`` values per channel (0: none): what a judge sees when it must not
-    rely on the sampler's faint grain."""
-    if blur > 0:  # separable Gaussian, reflected borders (torchvision is not a dependency)
-        radius = int(3 * blur)
-        taps = torch.exp(-(torch.arange(-radius, radius + 1, dtype=frames.dtype) ** 2) / (2 * blur**2))
-        taps = (taps / taps.sum()).to(frames.device)
-        channels = frames.shape[1]
-        frames = nn.functional.pad(frames, (radius, radius, radius, radius), mode="reflect")
-        frames = nn.functional.conv2d(frames, taps.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
-        frames = nn.functional.conv2d(frames, taps.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
-    if levels > 0:
-        frames = torch.round((frames + 1) / 2 * (levels - 1)) / (levels - 1) * 2 - 1
-    return frames
-
-
-class DegradedCritic(nn.Module):
-    """A critic that judges degraded frames (``degrade``), with the critic's call signature."""
-
-    def __init__(self, critic: RealismCritic, blur: float, levels: int):
-        super().__init__()
-        self.critic, self.blur, self.levels = critic, blur, levels
-
-    def forward(self, previous: torch.Tensor, next_frame: torch.Tensor) -> torch.Tensor:
-        return self.critic(degrade(previous, self.blur, self.levels), degrade(next_frame, self.blur, self.levels))
 
 
 @torch.no_grad()
 def long_dream_steps(dreams: int, steps: int, skip: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(previous, next)`` uint8 ``[dreams, steps - skip, H, W, C]`` of the shipped model's dreams after ``skip`` steps."""
-    env = gym.make_vec("worldsim/Mario-v0", num_envs=dreams)
-    engine = dream_engine(env)
-    env.reset(seed=seed)
-    agents = [make_agent("scripted", SingleDreamView(env), epsilon=0.2) for _ in range(dreams)]
-    for index, agent in enumerate(agents):
-        agent.reset(seed + index)
-    observations, info = engine.observations(), engine.reset_info()
-    kept = []
-    for step in range(steps):
-        actions = np.array([agent.act(observations[i], {k: v[i] for k, v in info.items()}) for i, agent in enumerate(agents)])
-        previous = observations
-        dreamed = engine.step(actions)
-        observations, info = dreamed.observations, dreamed.info
-        if step >= skip:
-            kept.append(np.stack([previous, observations], axis=1))
-    env.close()
+    kept = [
+        np.stack([previous, dreamed.observations], axis=1)
+        for step, (previous, _, dreamed) in enumerate(scripted_dreams(None, dreams, steps, 0.2, seed))
+        if step >= skip
+    ]
     pairs = torch.from_numpy(np.stack(kept, axis=1))  # [dreams, steps - skip, 2, H, W, C]
     return pairs[:, :, 0], pairs[:, :, 1]
-
-
-def real_pairs(dataset_id: str, count: int, seed: int) -> torch.Tensor:
-    windows = SequenceDataset(load_dataset(dataset_id), 2)
-    chosen = np.random.default_rng(seed).choice(len(windows), size=min(count, len(windows)), replace=False)
-    return torch.stack([windows[int(i)]["frames"] for i in chosen])  # uint8 [N, 2, H, W, C]
 
 
 def main(argv: list[str] | None = None) -> None:
