@@ -14,8 +14,9 @@ from worldsim.config import load_config
 from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
 from worldsim.data.transitions import model_batch, stack_windows
+from worldsim.models.end_classifier import best_f1_bias
 from worldsim.models.world_model import WorldModel, WorldModelConfig, load_world_model
-from worldsim.train.world_model_training import DenoiserObjective, EndModelObjective, train_world_model
+from worldsim.train.world_model_training import DenoiserObjective, EndClassifierObjective, EndModelObjective, train_world_model
 
 torch.set_num_threads(1)
 
@@ -25,11 +26,13 @@ TINY_MODEL = [
     "model.unet.space_to_depth=4",
     "model.end_model.channels=[8,8,8,8]",
     "model.end_model.hidden=32",
+    "model.end_classifier.channels=[8,8,8]",
+    "model.end_classifier.hidden=16",
 ]
 DEATH, RUNNING = 1, 0
 
 
-def tiny_train(dataset_id, denoiser_steps=3, end_model_steps=2, **changes):
+def tiny_train(dataset_id, denoiser_steps=3, end_model_steps=2, end_classifier_steps=2, **changes):
     overrides = [
         f"train.data.datasets=[{dataset_id}]",
         f"train.data.heldout={dataset_id}",
@@ -41,6 +44,11 @@ def tiny_train(dataset_id, denoiser_steps=3, end_model_steps=2, **changes):
         f"train.end_model.steps={end_model_steps}",
         "train.end_model.batch_size=4",
         "train.end_model.checkpoint_every=2",
+        f"train.end_classifier.steps={end_classifier_steps}",
+        "train.end_classifier.batch_size=4",
+        "train.end_classifier.checkpoint_every=2",
+        "train.end_classifier.validation_every=2",
+        "train.end_classifier.min_validation_ends=1",
     ] + [f"train.{key}={value}" for key, value in changes.items()]
     return load_config("model", "mario", TINY_MODEL), load_config("train", "mario", overrides)
 
@@ -75,12 +83,18 @@ def test_both_objectives_unroll_burn_in_and_every_loss_learns(dataset_id):
     windows = SequenceDataset(load_dataset(dataset_id), 8, game.label_keys, pad_start=3)
     ends = np.flatnonzero(windows.target_ends())
     batch = model_batch(stack_windows([windows[int(i)] for i in [*range(0, 60, 4), *ends[:2]]]), game)
-    for objective, names in ((DenoiserObjective(model), {"denoiser"}), (EndModelObjective(model), {"reward", "progress", "end"})):
-        assert {name for name, _ in objective.named_parameters()} <= {f"{part}.{name}" for part in ("denoiser", "end_model") for name, _ in getattr(model, part).named_parameters()}
+    classifier_batch = dict(batch, frames=batch["frames"][:, -5:], actions=batch["actions"][:, -5:], end_class=batch["end_class"][:, -5:])
+    for objective, names, inputs in (
+        (DenoiserObjective(model), {"denoiser"}, batch),
+        (EndModelObjective(model), {"reward", "progress", "end"}, batch),
+        (EndClassifierObjective(model), {"end"}, classifier_batch),
+    ):
+        parts = ("denoiser", "end_model", "end_classifier")
+        assert {name for name, _ in objective.named_parameters()} <= {f"{part}.{name}" for part in parts for name, _ in getattr(model, part).named_parameters()}
         optimizer = torch.optim.AdamW(objective.parameters(), lr=1e-3)
         first = None
         for _ in range(30):
-            losses = objective(**batch)
+            losses = objective(**inputs)
             assert set(losses) == names
             if first is None:
                 first = {k: v.item() for k, v in losses.items()}
@@ -137,3 +151,50 @@ def test_train_writes_checkpoints_resumes_and_exports_a_dream_env(dataset_id, tm
 def test_train_command_line_rejects_bad_overrides(capsys):
     assert main(["train", "--out", "/tmp/unused", "steps=3"]) == 2
     assert "model.unet.space_to_depth=2 or train.steps=100" in capsys.readouterr().err
+
+
+def test_best_f1_bias_separates_the_ends_it_is_given():
+    rng = np.random.default_rng(0)
+    margins = np.concatenate([rng.normal(-6, 1, 1000), rng.normal(-2, 0.5, 20)])  # running steps, then ends
+    is_end = np.arange(1020) >= 1000
+    bias, f1, precision, recall = best_f1_bias(margins, is_end)
+    assert 2.5 < bias < 4.5 and f1 > 0.9 and precision > 0.9 and recall > 0.9
+    assert np.isnan(best_f1_bias(margins, np.zeros(1020, bool))[1])  # no end: nothing to choose on
+
+
+def test_the_end_classifier_decides_the_dream_ends_from_the_last_frames(dataset_id):
+    torch.manual_seed(0)
+    model_values, _ = tiny_train(dataset_id)
+    model = WorldModel(WorldModelConfig.from_dict(model_values)).eval()
+    model.config.end_classifier.decision_bias = [1.5, -2.0]
+    frames, actions = torch.rand(3, 4, 3, 64, 64) * 2 - 1, torch.randint(7, (3, 4))
+    next_frame, outputs, _ = model.predict_step(frames, actions, generator=torch.Generator().manual_seed(0))
+    window = torch.cat([frames, next_frame[:, None]], dim=1)  # the 4 context frames and the step's frame
+    model.config.end_classifier.decision_bias = []
+    raw = model.end_classifier(window, actions[:, -1])
+    torch.testing.assert_close(outputs["end"], raw + torch.tensor([0.0, 1.5, -2.0]))
+    assert set(outputs) == {"reward", "progress", "end"}
+    with pytest.raises(Exception, match="end_classifier.frames is 6"):
+        WorldModelConfig.from_dict({**model_values, "end_classifier": {**model_values["end_classifier"], "frames": 6}})
+
+
+def test_a_phase_trains_onto_a_base_model_and_keeps_its_other_weights(dataset_id, tmp_path):
+    model_values, train_values = tiny_train(dataset_id)
+    base = train_world_model(model_values, train_values, tmp_path / "base", progress=False)
+    _, only_classifier = tiny_train(dataset_id, end_classifier_steps=4, phases="[end_classifier]", base_model=base)
+    path = train_world_model(model_values, only_classifier, tmp_path / "added", progress=False)
+    assert path is not None and not (tmp_path / "added" / "denoiser").exists()
+    base_model, _, _ = load_world_model(base)
+    added, _, checkpoint = load_world_model(path)
+    for part in ("denoiser", "end_model"):
+        for (name, kept), (_, original) in zip(getattr(added, part).state_dict().items(), getattr(base_model, part).state_dict().items(), strict=True):
+            assert torch.equal(kept, original), f"{part}.{name}"
+    assert not torch.equal(added.end_classifier.head[-1].weight, base_model.end_classifier.head[-1].weight)
+    # The decision bias was chosen on the held-out episodes and travels in config.json.
+    assert len(checkpoint.config["model"]["end_classifier"]["decision_bias"]) == 2
+    card = (path / "README.md").read_text()
+    assert f"Denoiser: the weights of `{base}`" in card and "End classifier: 4 steps of batch 4" in card and "decision bias" in card
+    # A base model of another denoiser cannot lend its weights to this one.
+    other = load_config("model", "mario", [*TINY_MODEL, "model.unet.block_channels=[8,16]"])
+    with pytest.raises(Exception, match="has no denoiser of this model's config"):
+        train_world_model(other, only_classifier, tmp_path / "other", progress=False)

@@ -84,6 +84,8 @@ class SequenceDataset(Dataset):
             the missing frames repeat the first frame, with action 0 (and zero reward, no end, the
             first frame's labels). A model trained on such windows can start a dream from a single
             real frame, which is what a real env's ``reset`` gives.
+        episodes: indices of the episodes that give windows (default: all), e.g. to hold some
+            episodes out of training for validation.
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class SequenceDataset(Dataset):
         length: int,
         label_keys: Sequence[str] = (),
         pad_start: int = 0,
+        episodes: Sequence[int] | None = None,
     ):
         if length < 1:
             raise WorldsimError(f"window length must be >= 1, got {length}")
@@ -113,10 +116,11 @@ class SequenceDataset(Dataset):
             ]
         # (episode index, first frame) of every window; frames [start, start + length) of one
         # episode, where a negative start means padding before the first frame.
+        chosen = range(len(self.episodes)) if episodes is None else episodes
         starts = [
             np.stack([np.full(count, i), np.arange(count) - self.pad_start], axis=1)
-            for i, ep in enumerate(self.episodes)
-            if (count := len(ep.frames) - self.length + 1 + self.pad_start) > 0
+            for i in chosen
+            if (count := len(self.episodes[i].frames) - self.length + 1 + self.pad_start) > 0
         ]
         if not starts:
             raise WorldsimError(

@@ -1,8 +1,10 @@
-"""The world model: next-frame denoiser + sampler + recurrent end model, built from one config.
+"""The world model: next-frame denoiser + sampler + recurrent end model (+ end classifier), built
+from one config.
 
 ``WorldModel.predict_step`` is everything one dream step needs: it samples the next frame for a
 batch of contexts and reads the step's reward, progress and end from it, carrying the end model's
-recurrent state. ``WorldModelConfig`` is what a checkpoint's ``config.json`` stores under
+recurrent state. With an end classifier, the end comes from it (it reads the last frames), and
+reward and progress from the end model. ``WorldModelConfig`` is what a checkpoint's ``config.json`` stores under
 ``"model"``; ``load_world_model`` rebuilds the model from a checkpoint folder.
 """
 
@@ -27,6 +29,7 @@ from worldsim.diffusion.sampler import NextFrameSampler, SamplerConfig
 from worldsim.errors import WorldsimError
 from worldsim.models.context import FrameStackContext
 from worldsim.models.denoiser import FrameDenoiser
+from worldsim.models.end_classifier import EndClassifier, EndClassifierConfig
 from worldsim.models.end_model import EndModelConfig, RecurrentEndModel
 from worldsim.models.frame_unet import FrameUNet, FrameUNetConfig
 from worldsim.models.heads import HeadsConfig, TransitionHeads
@@ -41,6 +44,7 @@ class WorldModelConfig:
 
     Exactly one of ``end_model`` (recurrent, DIAMOND's) and ``heads`` (the first shipped model's
     feed-forward transition heads, kept so that its checkpoint still loads) is set.
+    ``end_classifier`` (optional, with ``end_model``) decides the episode ends in its place.
     """
 
     num_actions: int = 7
@@ -50,6 +54,7 @@ class WorldModelConfig:
     unet: FrameUNetConfig = field(default_factory=FrameUNetConfig)
     end_model: EndModelConfig | None = field(default_factory=EndModelConfig)
     heads: HeadsConfig | None = None
+    end_classifier: EndClassifierConfig | None = None
     edm: EDMTraining = field(default_factory=EDMTraining)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     game: GameDescription = field(default_factory=GameDescription)
@@ -74,6 +79,16 @@ class WorldModelConfig:
         if values.get("heads") is not None:
             values.setdefault("end_model", None)
         config = from_dict(cls, values, where="model")
+        if config.end_classifier is not None and not 2 <= config.end_classifier.frames <= config.context_length + 1:
+            raise WorldsimError(
+                f"model.end_classifier.frames is {config.end_classifier.frames}: it reads the step's frame and up to the "
+                f"{config.context_length} context frames, so 2..{config.context_length + 1}"
+            )
+        if config.end_classifier is not None and config.end_classifier.num_end_classes != len(config.game.end_classes):
+            raise WorldsimError(
+                f"model.end_classifier.num_end_classes is {config.end_classifier.num_end_classes}, the game has "
+                f"{len(config.game.end_classes)} end classes {config.game.end_classes}: make them equal"
+            )
         if len(config.game.action_meanings) != config.num_actions:
             raise WorldsimError(
                 f"model.game lists {len(config.game.action_meanings)} (joint) actions, the model has num_actions {config.num_actions}: "
@@ -118,6 +133,8 @@ class WorldModel(nn.Module):
             self.heads = TransitionHeads(
                 config.heads, config.num_actions, config.context_length + 1, config.image_channels, config.image_size
             )
+        if config.end_classifier is not None:
+            self.end_classifier = EndClassifier(config.end_classifier, config.num_actions, config.image_channels)
         self.sampler = NextFrameSampler(config.sampler, sigma_data=config.edm.sigma_data)
 
     @property
@@ -165,10 +182,15 @@ class WorldModel(nn.Module):
         """
         next_frame = self.sampler.sample(self.denoiser, frames, actions, generator=generator, grad_steps=grad_steps)
         if self.recurrent:
-            outputs, state = self.end_model.step(frames[:, -1], next_frame, actions[:, -1], state or self.initial_state(len(frames), frames.device))
+            outputs, state = self.end_model.step(
+                frames[:, -1], next_frame, actions[:, -1], state or self.initial_state(len(frames), frames.device)
+            )
         else:
             heads = self.heads(torch.cat([frames, next_frame[:, None]], dim=1), actions[:, -1])
             outputs, state = {"reward": heads["reward"], "progress": heads["x_delta"], "end": heads["end"]}, {}
+        if self.config.end_classifier is not None:
+            window = torch.cat([frames[:, frames.shape[1] - self.config.end_classifier.frames + 1 :], next_frame[:, None]], dim=1)
+            outputs = outputs | {"end": self.end_classifier(window, actions[:, -1])}
         return next_frame, outputs, state
 
 

@@ -8,9 +8,16 @@ at the same time (``train.phases=[end_model]`` in one process, ``[denoiser]`` in
   later one from a context ending in the model's own quantised generations (DIAMOND's CS:GO
   unroll), drawn action-balanced;
 * ``end_model``: longer windows of real steps, burned in on the first K like a dream's reset, then
-  scored on every later transition (reward, progress, end class), episode ends oversampled.
+  scored on every later transition (reward, progress, end class), episode ends oversampled;
+* ``end_classifier`` (when the model has one): windows of its few frames, each labelled with the
+  end class of its last step, episode ends oversampled. Every ``validation_every``-th episode is
+  held out; on those, the decision bias of each end class is set for the best F1 at export.
 
-When every phase has reached its steps, ``model/`` is written: the world model ready for
+``train.base_model`` starts from a trained world model: a phase that is neither asked for nor in
+the run folder keeps that model's weights (when its part of the config is the same), so one part
+can be retrained or added without retraining the rest.
+
+When every phase has reached its steps (or comes from the base model), ``model/`` is written: the world model ready for
 ``gym.make("worldsim/Mario-v0", checkpoint=...)`` (EMA weights, ``config.json``,
 ``start_states.npz``, a model card). ``curve.csv`` holds the held-out fidelity the caller's
 ``evaluate`` callback measures during the denoiser phase.
@@ -30,17 +37,19 @@ import torch
 from torch import nn
 from torch.utils.data import RandomSampler, Sampler
 
-from worldsim.core.checkpoint import read_config, save_checkpoint
+from worldsim.core.checkpoint import load_checkpoint, read_config, save_checkpoint
+from worldsim.core.checkpoint_kinds import WORLD_MODEL, require_kind
 from worldsim.core.serialization import from_dict, to_dict
 from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
-from worldsim.data.transitions import model_batch
+from worldsim.data.transitions import model_batch, stack_windows
 from worldsim.errors import WorldsimError
+from worldsim.models.end_classifier import best_f1_bias
 from worldsim.models.world_model import START_STATES_FILE, StartStates, WorldModel, WorldModelConfig
 from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, tensorboard_writer, train
 
 MODEL_DIR = "model"
-PHASES = ("end_model", "denoiser")
+PHASES = ("end_model", "end_classifier", "denoiser")
 
 
 @dataclass
@@ -64,6 +73,14 @@ class EndModelPhase(LoopConfig):
 
 
 @dataclass
+class EndClassifierPhase(LoopConfig):
+    balance_actions: bool = False
+    end_weight: float = 20.0
+    validation_every: int = 10  # every Nth episode is held out of training and sets the decision bias
+    min_validation_ends: int = 10  # an end class seen fewer times there gets the prior correction instead
+
+
+@dataclass
 class WorldModelTraining:
     """``configs/train/mario.yaml``."""
 
@@ -71,6 +88,8 @@ class WorldModelTraining:
     phases: list[str] = field(default_factory=lambda: list(PHASES))
     denoiser: DenoiserPhase = field(default_factory=DenoiserPhase)
     end_model: EndModelPhase = field(default_factory=EndModelPhase)
+    end_classifier: EndClassifierPhase = field(default_factory=EndClassifierPhase)
+    base_model: str | None = None  # a world model checkpoint whose weights the phases not trained here keep
     mixed_precision: str = "no"  # "bf16" or "fp16" on a GPU (accelerate)
     threads: int | None = None  # torch CPU threads; None: torch's default
     seed: int = 0
@@ -120,8 +139,22 @@ class EndModelObjective(nn.Module):
             "end": nn.functional.cross_entropy(outputs["end"][:, scored].flatten(0, 1), end_class[:, k:].flatten()),
         }
         if agent_rewards is not None:  # counted in the reward's weight: one reward loss per agent, averaged
-            losses["reward"] = (losses["reward"] + nn.functional.smooth_l1_loss(outputs["agent_rewards"][:, scored], agent_rewards[:, k:])) / 2
+            losses["reward"] = (
+                losses["reward"] + nn.functional.smooth_l1_loss(outputs["agent_rewards"][:, scored], agent_rewards[:, k:])
+            ) / 2
         return losses
+
+
+class EndClassifierObjective(nn.Module):
+    """``forward(frames float[B, F, C, H, W], actions, end_class, ...)`` -> ``{"end": loss}`` on the
+    end class of each window's last step."""
+
+    def __init__(self, world_model: WorldModel):
+        super().__init__()
+        self.end_classifier = world_model.end_classifier
+
+    def forward(self, frames, actions, end_class, **labels) -> dict[str, torch.Tensor]:
+        return {"end": nn.functional.cross_entropy(self.end_classifier(frames, actions[:, -1]), end_class[:, -1])}
 
 
 class WindowTask:
@@ -181,19 +214,35 @@ def train_world_model(
         config.end_model.end_log_prior = float(np.log(cfg.end_model.end_weight))
     world_model = WorldModel(config)
     if not world_model.recurrent:
-        raise WorldsimError("model.end_model is null: training needs the recurrent end model (model.heads is only for loading old checkpoints)")
+        raise WorldsimError(
+            "model.end_model is null: training needs the recurrent end model (model.heads is only for loading old checkpoints)"
+        )
+    phases = [phase for phase in PHASES if phase != "end_classifier" or config.end_classifier is not None]
     k, game = config.context_length, config.game
     writer = tensorboard_writer(out) if accelerator.is_main_process else None
     data_ids = sorted(cfg.data.datasets)
     episodes = SequenceDataset(datasets, k + 1, game.label_keys, pad_start=k - 1)  # read once, shared by every phase's windows
+    from_base = _phases_from_base(cfg, phases, world_model, out) if cfg.base_model else {}
     results = {}
-    for phase in PHASES:
-        settings: DenoiserPhase | EndModelPhase = getattr(cfg, phase)
-        length = k + (settings.unroll_steps if phase == "denoiser" else settings.scored_steps)
-        if length <= k:
-            raise WorldsimError(f"train.{phase}: windows need at least one step after the K={k} context frames")
-        windows = SequenceDataset(episodes, length, game.label_keys, pad_start=k - 1)
-        objective = DenoiserObjective(world_model) if phase == "denoiser" else EndModelObjective(world_model)
+    for phase in phases:
+        if phase in from_base:
+            continue
+        settings: DenoiserPhase | EndModelPhase | EndClassifierPhase = getattr(cfg, phase)
+        if phase == "end_classifier":
+            windows = SequenceDataset(
+                episodes,
+                config.end_classifier.frames,
+                game.label_keys,
+                pad_start=config.end_classifier.frames - 1,
+                episodes=_training_episodes(episodes, settings),
+            )
+            objective, length = EndClassifierObjective(world_model), windows.length
+        else:
+            length = k + (settings.unroll_steps if phase == "denoiser" else settings.scored_steps)
+            if length <= k:
+                raise WorldsimError(f"train.{phase}: windows need at least one step after the K={k} context frames")
+            windows = SequenceDataset(episodes, length, game.label_keys, pad_start=k - 1)
+            objective = DenoiserObjective(world_model) if phase == "denoiser" else EndModelObjective(world_model)
         evaluate = heldout_evaluator(world_model, cfg, out) if phase == "denoiser" and heldout_evaluator and cfg.data.heldout else None
         saved = {"model": phase_config(config, phase), "phase": phase, "datasets": data_ids, "window": length}
         task = WindowTask(phase, objective, saved, windows, game, settings.balance_actions, settings.end_weight, evaluate)
@@ -208,11 +257,14 @@ def train_world_model(
         results[phase] = train(task, phase_cfg, out / phase, accelerator, seed=cfg.seed, writer=writer, progress=progress)
     if writer is not None:
         writer.close()
-    complete = all(phase in results and results[phase].step >= getattr(cfg, phase).steps for phase in PHASES)
+    complete = all(phase in from_base or (phase in results and results[phase].step >= getattr(cfg, phase).steps) for phase in phases)
     if not complete or not accelerator.is_main_process:
         return None
     world_model.to("cpu").eval()
-    card = model_card(config, cfg, episodes, results, command, hardware_description(accelerator), out)
+    calibration = None
+    if "end_classifier" in results:
+        calibration = calibrate_end_classifier(world_model, episodes, cfg.end_classifier)
+    card = model_card(config, cfg, episodes, results, from_base, calibration, command, hardware_description(accelerator), out)
     save_checkpoint(
         out / MODEL_DIR,
         world_model,
@@ -230,13 +282,79 @@ def train_world_model(
 # not invalidate a trained end model, nor the other way round.
 PHASE_KEYS = {
     "end_model": ("num_actions", "context_length", "image_size", "image_channels", "end_model", "game"),
+    "end_classifier": ("num_actions", "context_length", "image_size", "image_channels", "end_classifier", "game"),
     "denoiser": ("num_actions", "context_length", "image_size", "image_channels", "unet", "edm", "sampler", "game"),
 }
 
 
 def phase_config(config: WorldModelConfig, phase: str) -> dict[str, Any]:
     values = config.to_dict()
+    if values.get("end_classifier"):  # the bias is chosen after training, on held-out episodes: not part of the weights' config
+        values["end_classifier"] = {key: value for key, value in values["end_classifier"].items() if key != "decision_bias"}
     return {key: values[key] for key in PHASE_KEYS[phase]}
+
+
+def _phases_from_base(cfg: WorldModelTraining, phases: list[str], world_model: WorldModel, out: Path) -> dict[str, str]:
+    """Load ``cfg.base_model``'s weights for each phase that is neither asked for nor in the run
+    folder; returns ``{phase: base model path}`` for those. A phase whose part of the base model's
+    config differs from this model's is one error: its weights would not fit, or would mean another thing."""
+    checkpoint = load_checkpoint(cfg.base_model)
+    require_kind(checkpoint.config, WORLD_MODEL, checkpoint.path)
+    base_config = WorldModelConfig.from_dict(checkpoint.config["model"])
+    taken = {}
+    for phase in phases:
+        if phase in cfg.phases or (out / phase / "config.json").is_file():
+            continue
+        if phase_config(base_config, phase) != phase_config(world_model.config, phase):
+            raise WorldsimError(
+                f"train.base_model {cfg.base_model} has no {phase} of this model's config: train it here (add it to train.phases)"
+            )
+        prefix = f"{phase}."  # each phase's config part, module and weight names share its name
+        getattr(world_model, phase).load_state_dict(
+            {name.removeprefix(prefix): value for name, value in checkpoint.weights.items() if name.startswith(prefix)}
+        )
+        if phase == "end_classifier":
+            world_model.config.end_classifier.decision_bias = list(base_config.end_classifier.decision_bias)
+        taken[phase] = str(cfg.base_model)
+    return taken
+
+
+def _training_episodes(episodes: SequenceDataset, settings: EndClassifierPhase) -> list[int]:
+    return [i for i in range(len(episodes.episodes)) if i % settings.validation_every]
+
+
+@torch.no_grad()
+def calibrate_end_classifier(
+    world_model: WorldModel, episodes: SequenceDataset, settings: EndClassifierPhase, batch_size: int = 256
+) -> dict[str, dict]:
+    """Set the end classifier's decision bias on the held-out episodes (every
+    ``validation_every``-th): for each end class, the bias of the best F1 against running steps.
+    A class seen fewer than ``min_validation_ends`` times there gets ``-log(end_weight)``, which
+    only undoes the oversampling. Returns what was chosen, per class, for the model card."""
+    classifier, game = world_model.end_classifier, world_model.config.game
+    frames = classifier.config.frames
+    validation = SequenceDataset(
+        episodes, frames, game.label_keys, pad_start=frames - 1, episodes=range(0, len(episodes.episodes), settings.validation_every)
+    )
+    classifier.config.decision_bias = []  # raw logits
+    margins, classes = [], []
+    for first in range(0, len(validation), batch_size):
+        batch = model_batch(stack_windows([validation[i] for i in range(first, min(first + batch_size, len(validation)))]), game)
+        logits = classifier(batch["frames"], batch["actions"][:, -1])
+        margins.append(logits[:, 1:] - logits[:, :1])
+        classes.append(batch["end_class"][:, -1])
+    margins, classes = torch.cat(margins).numpy(), torch.cat(classes).numpy()
+    prior, biases, chosen = -float(np.log(settings.end_weight)), [], {}
+    for index, name in enumerate(game.end_classes[1:], start=1):
+        is_end = classes == index
+        if is_end.sum() >= settings.min_validation_ends:
+            bias, f1, precision, recall = best_f1_bias(margins[:, index - 1], is_end)
+        else:
+            bias, f1, precision, recall = prior, float("nan"), float("nan"), float("nan")
+        biases.append(bias)
+        chosen[name] = {"bias": bias, "validation_ends": int(is_end.sum()), "f1": f1, "precision": precision, "recall": recall}
+    classifier.config.decision_bias = biases
+    return chosen
 
 
 def _stored_config(folder: Path) -> dict[str, Any]:
@@ -270,7 +388,9 @@ def _model_config(values: dict[str, Any], datasets) -> WorldModelConfig:
         )
     env_spec = datasets[0].spec.env_spec
     if env_spec is not None and env_spec.id != config.game.real_env.get("id"):
-        raise WorldsimError(f"the datasets come from {env_spec.id}, the model's game from {config.game.real_env.get('id')}: fix model.game.real_env")
+        raise WorldsimError(
+            f"the datasets come from {env_spec.id}, the model's game from {config.game.real_env.get('id')}: fix model.game.real_env"
+        )
     return config
 
 
@@ -287,23 +407,48 @@ def start_states(windows: SequenceDataset, count: int, seed: int, progress_label
     return StartStates(frames, np.zeros(frames.shape[:2], np.int64), progress)
 
 
-def model_card(config: WorldModelConfig, cfg: WorldModelTraining, windows: SequenceDataset, results, command, hardware, out: Path) -> str:
-    """A first model card: data, steps, time, hardware, command, the last held-out fidelity."""
+def model_card(
+    config: WorldModelConfig,
+    cfg: WorldModelTraining,
+    windows: SequenceDataset,
+    results,
+    from_base,
+    calibration,
+    command,
+    hardware,
+    out: Path,
+) -> str:
+    """A first model card: data, steps, time, hardware, command, the end classifier's operating
+    point, the last held-out fidelity."""
     frames = sum(len(ep.frames) for ep in windows.episodes)
-    denoiser, end_model = results["denoiser"], results["end_model"]
     parameters = sum(p.numel() for p in WorldModel(config).parameters()) / 1e6
+    shapes = {
+        "denoiser": f"windows of {config.context_length} + {cfg.denoiser.unroll_steps} steps",
+        "end_model": f"windows of {config.context_length} + {cfg.end_model.scored_steps} steps",
+        "end_classifier": f"windows of {config.end_classifier.frames} frames, every {cfg.end_classifier.validation_every}th episode held out"
+        if config.end_classifier
+        else "",
+    }
     lines = [
         f"# World model card: {config.game.name}",
         "",
         f"- Data: {', '.join(windows.dataset_ids)} ({len(windows.episodes)} episodes, {frames} frames).",
-        (
-            f"- Denoiser: {denoiser.step} steps of batch {cfg.denoiser.batch_size}, windows of {config.context_length} + "
-            f"{cfg.denoiser.unroll_steps} steps, {denoiser.seconds / 3600:.2f} h."
-        ),
-        (
-            f"- End model: {end_model.step} steps of batch {cfg.end_model.batch_size}, windows of {config.context_length} + "
-            f"{cfg.end_model.scored_steps} steps, {end_model.seconds / 3600:.2f} h."
-        ),
+    ]
+    for phase in [phase for phase in PHASES if phase in results or phase in from_base]:
+        name = phase.replace("_", " ").capitalize()
+        if phase in from_base:
+            lines.append(f"- {name}: the weights of `{from_base[phase]}` (see its card).")
+        else:
+            lines.append(
+                f"- {name}: {results[phase].step} steps of batch {getattr(cfg, phase).batch_size}, {shapes[phase]}, {results[phase].seconds / 3600:.2f} h."
+            )
+    for end_class, chosen in (calibration or {}).items():
+        held_out = f"- End classifier, {end_class}: decision bias {chosen['bias']:+.2f}; {chosen['validation_ends']} held-out ends"
+        if np.isnan(chosen["f1"]):
+            lines.append(f"{held_out}, too few to choose it on: it only undoes the oversampling.")
+        else:
+            lines.append(f"{held_out}: F1 {chosen['f1']:.3f}, precision {chosen['precision']:.3f}, recall {chosen['recall']:.3f} there.")
+    lines += [
         f"- Hardware: {hardware}.",
         f"- Command: `{command}`" if command else "- Command: (not recorded)",
         f"- Parameters: {parameters:.2f}M; sampler levels {[round(s, 4) for s in config.sampler.sigmas or []] or config.sampler.num_steps}.",
