@@ -87,10 +87,12 @@ def test_both_objectives_unroll_burn_in_and_every_loss_learns(dataset_id):
     for objective, names, inputs in (
         (DenoiserObjective(model), {"denoiser"}, batch),
         (EndModelObjective(model), {"reward", "progress", "end"}, batch),
-        (EndClassifierObjective(model), {"end"}, classifier_batch),
+        (EndClassifierObjective(model, generated_fraction=0.5), {"end"}, classifier_batch),
     ):
         parts = ("denoiser", "end_model", "end_classifier")
-        assert {name for name, _ in objective.named_parameters()} <= {f"{part}.{name}" for part in parts for name, _ in getattr(model, part).named_parameters()}
+        assert {name for name, _ in objective.named_parameters()} <= {
+            f"{part}.{name}" for part in parts for name, _ in getattr(model, part).named_parameters()
+        }
         optimizer = torch.optim.AdamW(objective.parameters(), lr=1e-3)
         first = None
         for _ in range(30):
@@ -114,7 +116,9 @@ def test_train_writes_checkpoints_resumes_and_exports_a_dream_env(dataset_id, tm
     assert train_world_model(model_values, train_values, out, progress=False) is None
     assert json.loads((out / "end_model" / "training.json").read_text())["step"] == 2 and not (out / "model").exists()
     _, train_values = tiny_train(dataset_id)
-    path = train_world_model(model_values, train_values, out, command="worldsim train (test)", progress=False, heldout_evaluator=heldout_curve)
+    path = train_world_model(
+        model_values, train_values, out, command="worldsim train (test)", progress=False, heldout_evaluator=heldout_curve
+    )
     assert path == out / "model"
     state = json.loads((out / "denoiser" / "training.json").read_text())
     assert state["step"] == 3 and state["elapsed_seconds"] > 0
@@ -153,6 +157,23 @@ def test_train_command_line_rejects_bad_overrides(capsys):
     assert "model.unet.space_to_depth=2 or train.steps=100" in capsys.readouterr().err
 
 
+def test_the_classifier_objective_judges_dream_frames_in_the_generated_fraction(dataset_id):
+    from worldsim.train.world_model_training import with_generated_last_frames
+
+    model_values, _ = tiny_train(dataset_id)
+    model = WorldModel(WorldModelConfig.from_dict(model_values))
+    game = model.config.game
+    windows = SequenceDataset(load_dataset(dataset_id), 5, game.label_keys, pad_start=3)
+    batch = model_batch(stack_windows([windows[i] for i in range(0, 40, 5)]), game)
+    mixed = with_generated_last_frames(model, batch["frames"], batch["actions"], 3, torch.Generator().manual_seed(0))
+    assert torch.equal(mixed[:, :4], batch["frames"][:, :4]) and torch.equal(mixed[3:], batch["frames"][3:])
+    expected = model.sampler.sample(
+        model.denoiser.eval(), batch["frames"][:3, :4], batch["actions"][:3, 1:], generator=torch.Generator().manual_seed(0)
+    )
+    torch.testing.assert_close(mixed[:3, 4], expected)
+    assert not torch.equal(mixed[:3, 4], batch["frames"][:3, 4])
+
+
 def test_best_f1_bias_separates_the_ends_it_is_given():
     rng = np.random.default_rng(0)
     margins = np.concatenate([rng.normal(-6, 1, 1000), rng.normal(-2, 0.5, 20)])  # running steps, then ends
@@ -187,13 +208,20 @@ def test_a_phase_trains_onto_a_base_model_and_keeps_its_other_weights(dataset_id
     base_model, _, _ = load_world_model(base)
     added, _, checkpoint = load_world_model(path)
     for part in ("denoiser", "end_model"):
-        for (name, kept), (_, original) in zip(getattr(added, part).state_dict().items(), getattr(base_model, part).state_dict().items(), strict=True):
+        for (name, kept), (_, original) in zip(
+            getattr(added, part).state_dict().items(), getattr(base_model, part).state_dict().items(), strict=True
+        ):
             assert torch.equal(kept, original), f"{part}.{name}"
     assert not torch.equal(added.end_classifier.head[-1].weight, base_model.end_classifier.head[-1].weight)
     # The decision bias was chosen on the held-out episodes and travels in config.json.
     assert len(checkpoint.config["model"]["end_classifier"]["decision_bias"]) == 2
     card = (path / "README.md").read_text()
     assert f"Denoiser: the weights of `{base}`" in card and "End classifier: 4 steps of batch 4" in card and "decision bias" in card
+    # Without a trained denoiser the classifier has no dream frames to learn from: one error, unless told to use real frames only.
+    with pytest.raises(Exception, match="no trained denoiser is here"):
+        train_world_model(model_values, tiny_train(dataset_id, phases="[end_classifier]")[1], tmp_path / "alone", progress=False)
+    _, real_only = tiny_train(dataset_id, phases="[end_classifier]", **{"end_classifier.generated_fraction": 0})
+    assert train_world_model(model_values, real_only, tmp_path / "alone", progress=False) is None  # the other phases are missing
     # A base model of another denoiser cannot lend its weights to this one.
     other = load_config("model", "mario", [*TINY_MODEL, "model.unet.block_channels=[8,16]"])
     with pytest.raises(Exception, match="has no denoiser of this model's config"):

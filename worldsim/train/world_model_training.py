@@ -9,9 +9,12 @@ at the same time (``train.phases=[end_model]`` in one process, ``[denoiser]`` in
   unroll), drawn action-balanced;
 * ``end_model``: longer windows of real steps, burned in on the first K like a dream's reset, then
   scored on every later transition (reward, progress, end class), episode ends oversampled;
-* ``end_classifier`` (when the model has one): windows of its few frames, each labelled with the
-  end class of its last step, episode ends oversampled. Every ``validation_every``-th episode is
-  held out; on those, the decision bias of each end class is set for the best F1 at export.
+* ``end_classifier`` (when the model has one): windows of K + 1 steps, labelled with the end class
+  of the last, episode ends oversampled; in ``generated_fraction`` of them the last frame is the
+  denoiser's own sample from the real context, because in a dream the classifier judges generated
+  frames, and the denoiser draws a death far less clearly than the game does. Every
+  ``validation_every``-th episode is held out; on those (with generated last frames), the decision
+  bias of each end class is set for the best F1 at export.
 
 ``train.base_model`` starts from a trained world model: a phase that is neither asked for nor in
 the run folder keeps that model's weights (when its part of the config is the same), so one part
@@ -49,7 +52,7 @@ from worldsim.models.world_model import START_STATES_FILE, StartStates, WorldMod
 from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, tensorboard_writer, train
 
 MODEL_DIR = "model"
-PHASES = ("end_model", "end_classifier", "denoiser")
+PHASES = ("end_model", "denoiser", "end_classifier")  # the classifier learns from the denoiser's frames: after it
 
 
 @dataclass
@@ -77,6 +80,7 @@ class EndClassifierPhase(LoopConfig):
     balance_actions: bool = False
     end_weight: float = 20.0
     validation_every: int = 10  # every Nth episode is held out of training and sets the decision bias
+    generated_fraction: float = 0.5  # windows whose last frame is the denoiser's sample, not the real one
     min_validation_ends: int = 10  # an end class seen fewer times there gets the prior correction instead
 
 
@@ -146,15 +150,40 @@ class EndModelObjective(nn.Module):
 
 
 class EndClassifierObjective(nn.Module):
-    """``forward(frames float[B, F, C, H, W], actions, end_class, ...)`` -> ``{"end": loss}`` on the
-    end class of each window's last step."""
+    """``forward(frames float[B, K + 1, C, H, W], actions, end_class, ...)`` -> ``{"end": loss}`` on
+    the end class of each window's last step, judged from the classifier's last frames; in the
+    first ``generated_fraction`` of the batch (the batch is drawn at random) the last frame is the
+    denoiser's sample from the K real frames before it."""
 
-    def __init__(self, world_model: WorldModel):
+    def __init__(self, world_model: WorldModel, generated_fraction: float):
         super().__init__()
-        self.end_classifier = world_model.end_classifier
+        self.end_classifier = world_model.end_classifier  # the only trained weights
+        self._world_model = [world_model]  # not a submodule: its denoiser is not trained here
+        self.generated_fraction = generated_fraction
 
     def forward(self, frames, actions, end_class, **labels) -> dict[str, torch.Tensor]:
-        return {"end": nn.functional.cross_entropy(self.end_classifier(frames, actions[:, -1]), end_class[:, -1])}
+        count, world_model = round(self.generated_fraction * len(frames)), self._world_model[0]
+        if count and next(world_model.denoiser.parameters()).device != frames.device:
+            world_model.denoiser.to(frames.device)  # the loop moved only the classifier
+        frames = with_generated_last_frames(world_model, frames, actions, count)
+        window = frames[:, frames.shape[1] - self.end_classifier.config.frames :]
+        return {"end": nn.functional.cross_entropy(self.end_classifier(window, actions[:, -1]), end_class[:, -1])}
+
+
+@torch.no_grad()
+def with_generated_last_frames(
+    world_model: WorldModel, frames: torch.Tensor, actions: torch.Tensor, count: int, generator=None
+) -> torch.Tensor:
+    """``frames float[B, K + 1, ...]`` with the last frame of the first ``count`` windows replaced by
+    the world model's sample from the K frames before it under the recorded actions (a dream step)."""
+    if count <= 0:
+        return frames
+    k = world_model.context_length
+    was_training = world_model.denoiser.training
+    world_model.denoiser.eval()
+    generated = world_model.sampler.sample(world_model.denoiser, frames[:count, :k], actions[:count, 1 : k + 1], generator=generator)
+    world_model.denoiser.train(was_training)
+    return torch.cat([torch.cat([frames[:count, :k], generated[:, None]], dim=1), frames[count:]])
 
 
 class WindowTask:
@@ -229,14 +258,13 @@ def train_world_model(
             continue
         settings: DenoiserPhase | EndModelPhase | EndClassifierPhase = getattr(cfg, phase)
         if phase == "end_classifier":
-            windows = SequenceDataset(
-                episodes,
-                config.end_classifier.frames,
-                game.label_keys,
-                pad_start=config.end_classifier.frames - 1,
-                episodes=_training_episodes(episodes, settings),
-            )
-            objective, length = EndClassifierObjective(world_model), windows.length
+            if settings.generated_fraction > 0 and phase in cfg.phases and not _denoiser_ready(cfg, results, from_base):
+                raise WorldsimError(
+                    "train.end_classifier learns from the denoiser's frames, and no trained denoiser is here: "
+                    "train it first, set train.base_model to a trained model, or set train.end_classifier.generated_fraction=0"
+                )
+            windows = SequenceDataset(episodes, k + 1, game.label_keys, pad_start=k - 1, episodes=_training_episodes(episodes, settings))
+            objective, length = EndClassifierObjective(world_model, settings.generated_fraction), windows.length
         else:
             length = k + (settings.unroll_steps if phase == "denoiser" else settings.scored_steps)
             if length <= k:
@@ -263,7 +291,7 @@ def train_world_model(
     world_model.to("cpu").eval()
     calibration = None
     if "end_classifier" in results:
-        calibration = calibrate_end_classifier(world_model, episodes, cfg.end_classifier)
+        calibration = calibrate_end_classifier(world_model, episodes, cfg.end_classifier, cfg.seed)
     card = model_card(config, cfg, episodes, results, from_base, calibration, command, hardware_description(accelerator), out)
     save_checkpoint(
         out / MODEL_DIR,
@@ -319,28 +347,36 @@ def _phases_from_base(cfg: WorldModelTraining, phases: list[str], world_model: W
     return taken
 
 
+def _denoiser_ready(cfg: WorldModelTraining, results, from_base) -> bool:
+    return "denoiser" in from_base or ("denoiser" in results and results["denoiser"].step >= cfg.denoiser.steps)
+
+
 def _training_episodes(episodes: SequenceDataset, settings: EndClassifierPhase) -> list[int]:
     return [i for i in range(len(episodes.episodes)) if i % settings.validation_every]
 
 
 @torch.no_grad()
 def calibrate_end_classifier(
-    world_model: WorldModel, episodes: SequenceDataset, settings: EndClassifierPhase, batch_size: int = 256
+    world_model: WorldModel, episodes: SequenceDataset, settings: EndClassifierPhase, seed: int = 0, batch_size: int = 256
 ) -> dict[str, dict]:
     """Set the end classifier's decision bias on the held-out episodes (every
-    ``validation_every``-th): for each end class, the bias of the best F1 against running steps.
+    ``validation_every``-th), each step's frame generated by the denoiser as in a dream (real with
+    ``generated_fraction=0``): for each end class, the bias of the best F1 against running steps.
     A class seen fewer than ``min_validation_ends`` times there gets ``-log(end_weight)``, which
     only undoes the oversampling. Returns what was chosen, per class, for the model card."""
-    classifier, game = world_model.end_classifier, world_model.config.game
-    frames = classifier.config.frames
+    classifier, game, k = world_model.end_classifier, world_model.config.game, world_model.context_length
     validation = SequenceDataset(
-        episodes, frames, game.label_keys, pad_start=frames - 1, episodes=range(0, len(episodes.episodes), settings.validation_every)
+        episodes, k + 1, game.label_keys, pad_start=k - 1, episodes=range(0, len(episodes.episodes), settings.validation_every)
     )
+    generator = torch.Generator().manual_seed(seed)
     classifier.config.decision_bias = []  # raw logits
     margins, classes = [], []
     for first in range(0, len(validation), batch_size):
         batch = model_batch(stack_windows([validation[i] for i in range(first, min(first + batch_size, len(validation)))]), game)
-        logits = classifier(batch["frames"], batch["actions"][:, -1])
+        frames = batch["frames"]
+        if settings.generated_fraction > 0:
+            frames = with_generated_last_frames(world_model, frames, batch["actions"], len(frames), generator)
+        logits = classifier(frames[:, k + 1 - classifier.config.frames :], batch["actions"][:, -1])
         margins.append(logits[:, 1:] - logits[:, :1])
         classes.append(batch["end_class"][:, -1])
     margins, classes = torch.cat(margins).numpy(), torch.cat(classes).numpy()
@@ -425,7 +461,8 @@ def model_card(
     shapes = {
         "denoiser": f"windows of {config.context_length} + {cfg.denoiser.unroll_steps} steps",
         "end_model": f"windows of {config.context_length} + {cfg.end_model.scored_steps} steps",
-        "end_classifier": f"windows of {config.end_classifier.frames} frames, every {cfg.end_classifier.validation_every}th episode held out"
+        "end_classifier": f"windows of {config.end_classifier.frames} frames, the last generated in {cfg.end_classifier.generated_fraction:.0%}, "
+        f"every {cfg.end_classifier.validation_every}th episode held out (its frames generated)"
         if config.end_classifier
         else "",
     }
