@@ -60,7 +60,10 @@ class WorldModelConfig:
     game: GameDescription = field(default_factory=GameDescription)
 
     def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
+        values = to_dict(self)
+        if values["end_classifier"] is None:  # written only when present: configs saved before it existed read back unchanged
+            del values["end_classifier"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> WorldModelConfig:

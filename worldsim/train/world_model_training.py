@@ -319,7 +319,7 @@ def phase_config(config: WorldModelConfig, phase: str) -> dict[str, Any]:
     values = config.to_dict()
     if values.get("end_classifier"):  # the bias is chosen after training, on held-out episodes: not part of the weights' config
         values["end_classifier"] = {key: value for key, value in values["end_classifier"].items() if key != "decision_bias"}
-    return {key: values[key] for key in PHASE_KEYS[phase]}
+    return {key: values.get(key) for key in PHASE_KEYS[phase]}  # a part a model lacks is None
 
 
 def _phases_from_base(cfg: WorldModelTraining, phases: list[str], world_model: WorldModel, out: Path) -> dict[str, str]:
