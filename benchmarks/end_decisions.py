@@ -31,7 +31,7 @@ def real_frame_end_logits(model, frames: torch.Tensor, actions: torch.Tensor) ->
     """The end logits the model gives the real transition into ``frames[:, -1]`` (window of K + 1)."""
     k = model.context_length
     if model.config.end_classifier is not None:
-        return model.end_classifier(frames[:, k + 1 - model.config.end_classifier.frames :], actions[:, -1])
+        return model.end_classifier.last_step(frames, actions[:, -1])
     state = model.start(frames[:, :k], actions[:, :k])
     return model.end_model.step(frames[:, k - 1], frames[:, k], actions[:, k], state)[0]["end"]
 

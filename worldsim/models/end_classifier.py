@@ -80,6 +80,11 @@ class EndClassifier(nn.Module):
         bias = torch.as_tensor([0.0, *self.config.decision_bias], device=logits.device, dtype=logits.dtype)
         return logits + bias
 
+    def last_step(self, frames: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The end logits of the last step of a longer window ``frames float[B, L, C, H, W]`` (a
+        dream's context and its new frame): ``forward`` on its last ``config.frames`` frames."""
+        return self(frames[:, frames.shape[1] - self.config.frames :], action)
+
 
 def best_f1_bias(
     end_logit_margin: np.ndarray, is_end: np.ndarray, candidates: np.ndarray | None = None

@@ -192,8 +192,7 @@ class WorldModel(nn.Module):
             heads = self.heads(torch.cat([frames, next_frame[:, None]], dim=1), actions[:, -1])
             outputs, state = {"reward": heads["reward"], "progress": heads["x_delta"], "end": heads["end"]}, {}
         if self.config.end_classifier is not None:
-            window = torch.cat([frames[:, frames.shape[1] - self.config.end_classifier.frames + 1 :], next_frame[:, None]], dim=1)
-            outputs = outputs | {"end": self.end_classifier(window, actions[:, -1])}
+            outputs = outputs | {"end": self.end_classifier.last_step(torch.cat([frames, next_frame[:, None]], dim=1), actions[:, -1])}
         return next_frame, outputs, state
 
 

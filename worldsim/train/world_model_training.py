@@ -166,8 +166,7 @@ class EndClassifierObjective(nn.Module):
         if count and next(world_model.denoiser.parameters()).device != frames.device:
             world_model.denoiser.to(frames.device)  # the loop moved only the classifier
         frames = with_generated_last_frames(world_model, frames, actions, count)
-        window = frames[:, frames.shape[1] - self.end_classifier.config.frames :]
-        return {"end": nn.functional.cross_entropy(self.end_classifier(window, actions[:, -1]), end_class[:, -1])}
+        return {"end": nn.functional.cross_entropy(self.end_classifier.last_step(frames, actions[:, -1]), end_class[:, -1])}
 
 
 @torch.no_grad()
@@ -263,7 +262,7 @@ def train_world_model(
                     "train.end_classifier learns from the denoiser's frames, and no trained denoiser is here: "
                     "train it first, set train.base_model to a trained model, or set train.end_classifier.generated_fraction=0"
                 )
-            windows = SequenceDataset(episodes, k + 1, game.label_keys, pad_start=k - 1, episodes=_training_episodes(episodes, settings))
+            windows = SequenceDataset(episodes, k + 1, game.label_keys, pad_start=k - 1, episodes=_episode_split(episodes, settings)[0])
             objective, length = EndClassifierObjective(world_model, settings.generated_fraction), windows.length
         else:
             length = k + (settings.unroll_steps if phase == "denoiser" else settings.scored_steps)
@@ -351,8 +350,10 @@ def _denoiser_ready(cfg: WorldModelTraining, results, from_base) -> bool:
     return "denoiser" in from_base or ("denoiser" in results and results["denoiser"].step >= cfg.denoiser.steps)
 
 
-def _training_episodes(episodes: SequenceDataset, settings: EndClassifierPhase) -> list[int]:
-    return [i for i in range(len(episodes.episodes)) if i % settings.validation_every]
+def _episode_split(episodes: SequenceDataset, settings: EndClassifierPhase) -> tuple[list[int], list[int]]:
+    """The end classifier's (training, validation) episode indices: every ``validation_every``-th is held out."""
+    indices = range(len(episodes.episodes))
+    return [i for i in indices if i % settings.validation_every], [i for i in indices if not i % settings.validation_every]
 
 
 @torch.no_grad()
@@ -365,9 +366,7 @@ def calibrate_end_classifier(
     A class seen fewer than ``min_validation_ends`` times there gets ``-log(end_weight)``, which
     only undoes the oversampling. Returns what was chosen, per class, for the model card."""
     classifier, game, k = world_model.end_classifier, world_model.config.game, world_model.context_length
-    validation = SequenceDataset(
-        episodes, k + 1, game.label_keys, pad_start=k - 1, episodes=range(0, len(episodes.episodes), settings.validation_every)
-    )
+    validation = SequenceDataset(episodes, k + 1, game.label_keys, pad_start=k - 1, episodes=_episode_split(episodes, settings)[1])
     generator = torch.Generator().manual_seed(seed)
     classifier.config.decision_bias = []  # raw logits
     margins, classes = [], []
@@ -376,7 +375,7 @@ def calibrate_end_classifier(
         frames = batch["frames"]
         if settings.generated_fraction > 0:
             frames = with_generated_last_frames(world_model, frames, batch["actions"], len(frames), generator)
-        logits = classifier(frames[:, k + 1 - classifier.config.frames :], batch["actions"][:, -1])
+        logits = classifier.last_step(frames, batch["actions"][:, -1])
         margins.append(logits[:, 1:] - logits[:, :1])
         classes.append(batch["end_class"][:, -1])
     margins, classes = torch.cat(margins).numpy(), torch.cat(classes).numpy()
