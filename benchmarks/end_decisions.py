@@ -23,7 +23,7 @@ import torch
 from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
 from worldsim.engine import load_engine_model
-from worldsim.eval.fidelity import rollout, window_batches
+from worldsim.eval.fidelity import end_precision_recall, rollout, window_batches
 
 
 @torch.no_grad()
@@ -37,9 +37,8 @@ def real_frame_end_logits(model, frames: torch.Tensor, actions: torch.Tensor) ->
 
 
 def scores(called: np.ndarray, true: np.ndarray, end_class: int) -> tuple[float, float, float]:
-    hits = int(((called == end_class) & (true == end_class)).sum())
-    precision = hits / max(int((called == end_class).sum()), 1) if (called == end_class).any() else float("nan")
-    recall = hits / max(int((true == end_class).sum()), 1)
+    """``worldsim eval``'s precision and recall of ``end_class``, and end calls per 1000 running steps."""
+    precision, recall, _ = end_precision_recall(true, called, end_class)
     elsewhere = 1000 * ((called != 0) & (true == 0)).sum() / max(int((true == 0).sum()), 1)
     return precision, recall, elsewhere
 

@@ -273,18 +273,20 @@ def autoregressive(
     return result
 
 
+def end_precision_recall(end_true: np.ndarray, end_pred: np.ndarray, cls: int) -> tuple[float, float, int]:
+    """Precision and recall of calling end class ``cls`` at the exact step, and how many steps
+    truly were ``cls``; NaN where nothing was called (precision) or nothing happened (recall)."""
+    true, pred = end_true == cls, end_pred == cls
+    hits = int((true & pred).sum())
+    precision = hits / pred.sum() if pred.sum() else float("nan")
+    recall = hits / true.sum() if true.sum() else float("nan")
+    return float(precision), float(recall), int(true.sum())
+
+
 def summarize(teacher: dict[str, np.ndarray], rollouts: dict[str, np.ndarray] | None = None) -> FidelityReport:
     """The report's averages and the end model's precision/recall from per-transition results."""
-
-    def precision_recall(cls: int) -> tuple[float, float, int]:
-        true, pred = teacher["end_true"] == cls, teacher["end_pred"] == cls
-        hits = int((true & pred).sum())
-        precision = hits / pred.sum() if pred.sum() else float("nan")
-        recall = hits / true.sum() if true.sum() else float("nan")
-        return float(precision), float(recall), int(true.sum())
-
-    death_precision, death_recall, deaths = precision_recall(1)
-    flag_precision, flag_recall, flags = precision_recall(2)
+    death_precision, death_recall, deaths = end_precision_recall(teacher["end_true"], teacher["end_pred"], 1)
+    flag_precision, flag_recall, flags = end_precision_recall(teacher["end_true"], teacher["end_pred"], 2)
     reward_true, reward_pred = teacher["reward_true"], teacher["reward_pred"]
     sign = lambda r: np.where(r > 0.5, 1, np.where(r < -0.5, -1, 0))
     error, count, copy_error, copy_count = teacher["changed"]
