@@ -16,6 +16,7 @@ AGENT_CLASSES: dict[str, str] = {
     "random": "worldsim.agents.random_agent:RandomAgent",
     "scripted": "worldsim.agents.scripted_mario:ScriptedMarioAgent",
     "scripted-pong": "worldsim.agents.scripted_pong:ScriptedPongAgent",
+    "room-explorer": "worldsim.agents.room_explorer:RoomExplorerAgent",
     "dqn": "worldsim.agents.dqn:DQNAgent",
     "waypoint": "worldsim.agents.waypoint_expert:WaypointExpert",
     "df_planner": "worldsim.agents.df_planner:DiffusionForcingPlanner",

@@ -11,7 +11,10 @@
 * ``worldsim/CoopPong-v0``: PettingZoo's Cooperative Pong (two paddles, one ball) as one env with the
   joint action ``MultiDiscrete([3, 3])``, 64x64 RGB uint8 (``envs.real.coop_pong`` also has the
   PettingZoo ``ParallelEnv``); the game itself truncates at ``max_cycles`` (900) steps;
-* ``worldsim/CoopPong-dream-v0``: Cooperative Pong dreamed by the shipped model, the same joint view.
+* ``worldsim/CoopPong-dream-v0``: Cooperative Pong dreamed by the shipped model, the same joint view;
+* ``worldsim/MiniWorldRoom-v0``: MiniWorld's room of six coloured boxes in first person (64x64 RGB
+  uint8, Discrete(4): turn left/right 15 degrees, move forward/back), the game that tests a dream's
+  memory (``envs.real.miniworld_room``; MiniWorld installed with ``pip install --no-deps miniworld==2.1.0``).
 
 ``parallel_env("worldsim/CoopPong-v0")`` and ``parallel_env("worldsim/CoopPong-dream-v0")`` build
 the PettingZoo ``ParallelEnv`` of the real and the dreamed game (each paddle an agent).
@@ -32,6 +35,8 @@ from gymnasium.envs.registration import register, registry
 MARIO_MAX_EPISODE_STEPS = 1000
 
 COOP_PONG_MAX_CYCLES = 900  # PettingZoo's default for Cooperative Pong; the dream truncates where the game does
+
+ROOM_MAX_EPISODE_STEPS = 250  # MiniWorld's PutNext truncates there itself
 
 POINTMAZE_IDS = {
     "umaze": "worldsim/PointMaze-UMaze-v0",
@@ -75,6 +80,12 @@ def register_envs() -> None:
         vector_entry_point="worldsim.envs.dream_vector:WorldModelVectorEnv",
         max_episode_steps=COOP_PONG_MAX_CYCLES,
         kwargs={"shipped": "coop-pong-v0"},
+    )
+
+    _register(
+        "worldsim/MiniWorldRoom-v0",
+        entry_point="worldsim.envs.real.miniworld_room:MiniWorldRoomEnv",
+        max_episode_steps=ROOM_MAX_EPISODE_STEPS,
     )
 
 
