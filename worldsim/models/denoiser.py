@@ -1,7 +1,9 @@
 """The next-frame denoiser: context module + inner network + EDM preconditioning.
 
 ``FrameDenoiser`` is the model the sampler calls; the noise it trains at and the preconditioning
-formulas are ``worldsim.diffusion.edm``'s.
+formulas are ``worldsim.diffusion.edm``'s. With a ``FrameMemory`` (``worldsim.models.frame_memory``)
+it also reads the dream's long memory: ``memory float[B, D]``, the scan's output after the last
+context frame, whose readouts join the context's channels and conditioning vector.
 """
 
 from __future__ import annotations
@@ -12,23 +14,33 @@ from torch import nn
 
 from worldsim.diffusion.edm import EDMTraining, skip_and_out_scales
 from worldsim.models.context import FrameStackContext
+from worldsim.models.frame_memory import FrameMemory
 from worldsim.models.frame_unet import FrameUNet
 
 
 class FrameDenoiser(nn.Module):
-    """Context module + inner network + EDM preconditioning; ``loss`` trains, ``denoise`` samples."""
+    """Context module + inner network + EDM preconditioning (+ an optional long memory); ``loss``
+    trains, ``denoise`` samples."""
 
-    def __init__(self, context: FrameStackContext, network: FrameUNet, training: EDMTraining | None = None):
+    def __init__(
+        self, context: FrameStackContext, network: FrameUNet, training: EDMTraining | None = None, memory: FrameMemory | None = None
+    ):
         super().__init__()
         self.context = context
         self.network = network
+        self.memory = memory
         self.training_config = training or EDMTraining()
         # Only its preconditioning formulas are used here; the sampler steps with its own instance.
         self.preconditioning = EDMEulerScheduler(sigma_data=self.training_config.sigma_data, prediction_type="epsilon")
 
-    def _network_output(self, noisy, sigma, frames, actions, context_sigma) -> torch.Tensor:
+    def _network_output(self, noisy, sigma, frames, actions, context_sigma, memory=None) -> torch.Tensor:
         sigma = sigma.reshape(-1, 1, 1, 1)
         channels, embedding = self.context(frames, actions, context_sigma)
+        if self.memory is not None:
+            if memory is None:
+                raise ValueError("this denoiser remembers: pass memory=, the FrameMemory output after the last context frame")
+            memory_map, memory_vector = self.memory.readout(memory)
+            channels, embedding = torch.cat([channels, memory_map], dim=1), embedding + memory_vector
         c_noise = self.preconditioning.precondition_noise(sigma.flatten())
         return self.network(self.preconditioning.precondition_inputs(noisy, sigma), c_noise, channels, embedding)
 
@@ -47,16 +59,18 @@ class FrameDenoiser(nn.Module):
         frames: torch.Tensor,
         actions: torch.Tensor,
         context_sigma: torch.Tensor | None = None,
+        memory: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Clean estimate ``float[B, C, H, W]`` of the target (see ``target``) from ``noisy`` at noise
         level ``sigma float[B]``.
 
         ``frames float[B, K, C, H, W]`` and ``actions int64[B, K]`` are the context;
-        ``context_sigma float[B]`` the noise level the context frames carry (0 when clean).
+        ``context_sigma float[B]`` the noise level the context frames carry (0 when clean);
+        ``memory float[B, D]`` the long memory's output (a denoiser with a memory needs it).
         """
         if context_sigma is None:
             context_sigma = torch.zeros(noisy.shape[0], device=noisy.device)
-        output = self._network_output(noisy, sigma, frames, actions, context_sigma)
+        output = self._network_output(noisy, sigma, frames, actions, context_sigma, memory)
         return self.preconditioning.precondition_outputs(noisy, output, sigma.reshape(-1, 1, 1, 1))
 
     def loss(
@@ -66,6 +80,7 @@ class FrameDenoiser(nn.Module):
         actions: torch.Tensor,
         generator: torch.Generator | None = None,
         sampler_sigmas: torch.Tensor | None = None,
+        memory: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """EDM's weighted denoising loss for one next frame per sample.
 
@@ -73,6 +88,7 @@ class FrameDenoiser(nn.Module):
         the context; ``actions int64[B, K]``, the action taken at each context frame (so
         ``actions[:, -1]`` is the one whose step produced ``next_frame``). ``sampler_sigmas``: the
         noise levels the sampler denoises at; ``sampler_levels_fraction`` of the batch is drawn there.
+        ``memory float[B, D]``: the long memory's output after the last context frame (with a memory).
         """
         config = self.training_config
         batch, device = next_frame.shape[0], next_frame.device
@@ -95,7 +111,7 @@ class FrameDenoiser(nn.Module):
         noise = noise + config.offset_noise * torch.randn((batch, target.shape[1], 1, 1), device=device, generator=generator)
         noisy = target + sigma.reshape(-1, 1, 1, 1) * noise
 
-        output = self._network_output(noisy, sigma, noisy_frames, actions, context_sigma)
+        output = self._network_output(noisy, sigma, noisy_frames, actions, context_sigma, memory)
         # Regress F onto the output that makes D exact: the loss on D weighted by 1 / c_out^2 (EDM).
         c_skip, c_out = skip_and_out_scales(sigma.reshape(-1, 1, 1, 1), config.sigma_data)
         error = (output - (target - c_skip * noisy) / c_out) ** 2
@@ -105,3 +121,20 @@ class FrameDenoiser(nn.Module):
         weight = 1.0 + (config.changed_pixel_weight - 1.0) * changed.float()
         # Normalised per sample, so the loss scale does not depend on how much of a frame moved.
         return ((error * weight).mean(dim=(1, 2, 3)) / weight.mean(dim=(1, 2, 3))).mean()
+
+    def remembering(self, memory: torch.Tensor) -> RememberingDenoiser:
+        """This denoiser with its memory input fixed, in the sampler's ``Denoiser`` protocol."""
+        return RememberingDenoiser(self, memory)
+
+
+class RememberingDenoiser:
+    """A ``FrameDenoiser`` bound to one step's memory ``float[B, D]``, as the sampler calls it."""
+
+    def __init__(self, denoiser: FrameDenoiser, memory: torch.Tensor):
+        self.denoiser, self.memory = denoiser, memory
+
+    def denoise(self, noisy: torch.Tensor, sigma: torch.Tensor, frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.denoiser.denoise(noisy, sigma, frames, actions, memory=self.memory)
+
+    def to_frame(self, denoised: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        return self.denoiser.to_frame(denoised, frames)

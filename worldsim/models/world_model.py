@@ -1,10 +1,12 @@
-"""The world model: next-frame denoiser + sampler + recurrent end model (+ end classifier), built
-from one config.
+"""The world model: next-frame denoiser (+ long memory) + sampler + recurrent end model (+ end
+classifier), built from one config.
 
 ``WorldModel.predict_step`` is everything one dream step needs: it samples the next frame for a
 batch of contexts and reads the step's reward, progress and end from it, carrying the end model's
 recurrent state. With an end classifier, the end comes from it (it reads the last frames), and
-reward and progress from the end model. ``WorldModelConfig`` is what a checkpoint's ``config.json`` stores under
+reward and progress from the end model. With a memory (``worldsim.models.frame_memory``), the
+denoiser also reads a causal S6 over every frame of the dream, whose state is carried with the end
+model's. ``WorldModelConfig`` is what a checkpoint's ``config.json`` stores under
 ``"model"``; ``load_world_model`` rebuilds the model from a checkpoint folder.
 """
 
@@ -31,6 +33,7 @@ from worldsim.models.context import FrameStackContext
 from worldsim.models.denoiser import FrameDenoiser
 from worldsim.models.end_classifier import EndClassifier, EndClassifierConfig
 from worldsim.models.end_model import EndModelConfig, RecurrentEndModel
+from worldsim.models.frame_memory import FrameMemory, FrameMemoryConfig
 from worldsim.models.frame_unet import FrameUNet, FrameUNetConfig
 from worldsim.models.heads import HeadsConfig, TransitionHeads
 
@@ -45,6 +48,7 @@ class WorldModelConfig:
     Exactly one of ``end_model`` (recurrent, DIAMOND's) and ``heads`` (the first shipped model's
     feed-forward transition heads, kept so that its checkpoint still loads) is set.
     ``end_classifier`` (optional, with ``end_model``) decides the episode ends in its place.
+    ``memory`` (optional) gives the denoiser a long memory beside its ``context_length`` frames.
     """
 
     num_actions: int = 7
@@ -55,14 +59,16 @@ class WorldModelConfig:
     end_model: EndModelConfig | None = field(default_factory=EndModelConfig)
     heads: HeadsConfig | None = None
     end_classifier: EndClassifierConfig | None = None
+    memory: FrameMemoryConfig | None = None
     edm: EDMTraining = field(default_factory=EDMTraining)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     game: GameDescription = field(default_factory=GameDescription)
 
     def to_dict(self) -> dict[str, Any]:
         values = to_dict(self)
-        if values["end_classifier"] is None:  # written only when present: configs saved before it existed read back unchanged
-            del values["end_classifier"]
+        for optional in ("end_classifier", "memory"):  # written only when present: configs saved before they existed read back unchanged
+            if values[optional] is None:
+                del values[optional]
         return values
 
     @classmethod
@@ -74,7 +80,10 @@ class WorldModelConfig:
         unet = dict(values.get("unet") or {})
         unet.setdefault("image_size", values.get("image_size", 64))
         unet.setdefault("image_channels", values.get("image_channels", 3))
-        unet["context_channels"] = values.get("context_length", 4) * unet["image_channels"]
+        memory_channels = (values.get("memory") or {}).get("readout_channels", FrameMemoryConfig.readout_channels)
+        unet["context_channels"] = values.get("context_length", 4) * unet["image_channels"] + (
+            memory_channels if values.get("memory") else 0
+        )
         values["unet"] = unet
         if values.get("game") is None:
             legacy = {"action_meanings": values.pop("action_meanings", None), "real_env": values.pop("real_env", None)}
@@ -116,6 +125,9 @@ class WorldModel(nn.Module):
         super().__init__()
         self.config = config
         unet = config.unet
+        memory = None
+        if config.memory is not None:
+            memory = FrameMemory(config.memory, config.num_actions, config.image_channels, config.image_size, unet.embedding_dim)
         self.denoiser = FrameDenoiser(
             FrameStackContext(
                 config.num_actions,
@@ -127,6 +139,7 @@ class WorldModel(nn.Module):
             ),
             FrameUNet(unet),
             config.edm,
+            memory,
         )
         if config.end_model is not None:
             self.end_model = RecurrentEndModel(
@@ -156,14 +169,25 @@ class WorldModel(nn.Module):
     def recurrent(self) -> bool:
         return self.config.end_model is not None
 
+    @property
+    def memory(self) -> FrameMemory | None:
+        return self.denoiser.memory
+
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
-        return self.end_model.initial_state(batch, device) if self.recurrent else {}
+        state = self.end_model.initial_state(batch, device) if self.recurrent else {}
+        return state | (self.memory.initial_state(batch, device) if self.memory is not None else {})
 
     def start(self, frames: torch.Tensor, actions: torch.Tensor) -> State:
         """A dream's state after its reset context ``frames float[B, K, C, H, W]``, ``actions int64[B, K]``."""
-        if not self.recurrent:
-            return {}
-        return self.end_model.sequence(frames, actions)[1]
+        state = self.end_model.sequence(frames, actions)[1] if self.recurrent else {}
+        if self.memory is not None:
+            # The memory reads each frame with the action taken at it: the context's frames but the
+            # last, whose action is the first step's (``predict_step`` reads it then).
+            memory_state = self.memory.initial_state(len(frames), frames.device)
+            for j in range(frames.shape[1] - 1):
+                memory_state = self.memory.step(frames[:, j], actions[:, j + 1], memory_state)[1]
+            state = state | memory_state
+        return state
 
     def predict_step(
         self,
@@ -183,17 +207,20 @@ class WorldModel(nn.Module):
         and the new state. ``grad_steps``: sampling steps run with
         gradients when autograd is on (``worldsim.diffusion.sampler``).
         """
-        next_frame = self.sampler.sample(self.denoiser, frames, actions, generator=generator, grad_steps=grad_steps)
+        state = state or self.initial_state(len(frames), frames.device)
+        denoiser, memory_state = self.denoiser, {}
+        if self.memory is not None:
+            memory, memory_state = self.memory.step(frames[:, -1], actions[:, -1], state)
+            denoiser = self.denoiser.remembering(memory)
+        next_frame = self.sampler.sample(denoiser, frames, actions, generator=generator, grad_steps=grad_steps)
         if self.recurrent:
-            outputs, state = self.end_model.step(
-                frames[:, -1], next_frame, actions[:, -1], state or self.initial_state(len(frames), frames.device)
-            )
+            outputs, state = self.end_model.step(frames[:, -1], next_frame, actions[:, -1], state)
         else:
             heads = self.heads(torch.cat([frames, next_frame[:, None]], dim=1), actions[:, -1])
             outputs, state = {"reward": heads["reward"], "progress": heads["x_delta"], "end": heads["end"]}, {}
         if self.config.end_classifier is not None:
             outputs = outputs | {"end": self.end_classifier.last_step(torch.cat([frames, next_frame[:, None]], dim=1), actions[:, -1])}
-        return next_frame, outputs, state
+        return next_frame, outputs, state | memory_state
 
 
 @dataclass

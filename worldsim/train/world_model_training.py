@@ -66,6 +66,8 @@ class DenoiserPhase(LoopConfig):
     unroll_steps: int = 2  # frames generated per window: the 2nd onward from the model's own frames
     balance_actions: bool = True  # every action equally often as the generated step's action
     end_weight: float = 1.0  # windows that end an episode drawn this many times more often
+    memory_frames: int = 32  # with model.memory: frames per window, all read by the memory (no unroll)
+    memory_targets: int = 4  # with model.memory: frames of each window denoised, after at least K
 
 
 @dataclass
@@ -101,15 +103,24 @@ class WorldModelTraining:
 
 
 class DenoiserObjective(nn.Module):
-    """``forward(frames float[B, K + U, C, H, W], actions int64[B, K + U])`` -> ``{"denoiser": loss}``."""
+    """``forward(frames float[B, K + U, C, H, W], actions int64[B, K + U])`` -> ``{"denoiser": loss}``.
 
-    def __init__(self, world_model: WorldModel):
+    With a memory, windows are long (``memory_frames``) and teacher-forced: the memory reads every
+    frame of the window (with context noise, as dreamed frames carry errors) and ``memory_targets``
+    frames of each, drawn after the first K, are denoised from their K-frame context and the
+    memory's output after the frame before them.
+    """
+
+    def __init__(self, world_model: WorldModel, memory_targets: int = 4):
         super().__init__()
         self.denoiser = world_model.denoiser  # the only trained weights; names match the world model's
         self._sampler = world_model.sampler
         self._context_length = world_model.context_length
+        self._memory_targets = memory_targets
 
     def forward(self, frames: torch.Tensor, actions: torch.Tensor, **labels) -> dict[str, torch.Tensor]:
+        if self.denoiser.memory is not None:
+            return {"denoiser": self._remembering_loss(frames, actions)}
         k = self._context_length
         unroll = frames.shape[1] - k
         context, loss = frames[:, :k], frames.new_zeros(())
@@ -122,6 +133,26 @@ class DenoiserObjective(nn.Module):
                     generated = self._sampler.sample(self.denoiser, context, step_actions)
                 context = torch.cat([context[:, 1:], generated[:, None]], dim=1)
         return {"denoiser": loss}
+
+    def _remembering_loss(self, frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        k, (batch, length) = self._context_length, actions.shape
+        sigma_max = self.denoiser.training_config.context_sigma_max
+        noise_level = sigma_max * torch.rand(batch, 1, 1, 1, 1, device=frames.device)
+        seen = frames[:, :-1] + noise_level * torch.randn_like(frames[:, :-1])
+        memory = self.denoiser.memory(seen, actions[:, 1:])  # entry s: frames 0..s, each with the action taken at it
+        # targets t in [k, length): each window's own draw, without repeats
+        targets = torch.rand(batch, length - k, device=frames.device).argsort(dim=1)[:, : self._memory_targets] + k
+        rows = torch.arange(batch, device=frames.device)[:, None].expand_as(targets)
+        offsets = torch.arange(-k, 0, device=frames.device)
+        context = frames[rows[..., None], targets[..., None] + offsets]  # [B, P, K, C, H, W]
+        step_actions = actions[rows[..., None], targets[..., None] + offsets + 1]  # [B, P, K]
+        return self.denoiser.loss(
+            frames[rows, targets].flatten(0, 1),
+            context.flatten(0, 1),
+            step_actions.flatten(0, 1),
+            sampler_sigmas=self._sampler.sigmas,
+            memory=memory[rows, targets - 1].flatten(0, 1),
+        )
 
 
 class EndModelObjective(nn.Module):
@@ -266,10 +297,17 @@ def train_world_model(
             objective, length = EndClassifierObjective(world_model, settings.generated_fraction), windows.length
         else:
             length = k + (settings.unroll_steps if phase == "denoiser" else settings.scored_steps)
+            if phase == "denoiser" and config.memory is not None:
+                length = settings.memory_frames
+                if not 1 <= settings.memory_targets <= length - k:
+                    raise WorldsimError(
+                        f"train.denoiser.memory_targets is {settings.memory_targets}: windows of {length} frames have "
+                        f"{length - k} frames after the K={k} context frames to denoise, so 1..{length - k}"
+                    )
             if length <= k:
                 raise WorldsimError(f"train.{phase}: windows need at least one step after the K={k} context frames")
             windows = SequenceDataset(episodes, length, game.label_keys, pad_start=k - 1)
-            objective = DenoiserObjective(world_model) if phase == "denoiser" else EndModelObjective(world_model)
+            objective = DenoiserObjective(world_model, settings.memory_targets) if phase == "denoiser" else EndModelObjective(world_model)
         evaluate = heldout_evaluator(world_model, cfg, out) if phase == "denoiser" and heldout_evaluator and cfg.data.heldout else None
         saved = {"model": phase_config(config, phase), "phase": phase, "datasets": data_ids, "window": length}
         task = WindowTask(phase, objective, saved, windows, game, settings.balance_actions, settings.end_weight, evaluate)
@@ -284,7 +322,7 @@ def train_world_model(
         results[phase] = train(task, phase_cfg, out / phase, accelerator, seed=cfg.seed, writer=writer, progress=progress)
     if writer is not None:
         writer.close()
-    complete = all(phase in from_base or (phase in results and results[phase].step >= getattr(cfg, phase).steps) for phase in phases)
+    complete = all(phase in from_base or (phase in results and _phase_done(results[phase], getattr(cfg, phase))) for phase in phases)
     if not complete or not accelerator.is_main_process:
         return None
     world_model.to("cpu").eval()
@@ -305,12 +343,18 @@ def train_world_model(
     return out / MODEL_DIR
 
 
+def _phase_done(result, settings: LoopConfig) -> bool:
+    """A phase is done at its steps, or once it has used its CPU-time budget (compute-matched comparisons)."""
+    out_of_time = settings.max_cpu_minutes is not None and result.cpu_seconds >= 60 * settings.max_cpu_minutes
+    return result.step >= settings.steps or out_of_time
+
+
 # The parts of the model config each phase's weights depend on: a new denoiser architecture does
 # not invalidate a trained end model, nor the other way round.
 PHASE_KEYS = {
     "end_model": ("num_actions", "context_length", "image_size", "image_channels", "end_model", "game"),
     "end_classifier": ("num_actions", "context_length", "image_size", "image_channels", "end_classifier", "game"),
-    "denoiser": ("num_actions", "context_length", "image_size", "image_channels", "unet", "edm", "sampler", "game"),
+    "denoiser": ("num_actions", "context_length", "image_size", "image_channels", "unet", "memory", "edm", "sampler", "game"),
 }
 
 

@@ -1,0 +1,161 @@
+"""The remembering dream: the MiniWorld room, its explorer, and a world model with a causal-S6 memory."""
+
+import importlib.util
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from _datasets import collected
+
+from worldsim.config import load_config
+from worldsim.core.frames import from_uint8
+from worldsim.eval.fidelity import rollout
+from worldsim.models.frame_memory import FrameMemory, FrameMemoryConfig
+from worldsim.models.world_model import WorldModel, WorldModelConfig
+from worldsim.train.world_model_training import DenoiserObjective, train_world_model
+
+torch.set_num_threads(1)
+# not importorskip: importing MiniWorld before the env sets pyglet headless would look for a display
+if importlib.util.find_spec("miniworld") is None:
+    pytest.skip("MiniWorld is installed apart: pip install --no-deps miniworld==2.1.0", allow_module_level=True)
+
+TINY_ROOM = [
+    "model.unet.block_channels=[16,16]",
+    "model.unet.norm_groups=8",
+    "model.end_model.channels=[8,8,8,8]",
+    "model.end_model.hidden=16",
+    "model.memory.width=32",
+    "model.memory.encoder_channels=[8,8,8]",
+]
+
+
+def tiny_memory_model(seed: int = 0) -> WorldModel:
+    torch.manual_seed(seed)
+    model = WorldModel(WorldModelConfig.from_dict(load_config("model", "room-memory", TINY_ROOM)))
+    for layer in (model.memory.readout_map, model.memory.readout_vector, model.denoiser.network.unet.conv_out):
+        torch.nn.init.normal_(layer.weight, std=0.05)  # readouts start at zero: give them weights, so memory shows
+    return model.eval()
+
+
+def test_room_turns_exactly_back_and_its_seed_fixes_the_room():
+    env = gym.make("worldsim/MiniWorldRoom-v0")
+    first, info = env.reset(seed=5)
+    assert first.shape == (64, 64, 3) and first.dtype == np.uint8 and set(info) == {"agent_x", "agent_z", "heading"}
+    for action in [0] * 6 + [1] * 6:  # 90 degrees left and back
+        observation, reward, terminated, _, info = env.step(action)
+        assert reward == 0.0 and not terminated
+    assert np.array_equal(observation, first)  # the same view: the room did not change while out of sight
+    again, _ = env.reset(seed=5)
+    other, _ = env.reset(seed=6)
+    assert np.array_equal(again, first) and not np.array_equal(other, first)
+    env.close()
+
+
+def test_explorer_looks_away_and_back(tmp_path):
+    from worldsim.agents import make_agent
+
+    env = gym.make("worldsim/MiniWorldRoom-v0")
+    agent = make_agent("room-explorer", env, look_back=1.0, max_turn=5)
+    agent.reset(seed=0)
+    plan = [agent.act(None) for _ in range(2)]
+    assert set(agent.plan + plan) <= {0, 1}
+    actions = plan + agent.plan
+    half = len(actions) // 2
+    assert actions[:half] == [actions[0]] * half and actions[half:] == [1 - actions[0]] * half
+    env.close()
+
+
+def test_memory_steps_frame_by_frame_as_it_scans_the_whole_sequence():
+    torch.manual_seed(0)
+    memory = FrameMemory(
+        FrameMemoryConfig(width=32, encoder_channels=(8, 8, 8)), num_actions=4, image_channels=3, image_size=64, embedding_dim=16
+    )
+    frames, actions = torch.rand(2, 7, 3, 64, 64) * 2 - 1, torch.randint(4, (2, 7))
+    whole = memory(frames, actions)
+    state = memory.initial_state(2)
+    for t in range(7):
+        output, state = memory.step(frames[:, t], actions[:, t], state)
+        torch.testing.assert_close(output, whole[:, t], atol=1e-5, rtol=1e-4)
+
+
+def test_untrained_memory_leaves_the_frame_stack_denoiser_unchanged():
+    values = load_config("model", "room-memory", TINY_ROOM)
+    torch.manual_seed(0)
+    remembering = WorldModel(WorldModelConfig.from_dict(values)).eval()
+    plain = WorldModel(WorldModelConfig.from_dict({**values, "memory": None})).eval()
+    # the same U-Net but for the memory map's input channels, which start at zero weight through the readout
+    plain_state = plain.denoiser.state_dict()
+    for name, tensor in remembering.denoiser.state_dict().items():
+        if name in plain_state and plain_state[name].shape == tensor.shape:
+            plain_state[name] = tensor
+    first_conv = "network.unet.conv_in.weight"
+    fold = 16  # space_to_depth 4: each input channel is 16 channels after the fold
+    plain_state[first_conv] = remembering.denoiser.state_dict()[first_conv][:, : plain_state[first_conv].shape[1]]
+    plain.denoiser.load_state_dict(plain_state)
+    frames, actions = torch.rand(2, 4, 3, 64, 64) * 2 - 1, torch.randint(4, (2, 4))
+    noisy, sigma = torch.randn(2, 3, 64, 64), torch.full((2,), 1.0)
+    memory = torch.randn(2, remembering.config.memory.width)
+    assert remembering.denoiser.network.unet.conv_in.weight.shape[1] == plain.denoiser.network.unet.conv_in.weight.shape[1] + 8 * fold
+    torch.testing.assert_close(
+        remembering.denoiser.denoise(noisy, sigma, frames, actions, memory=memory), plain.denoiser.denoise(noisy, sigma, frames, actions)
+    )
+    with pytest.raises(ValueError, match="remembers"):
+        remembering.denoiser.denoise(noisy, sigma, frames, actions)
+
+
+def test_the_dream_carries_its_memory_and_what_it_saw_long_ago_changes_the_frame():
+    model = tiny_memory_model()
+    torch.manual_seed(1)
+    frames = torch.rand(2, 12, 3, 64, 64) * 2 - 1
+    actions = torch.randint(4, (2, 12))
+    first, _ = rollout(model, frames, actions, horizon=8, generator=torch.Generator().manual_seed(0))
+    # only frame 0 differs: it left the 4-frame context before the first step; a frame stack would not notice
+    changed = frames.clone()
+    changed[:, 0] = -changed[:, 0]
+    second, _ = rollout(model, changed, actions, horizon=8, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(first, second)
+    # the state has the memory's tensors, batch first, beside the end model's
+    state = model.start(frames[:, :4], actions[:, :4])
+    assert {"memory_conv", "memory_scan", "h", "c"} <= set(state) and all(value.shape[0] == 2 for value in state.values())
+
+
+@pytest.fixture(scope="module")
+def room_dataset(tmp_path_factory):
+    with collected(
+        tmp_path_factory, "worldsim/room-tiny-v0", "--env", "miniworld-room", "--agent", "room-explorer", "--steps", "300"
+    ) as dataset_id:
+        yield dataset_id
+
+
+def test_remembering_objective_trains_memory_and_a_run_exports_a_dream(room_dataset, tmp_path):
+    model_values = load_config("model", "room-memory", TINY_ROOM)
+    train_values = load_config(
+        "train",
+        "room",
+        [
+            f"train.data.datasets=[{room_dataset}]",
+            "train.data.heldout=null",
+            "train.start_states=4",
+            "train.denoiser.steps=2",
+            "train.denoiser.batch_size=2",
+            "train.denoiser.memory_frames=12",
+            "train.denoiser.memory_targets=3",
+            "train.end_model.steps=2",
+            "train.end_model.batch_size=2",
+        ],
+    )
+    path = train_world_model(model_values, train_values, tmp_path / "run", progress=False)
+    assert path is not None and (path / "config.json").is_file()
+    env = gym.make("worldsim/Mario-v0", checkpoint=str(path))
+    observation, _ = env.reset(seed=0)
+    for action in (0, 0, 1, 2):
+        observation, _, terminated, _, _ = env.step(action)
+    assert observation.shape == (64, 64, 3) and not terminated
+    env.close()
+    # the loss reaches the memory's scan: gradients flow from the denoised targets into it
+    model = tiny_memory_model()
+    objective = DenoiserObjective(model, memory_targets=3)
+    frames = from_uint8(torch.randint(0, 256, (2, 12, 64, 64, 3), dtype=torch.uint8))
+    objective(frames, torch.randint(4, (2, 12)))["denoiser"].backward()
+    assert model.memory.scan.in_proj.weight.grad.abs().sum() > 0

@@ -1,0 +1,90 @@
+"""A dream's long memory: a causal S6 over every frame it has seen, read by the denoiser.
+
+Frame stacking shows the denoiser the last K frames and nothing older: a room the agent turned away
+from is gone from the dream. ``FrameMemory`` runs a causal selective scan (the Mamba-style
+``S6Mixer`` of ``worldsim.models.temporal_layers``) over one token per past frame: the frame
+encoded by strided convolutions to a small map, flattened, projected, plus the action taken at it.
+Its state has a fixed size however long the dream runs, and the dream engine carries it from step
+to step (``step``), as it carries the end model's LSTM. For training, ``forward`` runs the same scan
+over a whole window at once (``step`` frame by frame gives the same outputs).
+
+The scan's output after the last frame is read out twice for the denoiser: a coarse map
+(``readout_channels x readout_size^2``, upsampled to the frame) stacked with the context frames,
+and a vector added to the conditioning. Both readouts start at zero, so an untrained memory leaves
+the frame-stacking denoiser exactly as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from worldsim.models.temporal_layers import S6Mixer, S6State
+
+
+@dataclass
+class FrameMemoryConfig:
+    """Architecture of ``FrameMemory``; stored in a checkpoint's config.json under ``model.memory``."""
+
+    width: int = 256  # the token and scan width D
+    state_size: int = 16  # the S6 state per inner channel (Mamba's N)
+    expand: int = 2  # inner channels E = expand * D
+    encoder_channels: tuple[int, ...] = (16, 32, 32)  # one stride-2 conv each: 64x64 -> 8x8
+    readout_channels: int = 8  # channels of the map stacked onto the context frames
+    readout_size: int = 8  # the map's side before it is upsampled to the frame's
+
+
+class FrameMemory(nn.Module):
+    """Tokens of ``(frame, action taken at it)``, a causal S6 over them, and readouts for the denoiser.
+
+    Shapes: ``forward(frames float[B, L, C, H, W] in [-1, 1], actions int64[B, L])`` ->
+    ``float[B, L, D]``, entry ``s`` having seen frames and actions ``0..s``. ``readout(memory
+    float[B, D])`` -> ``(map float[B, readout_channels, H, W], vector float[B, embedding_dim])``.
+    """
+
+    def __init__(self, config: FrameMemoryConfig, num_actions: int, image_channels: int, image_size: int, embedding_dim: int):
+        super().__init__()
+        self.config, self.image_size = config, image_size
+        layers, channels, size = [], image_channels, image_size
+        for width in config.encoder_channels:
+            layers += [nn.Conv2d(channels, width, 4, stride=2, padding=1), nn.SiLU()]
+            channels, size = width, size // 2
+        self.encoder = nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels * size * size, config.width))
+        self.action_embedding = nn.Embedding(num_actions, config.width)
+        self.norm = nn.LayerNorm(config.width)
+        self.scan = S6Mixer(config.width, state_size=config.state_size, expand=config.expand)
+        self.readout_map = nn.Linear(config.width, config.readout_channels * config.readout_size**2)
+        self.readout_vector = nn.Linear(config.width, embedding_dim)
+        for layer in (self.readout_map, self.readout_vector):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def tokens(self, frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``float[N, C, H, W]``, ``int64[N]`` -> ``float[N, D]``."""
+        return self.encoder(frames) + self.action_embedding(actions)
+
+    def forward(self, frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        batch, length = actions.shape
+        tokens = self.tokens(frames.flatten(0, 1), actions.flatten()).reshape(batch, length, -1)
+        return tokens + self.scan(self.norm(tokens))
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        state = self.scan.initial_state(batch, device)
+        return {"memory_conv": state.conv, "memory_scan": state.scan}
+
+    def step(
+        self, frame: torch.Tensor, action: torch.Tensor, state: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One frame ``float[B, C, H, W]`` and the action taken at it ``int64[B]`` -> (``float[B, D]``,
+        the next state); frame by frame, the same as ``forward`` on the whole sequence."""
+        token = self.tokens(frame, action)
+        mixed, scan_state = self.scan.step(self.norm(token), S6State(state["memory_conv"], state["memory_scan"]))
+        return token + mixed, {"memory_conv": scan_state.conv, "memory_scan": scan_state.scan}
+
+    def readout(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        size = self.config.readout_size
+        coarse = self.readout_map(memory).reshape(-1, self.config.readout_channels, size, size)
+        return F.interpolate(coarse, size=(self.image_size, self.image_size), mode="nearest"), self.readout_vector(memory)
