@@ -1,0 +1,142 @@
+"""The return test of a dream's memory: turn away from a room and back, and compare.
+
+In the real MiniWorld room (``worldsim/MiniWorldRoom-v0``), turning left ``N`` steps then right
+``N`` steps returns through exactly the views of the way out: the real frame ``2N - j`` equals
+frame ``j``. Each dream starts from the first K real frames and plays the same turns. On the way
+back it has to draw views it last saw long ago: views of the real context (the last K steps of the
+way back), and views it drew itself on the way out. Scored on the way back (steps ``N+1 .. 2N``):
+
+* against the real game (PSNR to the real frame, the same view);
+* against itself: PSNR to what the same dream drew at the same heading on the way out (or to the
+  real context frame, where the way out was the context);
+* the trivial predictor beside them: the last real context frame, held.
+
+A frame stack of K frames cannot know what it turned away from more than K steps ago; a dream that
+remembers can. Also measured: dream steps/s at batch 1 (the median of repeated dreams of the script).
+
+Usage::
+
+    python benchmarks/memory_return.py --checkpoint frame-stack=runs/wm-room/model \\
+        --checkpoint memory=runs/wm-room-memory/model --episodes 32 --turns 12 --threads 1 \\
+        --strip docs/room_return.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import worldsim  # noqa: F401  (registers the envs)
+from worldsim.core.frames import from_uint8, to_uint8
+from worldsim.engine import load_engine_model
+from worldsim.eval.fidelity import frame_psnr, rollout
+
+TURN_LEFT, TURN_RIGHT = 0, 1
+
+
+def real_turns(episodes: int, turns: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``frames float[E, 2N + 1, C, H, W]`` of the real room turning ``N`` left then ``N`` right, and
+    ``actions int64[E, 2N + 1]`` (``actions[:, i]`` produced ``frames[:, i]``; 0 before the first)."""
+    env = gym.make("worldsim/MiniWorldRoom-v0")
+    script = [TURN_LEFT] * turns + [TURN_RIGHT] * turns
+    all_frames = []
+    for episode in range(episodes):
+        observation, _ = env.reset(seed=seed + episode)
+        frames = [observation]
+        for action in script:
+            frames.append(env.step(action)[0])
+        all_frames.append(np.stack(frames))
+    env.close()
+    actions = torch.tensor([[0] + script] * episodes, dtype=torch.int64)
+    return from_uint8(torch.from_numpy(np.stack(all_frames))), actions
+
+
+def return_scores(dreamed: torch.Tensor, real: torch.Tensor, k: int, turns: int) -> dict[str, list[float]]:
+    """Mean PSNR per step of the way back (steps ``N+1 .. 2N``): to the real frame, and to the dream's own
+    frame at the same heading on the way out. ``dreamed`` holds the full ``2N + 1`` frames (real context first)."""
+    to_real, to_itself = [], []
+    for t in range(turns + 1, 2 * turns + 1):
+        mirror = 2 * turns - t
+        to_real.append(frame_psnr(dreamed[:, t], real[:, t]).mean().item())
+        to_itself.append(frame_psnr(dreamed[:, t], dreamed[:, mirror]).mean().item())
+    return {"to_real": to_real, "to_itself": to_itself}
+
+
+def dream_speed(model, frames: torch.Tensor, actions: torch.Tensor, repeats: int = 5) -> float:
+    """Dream steps per second at batch 1: the median of ``repeats`` dreams of the whole turn script."""
+    k = model.context_length
+    steps = frames.shape[1] - k
+    times = []
+    for _ in range(repeats + 1):  # the first is warm-up
+        started = time.perf_counter()
+        rollout(model, frames[:1, : k + steps], actions[:1, : k + steps], horizon=steps, generator=torch.Generator().manual_seed(0))
+        times.append(time.perf_counter() - started)
+    return steps / statistics.median(times[1:])
+
+
+def write_strip(path: str, real: torch.Tensor, dreams: dict[str, torch.Tensor], turns: int, episode: int = 0) -> None:
+    """Rows: the real room, then each dream; columns: the way back, every other step, left to right."""
+    import cv2
+
+    columns = list(range(turns + 1, 2 * turns + 1, 2))
+    rows = [real[episode, columns]] + [dream[episode, columns] for dream in dreams.values()]
+    tiles = [np.concatenate(list(to_uint8(row).numpy()), axis=1) for row in rows]
+    strip = np.concatenate(tiles, axis=0)
+    cv2.imwrite(path, cv2.resize(strip[..., ::-1], None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", action="append", required=True, help="NAME=PATH of a room world model (repeatable)")
+    parser.add_argument("--episodes", type=int, default=32, help="rooms (reset seeds seed .. seed + episodes - 1)")
+    parser.add_argument("--turns", type=int, default=12, help="N: turns away (15 degrees each), then N back")
+    parser.add_argument("--seed", type=int, default=100_000, help="first reset seed (the held-out dataset's range)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--strip", help="write a PNG: the real way back, then each dream's")
+    parser.add_argument("--json", help="write the scores here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    real, actions = real_turns(args.episodes, args.turns, args.seed)
+    assert torch.equal(real[:, 0], real[:, -1]), "the real room must look the same after turning back"
+    results, dreams = {}, {}
+    for spec in args.checkpoint:
+        name, path = spec.split("=", 1)
+        model, _, _ = load_engine_model(path, "cpu")
+        k = model.context_length
+        generated, _ = rollout(model, real, actions, horizon=2 * args.turns + 1 - k, generator=torch.Generator().manual_seed(0))
+        dreamed = torch.cat([real[:, :k], generated], dim=1)
+        dreams[name] = dreamed
+        scores = return_scores(dreamed, real, k, args.turns)
+        results[name] = scores | {"steps_per_second": dream_speed(model, real, actions)}
+    held = real[:, k - 1 : k].expand_as(real).clone()  # the last real context frame, held: the trivial predictor
+    results["hold last context frame"] = return_scores(torch.cat([real[:, :k], held[:, k:]], dim=1), real, k, args.turns)
+
+    back = range(args.turns + 1, 2 * args.turns + 1)
+    print(f"return test: {args.episodes} rooms, {args.turns} turns left then {args.turns} right; PSNR (dB) on the way back")
+    print(f"{'dream':<24} {'to real, mean':>14} {'to real, last K':>16} {'to itself, mean':>16} {'steps/s (batch 1)':>18}")
+    for name, scores in results.items():
+        speed = scores.get("steps_per_second", float("nan"))
+        print(
+            f"{name:<24} {np.mean(scores['to_real']):>14.2f} {np.mean(scores['to_real'][-k:]):>16.2f} "
+            f"{np.mean(scores['to_itself']):>16.2f} {speed:>18.1f}"
+        )
+    print("per step of the way back (step: " + " ".join(f"{t:>5}" for t in back) + ")")
+    for name, scores in results.items():
+        print(f"{name:<24} to real " + " ".join(f"{value:5.1f}" for value in scores["to_real"]))
+    if args.strip:
+        write_strip(args.strip, real, dreams, args.turns)
+        print(f"wrote {args.strip}: rows real, {', '.join(dreams)}; the way back, every other step")
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({"command": vars(args), "results": results}, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()
