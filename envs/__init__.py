@@ -14,7 +14,10 @@
 * ``worldsim/CoopPong-dream-v0``: Cooperative Pong dreamed by the shipped model, the same joint view;
 * ``worldsim/MiniWorldRoom-v0``: MiniWorld's room of six coloured boxes in first person (64x64 RGB
   uint8, Discrete(4): turn left/right 15 degrees, move forward/back), the game that tests a dream's
-  memory (``envs.real.miniworld_room``; MiniWorld installed with ``pip install --no-deps miniworld==2.1.0``).
+  memory (``envs.real.miniworld_room``; MiniWorld installed with ``pip install --no-deps miniworld==2.1.0``);
+* ``worldsim/MiniWorldPanorama-v0``: MiniWorld's four rooms (find the red box) seen as a 360-degree
+  cylindrical panorama at the agent's position (64x128 RGB uint8, Discrete(3): turn left/right 22.5
+  degrees, a whole number of columns, and move forward), GenEx's observation (``envs.real.miniworld_panorama``).
 
 ``parallel_env("worldsim/CoopPong-v0")`` and ``parallel_env("worldsim/CoopPong-dream-v0")`` build
 the PettingZoo ``ParallelEnv`` of the real and the dreamed game (each paddle an agent).
@@ -36,7 +39,7 @@ MARIO_MAX_EPISODE_STEPS = 1000
 
 COOP_PONG_MAX_CYCLES = 900  # PettingZoo's default for Cooperative Pong; the dream truncates where the game does
 
-ROOM_MAX_EPISODE_STEPS = 250  # MiniWorld's PutNext truncates there itself
+ROOM_MAX_EPISODE_STEPS = 250  # MiniWorld's PutNext and FourRooms truncate there themselves
 
 POINTMAZE_IDS = {
     "umaze": "worldsim/PointMaze-UMaze-v0",
@@ -86,6 +89,11 @@ def register_envs() -> None:
         "worldsim/MiniWorldRoom-v0",
         entry_point="worldsim.envs.real.miniworld_room:MiniWorldRoomEnv",
         max_episode_steps=ROOM_MAX_EPISODE_STEPS,
+    )
+    _register(
+        "worldsim/MiniWorldPanorama-v0",
+        entry_point="worldsim.envs.real.miniworld_panorama:MiniWorldPanoramaEnv",
+        max_episode_steps=ROOM_MAX_EPISODE_STEPS,  # FourRooms truncates at 250 too
     )
 
 

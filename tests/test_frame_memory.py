@@ -52,6 +52,28 @@ def test_room_turns_exactly_back_and_its_seed_fixes_the_room():
     env.close()
 
 
+def test_panorama_turns_are_rolls_and_the_env_passes_gymnasiums_checker():
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make("worldsim/MiniWorldPanorama-v0")
+    check_env(env.unwrapped)
+    first, info = env.reset(seed=3)
+    assert first.shape == (64, 128, 3) and first.dtype == np.uint8 and {"heading", "box_x", "box_z"} <= set(info)
+    columns = env.unwrapped.turn_columns
+    assert columns == 8  # 22.5 degrees of 360, 128 columns
+    left, *_ = env.step(0)
+    error = np.abs(left.astype(int) - np.roll(first, columns, axis=1).astype(int)).mean()
+    unrolled = np.abs(left.astype(int) - first.astype(int)).mean()
+    assert error < 4 and error < unrolled / 3  # the same ring seen 8 columns on, up to resampling
+    # 16 turns make a full circle: the first panorama again, but for rendering noise
+    for _ in range(15):
+        around, *_ = env.step(0)
+    assert np.abs(around.astype(int) - first.astype(int)).mean() < 1
+    env.close()
+    with pytest.raises(Exception, match="whole number of columns"):
+        gym.make("worldsim/MiniWorldPanorama-v0", turn_degrees=20)
+
+
 def test_explorer_looks_away_and_back(tmp_path):
     from worldsim.agents import make_agent
 
