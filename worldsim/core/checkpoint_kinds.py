@@ -33,6 +33,7 @@ ADAPTER = "adapter"
 REALISM_CRITIC = "realism_critic"
 PLAYER_DETECTOR = "player_detector"
 VIDEO_DIFFUSION = "video_diffusion"
+PANORAMA_EXPLORER = "panorama_explorer"
 
 
 @dataclass(frozen=True)
@@ -66,15 +67,32 @@ CHECKPOINT_KINDS: dict[str, CheckpointKind] = {
         f'"kind": "{INVERSE_DYNAMICS}"',
         lambda config: config.get("kind") == INVERSE_DYNAMICS,
     ),
-    ADAPTER: CheckpointKind(ADAPTER, "a LoRA adapter of a world model", f'"kind": "{ADAPTER}"', lambda config: config.get("kind") == ADAPTER),
+    ADAPTER: CheckpointKind(
+        ADAPTER, "a LoRA adapter of a world model", f'"kind": "{ADAPTER}"', lambda config: config.get("kind") == ADAPTER
+    ),
     REALISM_CRITIC: CheckpointKind(
-        REALISM_CRITIC, "a realism critic (real vs dreamed frames)", f'"kind": "{REALISM_CRITIC}"', lambda config: config.get("kind") == REALISM_CRITIC
+        REALISM_CRITIC,
+        "a realism critic (real vs dreamed frames)",
+        f'"kind": "{REALISM_CRITIC}"',
+        lambda config: config.get("kind") == REALISM_CRITIC,
     ),
     PLAYER_DETECTOR: CheckpointKind(
-        PLAYER_DETECTOR, "a player detector (where the player is on screen)", f'"kind": "{PLAYER_DETECTOR}"', lambda config: config.get("kind") == PLAYER_DETECTOR
+        PLAYER_DETECTOR,
+        "a player detector (where the player is on screen)",
+        f'"kind": "{PLAYER_DETECTOR}"',
+        lambda config: config.get("kind") == PLAYER_DETECTOR,
     ),
     VIDEO_DIFFUSION: CheckpointKind(
-        VIDEO_DIFFUSION, "a video diffusion model (whole clips)", f'"kind": "{VIDEO_DIFFUSION}"', lambda config: config.get("kind") == VIDEO_DIFFUSION
+        VIDEO_DIFFUSION,
+        "a video diffusion model (whole clips)",
+        f'"kind": "{VIDEO_DIFFUSION}"',
+        lambda config: config.get("kind") == VIDEO_DIFFUSION,
+    ),
+    PANORAMA_EXPLORER: CheckpointKind(
+        PANORAMA_EXPLORER,
+        "a panorama explorer (GenEx: the panoramas of the next steps forward)",
+        f'"kind": "{PANORAMA_EXPLORER}"',
+        lambda config: config.get("kind") == PANORAMA_EXPLORER,
     ),
 }
 

@@ -16,6 +16,7 @@ from typing import Any
 from worldsim.core.checkpoint_kinds import (
     DIFFUSION_FORCING_PLANNER,
     INVERSE_DYNAMICS,
+    PANORAMA_EXPLORER,
     PLAYER_DETECTOR,
     REALISM_CRITIC,
     VIDEO_DIFFUSION,
@@ -32,6 +33,7 @@ TRAINING_TASKS: dict[str, str] = {
     REALISM_CRITIC: "worldsim.train.realism_training:train_realism_critic",
     PLAYER_DETECTOR: "worldsim.train.presence_training:train_player_detector",
     VIDEO_DIFFUSION: "worldsim.train.video_training:train_video_model",
+    PANORAMA_EXPLORER: "worldsim.train.explorer_training:train_explorer",
 }
 
 

@@ -1,0 +1,73 @@
+"""GenEx's explorer on diffusers' SVD U-Net: the two training stages on real panoramic walks."""
+
+import importlib.util
+
+import pytest
+import torch
+from _datasets import collected
+
+from worldsim.config import load_config
+from worldsim.core.checkpoint import load_checkpoint
+from worldsim.errors import WorldsimError
+from worldsim.models.panorama_explorer import ExplorerConfig, ExplorerNoise, PanoramaExplorer, temporal_parameters
+from worldsim.train.explorer_training import train_explorer
+
+torch.set_num_threads(1)
+if importlib.util.find_spec("miniworld") is None:
+    pytest.skip("MiniWorld is installed apart: pip install --no-deps miniworld==2.1.0", allow_module_level=True)
+
+TINY = ["model.block_channels=[32,32]", "model.attention_heads=[2,2]", "model.encoder_channels=[8,8]", "model.frames=2"]
+
+
+def tiny_train(dataset_id, stage, base=None, steps=2):
+    overrides = [
+        f"train.datasets=[{dataset_id}]",
+        f"train.stage={stage}",
+        f"train.steps={steps}",
+        "train.batch_size=2",
+        "train.checkpoint_every=1",
+    ]
+    if base is not None:
+        overrides.append(f"train.base={base}")
+    return load_config("model", "explorer", TINY), load_config("train", f"explorer-{stage}", overrides)
+
+
+@pytest.fixture(scope="module")
+def walks(tmp_path_factory):
+    with collected(
+        tmp_path_factory, "worldsim/panorama-tiny-v0", "--env", "miniworld-panorama", "--agent", "room-explorer", "--steps", "200"
+    ) as dataset_id:
+        yield dataset_id
+
+
+def test_denoiser_starts_as_the_identity_and_the_spherical_loss_sees_the_seam():
+    torch.manual_seed(0)
+    model = PanoramaExplorer(ExplorerConfig(block_channels=(32, 32), attention_heads=(2, 2), encoder_channels=(8, 8), frames=2))
+    clips, panorama = torch.rand(2, 2, 3, 64, 128) * 2 - 1, torch.rand(2, 3, 64, 128) * 2 - 1
+    sigma = torch.full((2,), 0.5)
+    noisy = clips + sigma.reshape(-1, 1, 1, 1, 1) * torch.randn_like(clips)
+    # zero output convolution: D(x) = c_skip x, EDM's skip connection alone
+    expected = noisy * 0.5**2 / (0.5**2 + 0.5**2)
+    torch.testing.assert_close(model.denoise(noisy, sigma, panorama, torch.full((2,), 0.05)), expected)
+    # with weights, a U-Net's zero padding makes the turned clip's prediction differ at the seam
+    torch.nn.init.normal_(model.unet.conv_out.weight, std=0.05)
+    plain = model.loss(clips, panorama, generator=torch.Generator().manual_seed(0))
+    model.config.noise = ExplorerNoise(spherical_weight=0.5)
+    assert model.loss(clips, panorama, generator=torch.Generator().manual_seed(0)).item() != plain.item()
+
+
+def test_two_stages_the_second_trains_only_the_temporal_blocks(walks, tmp_path):
+    spatial = train_explorer(*tiny_train(walks, "spatial"), tmp_path / "spatial", progress=False)
+    temporal = train_explorer(*tiny_train(walks, "temporal", base=spatial), tmp_path / "temporal", progress=False)
+    before, after = load_checkpoint(spatial), load_checkpoint(temporal)
+    assert before.config["stage"] == "spatial" and after.config["stage"] == "temporal"
+    model = PanoramaExplorer(ExplorerConfig(block_channels=(32, 32), attention_heads=(2, 2), encoder_channels=(8, 8), frames=2))
+    temporal_names = {name for name, _ in temporal_parameters(model)}
+    changed = {name for name, value in after.weights.items() if not torch.equal(value, before.weights[name])}
+    assert changed and changed <= temporal_names  # the image layers are the first stage's, bit for bit
+    with pytest.raises(WorldsimError, match="train.base"):
+        train_explorer(*tiny_train(walks, "temporal"), tmp_path / "no-base", progress=False)
+    with pytest.raises(WorldsimError, match="train.stage"):
+        train_explorer(
+            *tiny_train(walks, "spatial")[:1], {**tiny_train(walks, "spatial")[1], "stage": "both"}, tmp_path / "bad", progress=False
+        )

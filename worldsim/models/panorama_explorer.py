@@ -1,0 +1,161 @@
+"""GenEx's explorer model on diffusers' stable-video-diffusion pieces: from one panorama, the
+panoramas of the next steps forward.
+
+The network is diffusers' ``UNetSpatioTemporalConditionModel`` (SVD's U-Net), built from a config
+this machine trains, in pixel space. As SVD conditions on its first frame, every frame of the
+clip gets the current panorama (noise-augmented) stacked on its channels, and one cross-attention
+token: a small CNN's encoding of that panorama (SVD's CLIP image embedding; nothing is downloaded
+here). ``added_time_ids`` are SVD's three micro-conditions (fps, motion bucket, the conditioning
+noise level), the first two fixed. ``space_to_depth`` folds pixel patches into channels so that the
+U-Net runs at ``H/s x W/s``, as the frame denoiser does.
+
+Preconditioning is EDM's with v-prediction (SVD_Xtend's recipe; diffusers' ``EDMEulerScheduler``
+formulas), noise levels log-normal (``P_mean`` 0.7, ``P_std`` 1.6), the conditioning panorama
+noised at a level drawn from LogNormal(-3, 0.5), and dropped (zeroed) for 10% of the clips.
+
+GenEx trains in two stages, and so does ``worldsim train --model explorer``: the spatial (image)
+layers first, on one-frame clips, then only the ``TemporalBasicTransformerBlock``s
+(``temporal_parameters``) on whole clips. The optional spherical-consistency loss rolls the clip (input,
+noise and target alike) by a random yaw and scores the prediction on it too: the panorama's left and
+right edges are one place, and turned, its seam lies inside the frame where the two must join.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from diffusers import EDMEulerScheduler, UNetSpatioTemporalConditionModel
+from torch import nn
+
+FIXED_FPS, FIXED_MOTION_BUCKET = 6.0, 127.0  # SVD's micro-conditions, fixed as GenEx fixes them
+
+
+@dataclass
+class ExplorerNoise:
+    """How training draws noise (EDM, SVD_Xtend's values) and conditioning."""
+
+    sigma_data: float = 0.5
+    log_sigma_mean: float = 0.7
+    log_sigma_std: float = 1.6
+    sigma_min: float = 2e-3
+    sigma_max: float = 80.0
+    condition_log_sigma_mean: float = -3.0  # the conditioning panorama's noise: LogNormal(-3, 0.5)
+    condition_log_sigma_std: float = 0.5
+    condition_dropout: float = 0.1
+    spherical_weight: float = 0.0  # > 0: the spherical-consistency loss, this much of the total
+
+
+@dataclass
+class ExplorerConfig:
+    """``configs/model/explorer.yaml``: the clip, the U-Net's size, the noise."""
+
+    image_height: int = 64
+    image_width: int = 128
+    image_channels: int = 3
+    frames: int = 4  # panoramas generated per clip: after 1..frames steps forward
+    space_to_depth: int = 4
+    block_channels: tuple[int, ...] = (32, 64, 64)  # SVD's blocks group-normalise in 32 groups: multiples of 32
+    attention_heads: tuple[int, ...] = (2, 4, 4)
+    layers_per_block: int = 1
+    cross_attention_dim: int = 64
+    time_embed_dim: int = 32  # each of the three micro-conditions' sinusoidal embedding
+    encoder_channels: tuple[int, ...] = (16, 32, 64)  # the conditioning token's CNN (stride 2 each)
+    noise: ExplorerNoise = field(default_factory=ExplorerNoise)
+
+
+def temporal_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The parameters of the U-Net's ``TemporalBasicTransformerBlock``s: what GenEx fine-tunes."""
+    return [(name, parameter) for name, parameter in model.named_parameters() if "temporal_transformer_blocks" in name]
+
+
+class PanoramaExplorer(nn.Module):
+    """Clips ``float[B, F, C, H, W]`` in ``[-1, 1]`` from a panorama ``float[B, C, H, W]``.
+
+    ``denoise(noisy, sigma, condition, condition_sigma)`` is the clean estimate of ``noisy``
+    (``sigma float[B]``); ``loss(clips, condition)`` EDM's weighted loss.
+    """
+
+    def __init__(self, config: ExplorerConfig):
+        super().__init__()
+        self.config = config
+        s, channels = config.space_to_depth, config.image_channels
+        depth = len(config.block_channels)
+        self.unet = UNetSpatioTemporalConditionModel(
+            sample_size=(config.image_height // s, config.image_width // s),
+            in_channels=2 * channels * s * s,
+            out_channels=channels * s * s,
+            down_block_types=("CrossAttnDownBlockSpatioTemporal",) * (depth - 1) + ("DownBlockSpatioTemporal",),
+            up_block_types=("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * (depth - 1),
+            block_out_channels=tuple(config.block_channels),
+            addition_time_embed_dim=config.time_embed_dim,
+            projection_class_embeddings_input_dim=3 * config.time_embed_dim,
+            layers_per_block=config.layers_per_block,
+            cross_attention_dim=config.cross_attention_dim,
+            num_attention_heads=tuple(config.attention_heads),
+            num_frames=config.frames,
+        )
+        nn.init.zeros_(self.unet.conv_out.weight)
+        nn.init.zeros_(self.unet.conv_out.bias)
+        layers, width = [], channels
+        for out in config.encoder_channels:
+            layers += [nn.Conv2d(width, out, 4, stride=2, padding=1), nn.SiLU()]
+            width = out
+        self.condition_encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, config.cross_attention_dim))
+        noise = config.noise
+        self.preconditioning = EDMEulerScheduler(sigma_data=noise.sigma_data, prediction_type="v_prediction")
+
+    def denoise(self, noisy: torch.Tensor, sigma: torch.Tensor, condition: torch.Tensor, condition_sigma: torch.Tensor) -> torch.Tensor:
+        """``noisy float[B, F, C, H, W]`` at ``sigma float[B]``; ``condition float[B, C, H, W]`` the
+        current panorama as given (already noised by ``condition_sigma float[B]``, or zeros when dropped)."""
+        s = self.config.space_to_depth
+        batch, frames = noisy.shape[:2]
+        sigma_5d = sigma.reshape(-1, 1, 1, 1, 1)
+        scaled = self.preconditioning.precondition_inputs(noisy, sigma_5d)
+        stacked = torch.cat([scaled, condition[:, None].expand(-1, frames, -1, -1, -1)], dim=2)
+        folded = F.pixel_unshuffle(stacked.flatten(0, 1), s).unflatten(0, (batch, frames))
+        token = self.condition_encoder(condition)[:, None]
+        micro = torch.stack([torch.full_like(sigma, FIXED_FPS), torch.full_like(sigma, FIXED_MOTION_BUCKET), condition_sigma], dim=1)
+        c_noise = self.preconditioning.precondition_noise(sigma)
+        output = self.unet(folded, c_noise, encoder_hidden_states=token, added_time_ids=micro).sample
+        output = F.pixel_shuffle(output.flatten(0, 1), s).unflatten(0, (batch, frames))
+        return self.preconditioning.precondition_outputs(noisy, output, sigma_5d)
+
+    def noisy_condition(self, panorama: torch.Tensor, generator: torch.Generator | None = None, train: bool = False):
+        """The panorama noise-augmented as in training (and dropped for some clips when ``train``):
+        ``(condition float[B, C, H, W], condition_sigma float[B])``."""
+        noise = self.config.noise
+        batch = panorama.shape[0]
+        log_sigma = noise.condition_log_sigma_mean + noise.condition_log_sigma_std * torch.randn(
+            batch, device=panorama.device, generator=generator
+        )
+        condition_sigma = log_sigma.exp()
+        condition = panorama + condition_sigma.reshape(-1, 1, 1, 1) * torch.randn(
+            panorama.shape, device=panorama.device, generator=generator
+        )
+        if train and noise.condition_dropout > 0:
+            kept = torch.rand(batch, device=panorama.device, generator=generator) >= noise.condition_dropout
+            condition = condition * kept.reshape(-1, 1, 1, 1)
+        return condition, condition_sigma
+
+    def loss(self, clips: torch.Tensor, panorama: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """EDM's weighted loss of ``clips float[B, F, C, H, W]`` generated from ``panorama float[B, C, H, W]``."""
+        noise = self.config.noise
+        batch, device = clips.shape[0], clips.device
+        log_sigma = noise.log_sigma_mean + noise.log_sigma_std * torch.randn(batch, device=device, generator=generator)
+        sigma = log_sigma.exp().clamp(noise.sigma_min, noise.sigma_max)
+        noisy = clips + sigma.reshape(-1, 1, 1, 1, 1) * torch.randn(clips.shape, device=device, generator=generator)
+        condition, condition_sigma = self.noisy_condition(panorama, generator, train=True)
+        denoised = self.denoise(noisy, sigma, condition, condition_sigma)
+        weight = (sigma**2 + noise.sigma_data**2) / (sigma * noise.sigma_data) ** 2  # EDM's lambda(sigma)
+        error = (denoised - clips) ** 2
+        loss = (weight * error.mean(dim=(1, 2, 3, 4))).mean()
+        if noise.spherical_weight > 0:
+            # The same clip turned by a random yaw: the input, its noise and the target rolled alike, so the
+            # panorama's seam (its left and right edges, one place) lies inside the frame the U-Net sees.
+            shift = int(torch.randint(1, clips.shape[-1], (1,), generator=generator).item())
+            turned = self.denoise(torch.roll(noisy, shift, dims=-1), sigma, torch.roll(condition, shift, dims=-1), condition_sigma)
+            turned_error = (turned - torch.roll(clips, shift, dims=-1)) ** 2
+            loss = (1 - noise.spherical_weight) * loss + noise.spherical_weight * (weight * turned_error.mean(dim=(1, 2, 3, 4))).mean()
+        return loss
