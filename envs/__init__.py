@@ -17,7 +17,9 @@
   memory (``envs.real.miniworld_room``; MiniWorld installed with ``pip install --no-deps miniworld==2.1.0``);
 * ``worldsim/MiniWorldPanorama-v0``: MiniWorld's four rooms (find the red box) seen as a 360-degree
   cylindrical panorama at the agent's position (64x128 RGB uint8, Discrete(3): turn left/right 22.5
-  degrees, a whole number of columns, and move forward), GenEx's observation (``envs.real.miniworld_panorama``).
+  degrees, a whole number of columns, and move forward), GenEx's observation (``envs.real.miniworld_panorama``);
+* ``worldsim/Explorer-v0``: that panorama world imagined by an explorer checkpoint (``checkpoint=PATH``):
+  turns are exact rolls, moves forward are generated (``envs.explorer``).
 
 ``parallel_env("worldsim/CoopPong-v0")`` and ``parallel_env("worldsim/CoopPong-dream-v0")`` build
 the PettingZoo ``ParallelEnv`` of the real and the dreamed game (each paddle an agent).
@@ -95,6 +97,7 @@ def register_envs() -> None:
         entry_point="worldsim.envs.real.miniworld_panorama:MiniWorldPanoramaEnv",
         max_episode_steps=ROOM_MAX_EPISODE_STEPS,  # FourRooms truncates at 250 too
     )
+    _register("worldsim/Explorer-v0", entry_point="worldsim.envs.explorer:ExplorerEnv", max_episode_steps=ROOM_MAX_EPISODE_STEPS)
 
 
 # PettingZoo has no registry: worldsim's ParallelEnvs by id, built by ``parallel_env(id, **kwargs)``.

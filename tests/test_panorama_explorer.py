@@ -2,6 +2,8 @@
 
 import importlib.util
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 from _datasets import collected
@@ -71,3 +73,28 @@ def test_two_stages_the_second_trains_only_the_temporal_blocks(walks, tmp_path):
         train_explorer(
             *tiny_train(walks, "spatial")[:1], {**tiny_train(walks, "spatial")[1], "stage": "both"}, tmp_path / "bad", progress=False
         )
+
+
+def test_explorer_env_turns_exactly_imagines_forward_and_repeats_with_its_seed(walks, tmp_path):
+    from gymnasium.utils.env_checker import check_env
+
+    spatial = train_explorer(*tiny_train(walks, "spatial"), tmp_path / "spatial", progress=False)
+    env = gym.make("worldsim/Explorer-v0", checkpoint=str(spatial), sampling_steps=2)
+    check_env(env.unwrapped)
+    first, info = env.reset(seed=0)
+    assert first.shape == (64, 128, 3) and info == {"walk_step": 0}
+    left, *_ = env.step(0)
+    assert np.array_equal(left, np.roll(first, 8, axis=1))  # a turn is a roll, exactly
+    assert np.array_equal(env.step(1)[0], first)
+    walk = [env.step(2)[0] for _ in range(3)]
+    assert env.unwrapped._walk_step == 1  # a 2-frame walk used up, a new one begun from its last panorama
+    env.reset(seed=0)
+    env.step(0)
+    env.step(1)
+    assert all(np.array_equal(a, env.step(2)[0]) for a in walk)  # same seed, same imagined walk
+    given = np.zeros((64, 128, 3), np.uint8)
+    assert np.array_equal(env.reset(options={"panorama": given})[0], given)
+    with pytest.raises(WorldsimError, match="panorama"):
+        env.reset(options={"panorama": np.zeros((64, 64, 3), np.uint8)})
+    with pytest.raises(WorldsimError, match="checkpoint"):
+        gym.make("worldsim/Explorer-v0")

@@ -22,14 +22,18 @@ right edges are one place, and turned, its seam lies inside the frame where the 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import EDMEulerScheduler, UNetSpatioTemporalConditionModel
 from torch import nn
 
 FIXED_FPS, FIXED_MOTION_BUCKET = 6.0, 127.0  # SVD's micro-conditions, fixed as GenEx fixes them
+START_PANORAMAS_FILE = "start_panoramas.npz"  # real panoramas to start walks from: uint8[N, H, W, C]
 
 
 @dataclass
@@ -55,6 +59,7 @@ class ExplorerConfig:
     image_width: int = 128
     image_channels: int = 3
     frames: int = 4  # panoramas generated per clip: after 1..frames steps forward
+    turn_degrees: float = 22.5  # the world's turn (a roll of the panorama), for the env; the network does not use it
     space_to_depth: int = 4
     block_channels: tuple[int, ...] = (32, 64, 64)  # SVD's blocks group-normalise in 32 groups: multiples of 32
     attention_heads: tuple[int, ...] = (2, 4, 4)
@@ -159,3 +164,32 @@ class PanoramaExplorer(nn.Module):
             turned_error = (turned - torch.roll(clips, shift, dims=-1)) ** 2
             loss = (1 - noise.spherical_weight) * loss + noise.spherical_weight * (weight * turned_error.mean(dim=(1, 2, 3, 4))).mean()
         return loss
+
+
+def load_explorer(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[PanoramaExplorer, np.ndarray]:
+    """The explorer in a checkpoint folder (eval mode, on ``device``) and its real start panoramas
+    ``uint8[N, H, W, C]``; every problem is one ``WorldsimError`` naming the file."""
+    from worldsim.core.checkpoint import load_checkpoint, load_weights
+    from worldsim.core.checkpoint_kinds import PANORAMA_EXPLORER, require_kind
+    from worldsim.core.serialization import from_dict
+    from worldsim.errors import WorldsimError
+
+    checkpoint = load_checkpoint(path, map_location=device)
+    require_kind(checkpoint.config, PANORAMA_EXPLORER, checkpoint.path)
+    config = from_dict(ExplorerConfig, checkpoint.config["explorer"], where="explorer")
+    model = PanoramaExplorer(config)
+    load_weights(model, checkpoint)
+    file = Path(path) / START_PANORAMAS_FILE
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            panoramas = data["panoramas"]
+    except (OSError, ValueError, KeyError) as error:
+        raise WorldsimError(
+            f"{file} is missing or corrupted ({error}): an explorer needs real panoramas to start from; train or copy it again"
+        ) from error
+    expected = (config.image_height, config.image_width, config.image_channels)
+    if panoramas.dtype != np.uint8 or panoramas.ndim != 4 or panoramas.shape[1:] != expected or len(panoramas) == 0:
+        raise WorldsimError(
+            f"{file} holds {panoramas.dtype}{list(panoramas.shape)}; this explorer needs uint8[N, {', '.join(map(str, expected))}], N >= 1"
+        )
+    return model.to(device).eval(), panoramas

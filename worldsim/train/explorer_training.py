@@ -31,7 +31,7 @@ from worldsim.core.serialization import from_dict, to_dict
 from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
 from worldsim.errors import WorldsimError
-from worldsim.models.panorama_explorer import ExplorerConfig, PanoramaExplorer, temporal_parameters
+from worldsim.models.panorama_explorer import START_PANORAMAS_FILE, ExplorerConfig, PanoramaExplorer, temporal_parameters
 from worldsim.train.loop import DatasetTraining, hardware_description, start_accelerator, train_with_tensorboard
 
 MODEL_DIR = "model"
@@ -45,6 +45,17 @@ class ExplorerTraining(DatasetTraining):
 
     stage: str = "spatial"
     base: str | None = None  # the temporal stage starts from this model (the spatial stage's OUT/model)
+    start_panoramas: int = 64  # real first panoramas of training episodes, for the env's reset
+
+
+def start_panoramas(windows: SequenceDataset, count: int, seed: int) -> bytes:
+    """The first panoramas of ``count`` training episodes (drawn with ``seed``), as ``START_PANORAMAS_FILE``'s bytes."""
+    import io
+
+    chosen = np.random.default_rng(seed).permutation(len(windows.episodes))[:count]
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, panoramas=np.stack([windows.episodes[i].frames[0] for i in sorted(chosen)]))
+    return buffer.getvalue()
 
 
 class ExplorerObjective(nn.Module):
@@ -156,6 +167,10 @@ def train_explorer(
             "",
         ]
     )
-    files = {"README.md": card, "training_config.json": json.dumps(to_dict(cfg), indent=2)}
+    files = {
+        "README.md": card,
+        "training_config.json": json.dumps(to_dict(cfg), indent=2),
+        START_PANORAMAS_FILE: start_panoramas(walks.windows, cfg.start_panoramas, cfg.seed),
+    }
     save_checkpoint(out / MODEL_DIR, model.to("cpu"), saved_config, files=files)
     return out / MODEL_DIR
