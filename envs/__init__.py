@@ -97,7 +97,12 @@ def register_envs() -> None:
         entry_point="worldsim.envs.real.miniworld_panorama:MiniWorldPanoramaEnv",
         max_episode_steps=ROOM_MAX_EPISODE_STEPS,  # FourRooms truncates at 250 too
     )
-    _register("worldsim/Explorer-v0", entry_point="worldsim.envs.explorer:ExplorerEnv", max_episode_steps=ROOM_MAX_EPISODE_STEPS)
+    _register(
+        "worldsim/Explorer-v0",
+        entry_point="worldsim.envs.explorer:ExplorerEnv",
+        vector_entry_point="worldsim.envs.explorer:ExplorerVectorEnv",
+        max_episode_steps=ROOM_MAX_EPISODE_STEPS,
+    )
 
 
 # PettingZoo has no registry: worldsim's ParallelEnvs by id, built by ``parallel_env(id, **kwargs)``.

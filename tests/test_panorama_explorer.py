@@ -87,7 +87,7 @@ def test_explorer_env_turns_exactly_imagines_forward_and_repeats_with_its_seed(w
     assert np.array_equal(left, np.roll(first, 8, axis=1))  # a turn is a roll, exactly
     assert np.array_equal(env.step(1)[0], first)
     walk = [env.step(2)[0] for _ in range(3)]
-    assert env.unwrapped._walk_step == 1  # a 2-frame walk used up, a new one begun from its last panorama
+    assert env.unwrapped.engine.walk_step[0] == 1  # a 2-frame walk used up, a new one begun from its last panorama
     env.reset(seed=0)
     env.step(0)
     env.step(1)
@@ -98,3 +98,32 @@ def test_explorer_env_turns_exactly_imagines_forward_and_repeats_with_its_seed(w
         env.reset(options={"panorama": np.zeros((64, 64, 3), np.uint8)})
     with pytest.raises(WorldsimError, match="checkpoint"):
         gym.make("worldsim/Explorer-v0")
+
+
+def test_vector_explorer_is_the_single_env_batched(walks, tmp_path):
+    spatial = train_explorer(*tiny_train(walks, "spatial"), tmp_path / "spatial", progress=False)
+    vector = gym.make_vec(
+        "worldsim/Explorer-v0",
+        num_envs=3,
+        vectorization_mode="vector_entry_point",
+        checkpoint=str(spatial),
+        sampling_steps=2,
+        max_episode_steps=4,
+    )
+    starts = np.stack([np.full((64, 128, 3), value, np.uint8) for value in (0, 100, 200)])
+    observations, info = vector.reset(seed=0, options={"panorama": starts})
+    assert observations.shape == (3, 64, 128, 3) and np.array_equal(observations, starts) and info["walk_step"].tolist() == [0, 0, 0]
+    observations, rewards, terminated, truncated, info = vector.step(np.array([0, 2, 1]))
+    assert (rewards == 0).all()
+    assert np.array_equal(observations[0], np.roll(starts[0], 8, axis=1)) and np.array_equal(
+        observations[2], np.roll(starts[2], -8, axis=1)
+    )
+    assert info["walk_step"].tolist() == [0, 1, 0] and not terminated.any() and not truncated.any()
+    for _ in range(3):
+        *_, truncated, info = vector.step(np.array([2, 2, 2]))
+    assert truncated.all()  # max_episode_steps
+    observations, _, terminated, truncated, info = vector.step(np.array([2, 2, 2]))
+    assert not truncated.any() and info["walk_step"].tolist() == [0, 0, 0]  # next-step autoreset: fresh starts
+    with pytest.raises(WorldsimError, match="do not fit"):
+        vector.step(np.array([0, 3, 0]))
+    vector.close()
