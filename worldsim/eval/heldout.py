@@ -11,8 +11,9 @@ The evaluation has three parts, each beside its trivial baseline:
   game from the same starts, and each action held from the same starts.
 
 A world model of a multi-agent game (Cooperative Pong) gets the fidelity part with a delta-PSNR per
-agent (only that agent's actions random), and in place of the Mario-only parts, the rally lengths
-of the game's scripted players in the dream and in the real game (``worldsim.eval.rally``).
+agent (only that agent's actions random), and in place of the Mario-only parts (probe, agents), the
+rally lengths of the game's scripted players in the dream and in the real game
+(``worldsim.eval.rally``). Any other game (the MiniWorld room) gets the fidelity part.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from worldsim.errors import WorldsimError
 
 SHIPPED_PROBE = "idm-mario-v0"
+MARIO_REAL_ENV = "worldsim/MarioReal-v0"
 # For a multi-agent game: its registered dream (joint view) and the scripted agent whose rallies are compared.
 MULTI_AGENT_GAMES = {"worldsim/CoopPong-v0": {"dream": "worldsim/CoopPong-dream-v0", "agent": "scripted-pong"}}
 
@@ -75,9 +77,12 @@ class HeldoutEvaluation:
             values["rallies"] = [r.to_dict() for r in self.rallies]
         return finite(values)
 
+
 # How scripts/train_world_model_mario.sh collects the held-out episodes (keep the two in step); the
 # DQN comes from scripts/train_dqn_mario.sh. Without a trained DQN, the fallback mix below.
-HELDOUT_COLLECT = "worldsim collect --env mario --agent dqn --steps 6000 --seed 90000 --dataset-id {id} dqn.path=runs/dqn-mario/best.zip dqn.epsilon=0.1"
+HELDOUT_COLLECT = (
+    "worldsim collect --env mario --agent dqn --steps 6000 --seed 90000 --dataset-id {id} dqn.path=runs/dqn-mario/best.zip dqn.epsilon=0.1"
+)
 HELDOUT_COLLECT_WITHOUT_DQN = "worldsim collect --env mario --agent scripted:0.8,random:0.2 --steps 6000 --seed 90000 --dataset-id {id}"
 
 
@@ -137,16 +142,18 @@ def evaluate_heldout(
         model, episodes, horizon=horizon, rollouts=rollouts, transitions=transitions, batch_size=batch_size, seed=seed, progress=progress
     )
     result = HeldoutEvaluation(report)
+    # the shipped probe, the scripted runner and the held actions are Mario's: other games get the fidelity part (and their own parts)
+    mario = model.config.game.real_env.get("id") == MARIO_REAL_ENV
     if model.config.game.agents:
         result.rallies = _rallies(model.config.game, checkpoint, device, sampling_steps, agent_episodes) if agent_episodes else None
-    elif probe is None:
+    elif probe is None and mario:
         try:
             probe = shipped(SHIPPED_PROBE)
         except WorldsimError:
             probe = None  # a build without the shipped probe: the report says it has no probe part
     if probe is not None and not model.config.game.agents:
         result.probe = _probe_report(model, episodes, probe, seed, batch_size, transitions)
-    if (agent_episodes or held_action_starts) and not model.config.game.agents:
+    if (agent_episodes or held_action_starts) and mario:
         import gymnasium as gym
 
         from worldsim.agents import make_agent
