@@ -17,6 +17,7 @@ AGENT_CLASSES: dict[str, str] = {
     "scripted": "worldsim.agents.scripted_mario:ScriptedMarioAgent",
     "scripted-pong": "worldsim.agents.scripted_pong:ScriptedPongAgent",
     "room-explorer": "worldsim.agents.room_explorer:RoomExplorerAgent",
+    "panorama-seeker": "worldsim.agents.panorama_seeker:PanoramaSeeker",
     "dqn": "worldsim.agents.dqn:DQNAgent",
     "waypoint": "worldsim.agents.waypoint_expert:WaypointExpert",
     "df_planner": "worldsim.agents.df_planner:DiffusionForcingPlanner",

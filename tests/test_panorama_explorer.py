@@ -127,3 +127,25 @@ def test_vector_explorer_is_the_single_env_batched(walks, tmp_path):
     with pytest.raises(WorldsimError, match="do not fit"):
         vector.step(np.array([0, 3, 0]))
     vector.close()
+
+
+def test_seeker_faces_the_red_it_sees_and_imagines_four_ways_when_it_sees_none(walks, tmp_path):
+    from worldsim.agents import make_agent
+    from worldsim.agents.panorama_seeker import red_bearing
+
+    panorama = np.full((64, 128, 3), 120, np.uint8)
+    panorama[30:34, 20:24] = (200, 10, 10)  # red left of the heading (column 64 is straight ahead)
+    bearing = red_bearing(panorama)
+    assert bearing is not None and 90 < bearing < 135  # columns 20-24: about 115 degrees to the left
+    env = gym.make("worldsim/MiniWorldPanorama-v0")
+    blind = make_agent("panorama-seeker", env, seed=0)
+    assert blind.act(panorama) == 0  # turn left, toward it
+    panorama[:] = 120
+    panorama[30:34, 62:66] = (200, 10, 10)
+    assert blind.act(panorama) == 2  # ahead: walk
+    spatial = train_explorer(*tiny_train(walks, "spatial"), tmp_path / "spatial", progress=False)
+    imagining = make_agent("panorama-seeker", env, explorer=str(spatial), sampling_steps=2, seed=0)
+    env.reset(seed=1)
+    imagining.act(np.full((64, 128, 3), 120, np.uint8))  # no red: four walks imagined, a direction chosen
+    assert imagining.imagined == 1 and imagining.plan
+    env.close()

@@ -1,0 +1,136 @@
+"""Find the red box in MiniWorld's four rooms from panoramas, with or without imagining ahead (GenEx).
+
+The seeker reads the panorama (``worldsim/MiniWorldPanorama-v0``'s, or an imagined one): the red
+box is the only red thing in the four rooms. When it sees red, it turns until the red is ahead
+and walks to it (a step forward that changes nothing is a wall: it makes a detour). When it does
+not, it has to choose where to go:
+
+* without imagination, a random direction (a quarter turn left or right, or straight on) and a
+  few steps of walking;
+* with imagination (``explorer=PATH``), it first imagines a walk of ``frames`` steps forward in
+  each of the four directions (the panorama rolled by a quarter turn; the four walks in one
+  sampler call of a ``PanoramaEngine``) and goes the way whose imagined walk shows the most red;
+  where none shows red, it falls back to the random choice.
+
+Success is measured in the real simulator (``benchmarks/explorer_imagination.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from worldsim.errors import WorldsimError
+
+TURN_LEFT, TURN_RIGHT, MOVE_FORWARD = 0, 1, 2
+
+
+def red_columns(panorama: np.ndarray) -> np.ndarray:
+    """``int[W]``: the red pixels of each column of ``uint8[H, W, 3]`` (the box: strong red, little green or blue)."""
+    red, green, blue = (panorama[..., channel].astype(np.int16) for channel in range(3))
+    return ((red > 120) & (red > 2 * green) & (red > 2 * blue)).sum(axis=0)
+
+
+def red_bearing(panorama: np.ndarray, min_pixels: int = 3) -> float | None:
+    """Degrees counter-clockwise from the heading to the red seen in the panorama (its circular mean), or None."""
+    counts = red_columns(panorama)
+    if counts.sum() < min_pixels:
+        return None
+    width = len(counts)
+    azimuth = np.radians(180.0 - (np.arange(width) + 0.5) * 360.0 / width)  # the panorama env's column azimuths
+    return float(np.degrees(np.arctan2((counts * np.sin(azimuth)).sum(), (counts * np.cos(azimuth)).sum())))
+
+
+class PanoramaSeeker:
+    """Walks to the red box; see the module docstring.
+
+    Args:
+        env: ``worldsim/MiniWorldPanorama-v0`` (or its imagined twin ``worldsim/Explorer-v0``).
+        explorer: an explorer checkpoint to imagine with; None: no imagination.
+        turn_degrees: the env's turn (22.5 for the panorama env).
+        walk_steps: steps walked after choosing a direction blind.
+        sampling_steps: the explorer's Euler steps per imagined walk.
+        seed: seeds the random choices (the protocol's meaning of ``reset(seed)``).
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        explorer: str | None = None,
+        turn_degrees: float = 22.5,
+        walk_steps: int = 4,
+        sampling_steps: int = 8,
+        device: str | None = None,
+        seed: int | None = None,
+    ):
+        if not isinstance(env.action_space, gym.spaces.Discrete) or env.action_space.n != 3:
+            raise WorldsimError(f"the seeker turns left/right and moves forward (Discrete(3)), the env has {env.action_space}")
+        self.turn_degrees, self.walk_steps = float(turn_degrees), int(walk_steps)
+        self.quarter = round(90.0 / self.turn_degrees)
+        self.engine = None
+        if explorer is not None:
+            from worldsim.engine import resolve_device
+            from worldsim.engine.panorama_engine import PanoramaEngine
+            from worldsim.models.panorama_explorer import load_explorer
+
+            resolved = resolve_device(device)
+            model, starts = load_explorer(explorer, resolved)
+            self.engine = PanoramaEngine(model, starts, num_walks=4, device=resolved, sampling_steps=sampling_steps)
+        self.rng = np.random.default_rng(seed)
+        if self.engine is not None:
+            self.engine.seed(self.rng)
+        self.plan: list[int] = []
+        self.imagined = 0  # walks imagined this episode (four directions each time)
+        self._last: tuple[np.ndarray, int] | None = None  # the last observation and action: a forward that changed nothing hit a wall
+        self.detour = False  # the plan goes round a wall between the agent and the red it saw
+
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+            if self.engine is not None:
+                self.engine.seed(self.rng)
+        self.plan, self.imagined, self._last, self.detour = [], 0, None, False
+
+    def act(self, observation: np.ndarray, info: dict[str, Any] | None = None) -> int:
+        blocked = self._last is not None and self._last[1] == MOVE_FORWARD and np.array_equal(self._last[0], observation)
+        bearing = None if self.detour else red_bearing(observation)
+        if bearing is not None and not blocked:  # seen: face it, then walk
+            self.plan = []
+            action = MOVE_FORWARD if abs(bearing) <= self.turn_degrees / 2 else TURN_LEFT if bearing > 0 else TURN_RIGHT
+        else:
+            if bearing is not None:  # seen, but a wall is in the way: a detour, played out before seeking again
+                self.detour = True
+            if not self.plan or blocked:
+                self.plan = self._choose_direction(observation)
+            action = self.plan.pop(0)
+            self.detour = self.detour and bool(self.plan)
+        self._last = (observation, action)
+        return action
+
+    def _choose_direction(self, panorama: np.ndarray) -> list[int]:
+        """Turns (a quarter left, right, or about) then ``walk_steps`` forward."""
+        quarters = None
+        if self.engine is not None:
+            quarters = self._imagined_best_quarter(panorama)
+        if quarters is None:
+            quarters = int(self.rng.choice([0, 1, -1]))  # straight on, a quarter left, a quarter right
+        turns = [TURN_LEFT] * (quarters * self.quarter) if quarters > 0 else [TURN_RIGHT] * (-quarters * self.quarter)
+        return turns + [MOVE_FORWARD] * self.walk_steps
+
+    def _imagined_best_quarter(self, panorama: np.ndarray) -> int | None:
+        """The quarter turn (0, 1 left, 2 about, -1 right) whose imagined walk shows the most red, or None."""
+        width = panorama.shape[1]
+        # turning left by a quarter brings the left quarter to the middle: the panorama rolls right
+        starts = np.stack([np.roll(panorama, q * width // 4, axis=1) for q in range(4)])
+        self.engine.reset(np.arange(4), self.rng, starts)
+        red = np.zeros(4)
+        for _ in range(self.engine.walks.shape[1]):
+            frames = self.engine.step(np.full(4, MOVE_FORWARD))
+            red = np.maximum(red, [red_columns(frame).sum() for frame in frames])
+        self.imagined += 1
+        if red.max() < 3:
+            return None
+        best = int(red.argmax())
+        return best if best < 3 else -1
