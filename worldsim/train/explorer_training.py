@@ -128,7 +128,8 @@ def train_explorer(
     if cfg.stage == "temporal":
         base = load_checkpoint(cfg.base)
         require_kind(base.config, PANORAMA_EXPLORER, base.path)
-        if base.config.get("explorer") != to_dict(config):
+        architecture = {key: value for key, value in to_dict(config).items() if key != "noise"}  # the noise is training's, not the weights'
+        if {key: value for key, value in (base.config.get("explorer") or {}).items() if key != "noise"} != architecture:
             raise WorldsimError(f"train.base {cfg.base} is an explorer of another config: train its spatial stage with this model config")
         load_weights(model, base)
     temporal = {name for name, _ in temporal_parameters(model)}
