@@ -11,7 +11,7 @@ ends returns the first observation of the next episode, with reward 0 and no ter
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from worldsim.envs.dream import SHIPPED_CHECKPOINT, action_hint, build_engine, dream_spaces, joint_actions, reset_options
 from worldsim.envs.rendering import check_render_mode, upscale
+from worldsim.envs.vector_seeding import vector_np_random
 
 from worldsim.errors import WorldsimError
 
@@ -37,7 +38,7 @@ class WorldModelVectorEnv(VectorEnv):
     ``"x_pos"``: N numbers) starts each dream from its own real context.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 15, "autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 15, "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(
         self,
@@ -70,11 +71,7 @@ class WorldModelVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
-            # One random stream drives all N dreams (they share one forward pass); a list of seeds
-            # is folded into it.
-            entropy = [int(s) for s in seed] if isinstance(seed, list | tuple) else int(seed)
-            self._np_random = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
-            self._np_random_seed = seed
+            self._np_random, self._np_random_seed = vector_np_random(seed), seed
         self.engine.seed(self._np_random)
         context = reset_options(self.engine, options, num_dreams=self.num_envs) if options else None
         self.engine.reset(np.arange(self.num_envs), self._np_random, context)

@@ -30,6 +30,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from worldsim.envs.rendering import FrameRenderer, check_render_mode, upscale
+from worldsim.envs.vector_seeding import vector_np_random
 
 from worldsim.engine import resolve_device
 from worldsim.engine.panorama_engine import ACTION_MEANINGS, PanoramaEngine
@@ -130,9 +131,7 @@ class ExplorerVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
-            entropy = [int(s) for s in seed] if isinstance(seed, list | tuple) else int(seed)
-            self._np_random = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
-            self._np_random_seed = seed
+            self._np_random, self._np_random_seed = vector_np_random(seed), seed
         self.engine.seed(self._np_random)
         panoramas = (options or {}).get("panorama")
         self.engine.reset(np.arange(self.num_envs), self._np_random, None if panoramas is None else np.asarray(panoramas))
