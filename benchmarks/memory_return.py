@@ -9,7 +9,8 @@ way back), and views it drew itself on the way out. Scored on the way back (step
 * against the real game (PSNR to the real frame, the same view);
 * against itself: PSNR to what the same dream drew at the same heading on the way out (or to the
   real context frame, where the way out was the context);
-* the trivial predictor beside them: the last real context frame, held.
+* the trivial predictors beside them: the last real context frame held, and the context's mean
+  held (a blur: PSNR rewards one, which is why SSIM stands beside it).
 
 A frame stack of K frames cannot know what it turned away from more than K steps ago; a dream that
 remembers can. Also measured: dream steps/s at batch 1 (the median of repeated dreams of the script).
@@ -35,7 +36,7 @@ import torch
 import worldsim  # noqa: F401  (registers the envs)
 from worldsim.core.frames import from_uint8, to_uint8
 from worldsim.engine import load_engine_model
-from worldsim.eval.fidelity import frame_psnr, rollout
+from worldsim.eval.fidelity import frame_psnr, frame_ssim, rollout
 
 TURN_LEFT, TURN_RIGHT = 0, 1
 
@@ -58,14 +59,17 @@ def real_turns(episodes: int, turns: int, seed: int) -> tuple[torch.Tensor, torc
 
 
 def return_scores(dreamed: torch.Tensor, real: torch.Tensor, k: int, turns: int) -> dict[str, list[float]]:
-    """Mean PSNR per step of the way back (steps ``N+1 .. 2N``): to the real frame, and to the dream's own
-    frame at the same heading on the way out. ``dreamed`` holds the full ``2N + 1`` frames (real context first)."""
-    to_real, to_itself = [], []
+    """Mean PSNR (and SSIM) per step of the way back (steps ``N+1 .. 2N``): to the real frame, and to the
+    dream's own frame at the same heading on the way out. ``dreamed`` holds the full ``2N + 1`` frames
+    (real context first). SSIM is there because PSNR pays a blur: a grey smear can outscore a sharp
+    room drawn a few pixels off."""
+    to_real, to_itself, ssim_to_real = [], [], []
     for t in range(turns + 1, 2 * turns + 1):
         mirror = 2 * turns - t
         to_real.append(frame_psnr(dreamed[:, t], real[:, t]).mean().item())
         to_itself.append(frame_psnr(dreamed[:, t], dreamed[:, mirror]).mean().item())
-    return {"to_real": to_real, "to_itself": to_itself}
+        ssim_to_real.append(frame_ssim(dreamed[:, t], real[:, t]).mean().item())
+    return {"to_real": to_real, "to_itself": to_itself, "ssim_to_real": ssim_to_real}
 
 
 def dream_speed(model, frames: torch.Tensor, actions: torch.Tensor, repeats: int = 5) -> float:
@@ -97,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--episodes", type=int, default=32, help="rooms (reset seeds seed .. seed + episodes - 1)")
     parser.add_argument("--turns", type=int, default=12, help="N: turns away (15 degrees each), then N back")
     parser.add_argument("--seed", type=int, default=100_000, help="first reset seed (the held-out dataset's range)")
+    parser.add_argument("--sampling-steps", type=int, help="Euler steps per frame instead of the models' own")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--strip", help="write a PNG: the real way back, then each dream's")
     parser.add_argument("--json", help="write the scores here")
@@ -108,28 +113,33 @@ def main(argv: list[str] | None = None) -> None:
     results, dreams = {}, {}
     for spec in args.checkpoint:
         name, path = spec.split("=", 1)
-        model, _, _ = load_engine_model(path, "cpu")
+        model, _, _ = load_engine_model(path, "cpu", args.sampling_steps)
         k = model.context_length
         generated, _ = rollout(model, real, actions, horizon=2 * args.turns + 1 - k, generator=torch.Generator().manual_seed(0))
         dreamed = torch.cat([real[:, :k], generated], dim=1)
         dreams[name] = dreamed
         scores = return_scores(dreamed, real, k, args.turns)
         results[name] = scores | {"steps_per_second": dream_speed(model, real, actions)}
-    held = real[:, k - 1 : k].expand_as(real).clone()  # the last real context frame, held: the trivial predictor
+    # Trivial predictors beside the dreams: the last real context frame held, and the blur of the context (its mean, held).
+    held = real[:, k - 1 : k].expand_as(real)
     results["hold last context frame"] = return_scores(torch.cat([real[:, :k], held[:, k:]], dim=1), real, k, args.turns)
+    blur = real[:, :k].mean(dim=1, keepdim=True).expand_as(real)
+    results["hold mean of the context"] = return_scores(torch.cat([real[:, :k], blur[:, k:]], dim=1), real, k, args.turns)
 
     back = range(args.turns + 1, 2 * args.turns + 1)
     print(f"return test: {args.episodes} rooms, {args.turns} turns left then {args.turns} right; PSNR (dB) on the way back")
-    print(f"{'dream':<24} {'to real, mean':>14} {'to real, last K':>16} {'to itself, mean':>16} {'steps/s (batch 1)':>18}")
+    print(
+        f"{'dream':<26} {'to real, mean':>14} {'to real, last K':>16} {'to itself, mean':>16} {'SSIM to real':>13} {'steps/s (batch 1)':>18}"
+    )
     for name, scores in results.items():
         speed = scores.get("steps_per_second", float("nan"))
         print(
-            f"{name:<24} {np.mean(scores['to_real']):>14.2f} {np.mean(scores['to_real'][-k:]):>16.2f} "
-            f"{np.mean(scores['to_itself']):>16.2f} {speed:>18.1f}"
+            f"{name:<26} {np.mean(scores['to_real']):>14.2f} {np.mean(scores['to_real'][-k:]):>16.2f} "
+            f"{np.mean(scores['to_itself']):>16.2f} {np.mean(scores['ssim_to_real']):>13.3f} {speed:>18.1f}"
         )
     print("per step of the way back (step: " + " ".join(f"{t:>5}" for t in back) + ")")
     for name, scores in results.items():
-        print(f"{name:<24} to real " + " ".join(f"{value:5.1f}" for value in scores["to_real"]))
+        print(f"{name:<26} to real " + " ".join(f"{value:5.1f}" for value in scores["to_real"]))
     if args.strip:
         write_strip(args.strip, real, dreams, args.turns)
         print(f"wrote {args.strip}: rows real, {', '.join(dreams)}; the way back, every other step")
