@@ -44,7 +44,7 @@ def play(env: gym.Env, agent, seeds: range) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--explorer", required=True, help="explorer checkpoint the imagining seeker uses")
+    parser.add_argument("--explorer", help="explorer checkpoint the imagining seeker uses (without it: random and blind only)")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=100_000, help="first reset seed (held out of training's 0..)")
     parser.add_argument("--sampling-steps", type=int, default=8)
@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     agents = {
         "random": make_agent("random", env),
         "seeker, blind": make_agent("panorama-seeker", env),
-        "seeker, imagining": make_agent("panorama-seeker", env, explorer=args.explorer, sampling_steps=args.sampling_steps),
     }
+    if args.explorer:
+        agents["seeker, imagining"] = make_agent("panorama-seeker", env, explorer=args.explorer, sampling_steps=args.sampling_steps)
     results = {name: play(env, agent, seeds) for name, agent in agents.items()}
     print(f"the red box in MiniWorld's four rooms, {args.episodes} real episodes (seeds {args.seed}+), at most 250 steps")
     print(f"{'agent':<22} {'success':>8} {'median steps (found)':>21} {'imagined walks/episode':>23}")
