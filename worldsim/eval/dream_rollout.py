@@ -55,14 +55,11 @@ def dream_rollout(
     if real is not None:
         observation, info = real.reset(seed=seed)
         result.real_frames.append(observation)
-        dream_observation, _ = dream.reset(
-            seed=seed,
-            options={
-                "frames": observation[None],
-                "actions": np.zeros(1, np.int64),
-                "x_pos": float(info.get("x_pos", 0)),
-            },
-        )
+        options = {"frames": observation[None], "actions": np.zeros(1, np.int64)}
+        label = dream.unwrapped.engine.game.progress_label  # Mario's x_pos: the dream counts on from the real start
+        if label:
+            options[label] = float(info.get(label, 0))
+        dream_observation, _ = dream.reset(seed=seed, options=options)
     else:
         dream_observation, info = dream.reset(seed=seed)
         observation = dream_observation
@@ -106,6 +103,17 @@ def video_frames(result: DreamRollout, scale: int) -> list[np.ndarray]:
     return [upscale(frame, scale) for frame in result.dream_frames]
 
 
+def real_game_env(dream: gym.Env) -> gym.Env:
+    """The real game a dream's model learned (its game description's ``real_env``), for ``--compare``."""
+    game = dream.unwrapped.engine.game
+    env_id, kwargs = game.real_env.get("id"), dict(game.real_env.get("kwargs") or {})
+    if not env_id:
+        raise WorldsimError(f"the model's game ({game.name}) names no real env: --compare needs one (model.game.real_env)")
+    if "size" in kwargs:
+        kwargs["size"] = tuple(kwargs["size"])
+    return gym.make(env_id, **kwargs)
+
+
 def run_dream(
     *,
     agent_spec: str = "scripted",
@@ -124,7 +132,6 @@ def run_dream(
     """``worldsim dream``: up to ``steps`` steps of the dream driven by an agent (built from its
     config with ``overrides``) or by ``actions``; with ``compare``, the real game under the same
     actions; a summary to ``log`` and, with ``video``, the frames written upscaled ``scale`` times."""
-    from worldsim.envs import make_env
     from worldsim.envs.dream import make_dream_env
     from worldsim.eval.agent_configs import build_agents, single_agent, split_overrides
     from worldsim.video import check_video_path, count_video_frames, write_video
@@ -134,7 +141,7 @@ def run_dream(
     overrides = list(overrides or [])
     video = check_video_path(video) if video else None
     dream = make_dream_env(checkpoint, device, sampling_steps)
-    real = make_env("mario") if compare else None
+    real = real_game_env(dream) if compare else None
     if actions is not None:
         if overrides:
             raise WorldsimError(f"overrides {overrides} configure an agent; --actions plays a fixed list")
