@@ -181,3 +181,17 @@ def test_remembering_objective_trains_memory_and_a_run_exports_a_dream(room_data
     frames = from_uint8(torch.randint(0, 256, (2, 12, 64, 64, 3), dtype=torch.uint8))
     objective(frames, torch.randint(4, (2, 12)))["denoiser"].backward()
     assert model.memory.scan.in_proj.weight.grad.abs().sum() > 0
+
+
+def test_recall_loss_trains_the_memory_to_redraw_old_frames():
+    values = load_config("model", "room-memory-recall", TINY_ROOM)
+    torch.manual_seed(0)
+    model = WorldModel(WorldModelConfig.from_dict(values))
+    assert model.config.memory.recall_lags == (4, 8, 12, 16)
+    objective = DenoiserObjective(model, memory_targets=2)
+    frames = from_uint8(torch.randint(0, 256, (2, 10, 64, 64, 3), dtype=torch.uint8))
+    losses = objective(frames, torch.randint(4, (2, 10)))
+    assert set(losses) == {"denoiser", "memory_recall"} and losses["memory_recall"] > 0  # lags 4 and 8 fit in 9 seen frames
+    losses["memory_recall"].backward()
+    assert model.memory.scan.in_proj.weight.grad.abs().sum() > 0 and model.memory.recall_heads[0].weight.grad.abs().sum() > 0
+    assert model.memory.recall_heads[3].weight.grad is None  # lag 16: longer than the window

@@ -8,6 +8,10 @@ Its state has a fixed size however long the dream runs, and the dream engine car
 to step (``step``), as it carries the end model's LSTM. For training, ``forward`` runs the same scan
 over a whole window at once (``step`` frame by frame gives the same outputs).
 
+With ``recall_lags``, training also asks the memory to redraw frames it saw ``lag`` steps ago as
+thumbnails (``recall_loss``): a direct signal to keep old views, where the denoising loss needs them
+only on the few frames that return to a view.
+
 The scan's output after the last frame is read out twice for the denoiser: a coarse map
 (``readout_channels x readout_size^2``, upsampled to the frame) stacked with the context frames,
 and a vector added to the conditioning. Both readouts start at zero, so an untrained memory leaves
@@ -35,6 +39,10 @@ class FrameMemoryConfig:
     encoder_channels: tuple[int, ...] = (16, 32, 32)  # one stride-2 conv each: 64x64 -> 8x8
     readout_channels: int = 8  # channels of the map stacked onto the context frames
     readout_size: int = 8  # the map's side before it is upsampled to the frame's
+    # Training only: heads that redraw, from the memory after frame t, a thumbnail of frame t - lag for
+    # each lag here (an auxiliary loss that makes the state keep old views); () for none.
+    recall_lags: tuple[int, ...] = ()
+    recall_size: int = 16
 
 
 class FrameMemory(nn.Module):
@@ -61,6 +69,7 @@ class FrameMemory(nn.Module):
         for layer in (self.readout_map, self.readout_vector):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        self.recall_heads = nn.ModuleList(nn.Linear(config.width, image_channels * config.recall_size**2) for _ in config.recall_lags)
 
     def tokens(self, frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``float[N, C, H, W]``, ``int64[N]`` -> ``float[N, D]``."""
@@ -83,6 +92,18 @@ class FrameMemory(nn.Module):
         token = self.tokens(frame, action)
         mixed, scan_state = self.scan.step(self.norm(token), S6State(state["memory_conv"], state["memory_scan"]))
         return token + mixed, {"memory_conv": scan_state.conv, "memory_scan": scan_state.scan}
+
+    def recall_loss(self, memory: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """The auxiliary loss: from ``memory float[B, L, D]`` (entry ``s`` after frame ``s`` of ``frames
+        float[B, L, C, H, W]``), redraw each ``recall_lags`` frame before it as a ``recall_size`` thumbnail."""
+        size, losses = self.config.recall_size, []
+        thumbnails = F.adaptive_avg_pool2d(frames.flatten(0, 1), size).unflatten(0, frames.shape[:2])  # [B, L, C, s, s]
+        for lag, head in zip(self.config.recall_lags, self.recall_heads, strict=True):
+            if lag >= frames.shape[1]:
+                continue
+            drawn = head(memory[:, lag:]).unflatten(-1, thumbnails.shape[2:])
+            losses.append(F.mse_loss(drawn, thumbnails[:, :-lag]))
+        return torch.stack(losses).mean() if losses else memory.new_zeros(())
 
     def readout(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         size = self.config.readout_size

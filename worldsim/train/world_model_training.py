@@ -108,7 +108,9 @@ class DenoiserObjective(nn.Module):
     With a memory, windows are long (``memory_frames``) and teacher-forced: the memory reads every
     frame of the window (with context noise, as dreamed frames carry errors) and ``memory_targets``
     frames of each, drawn after the first K, are denoised from their K-frame context and the
-    memory's output after the frame before them.
+    memory's output after the frame before them. With ``model.memory.recall_lags``, a second loss
+    (``memory_recall``, weighed by ``loss_weights``) asks the memory to redraw thumbnails of the frames
+    that many steps back.
     """
 
     def __init__(self, world_model: WorldModel, memory_targets: int = 4):
@@ -120,7 +122,7 @@ class DenoiserObjective(nn.Module):
 
     def forward(self, frames: torch.Tensor, actions: torch.Tensor, **labels) -> dict[str, torch.Tensor]:
         if self.denoiser.memory is not None:
-            return {"denoiser": self._remembering_loss(frames, actions)}
+            return self._remembering_losses(frames, actions)
         k = self._context_length
         unroll = frames.shape[1] - k
         context, loss = frames[:, :k], frames.new_zeros(())
@@ -134,7 +136,7 @@ class DenoiserObjective(nn.Module):
                 context = torch.cat([context[:, 1:], generated[:, None]], dim=1)
         return {"denoiser": loss}
 
-    def _remembering_loss(self, frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def _remembering_losses(self, frames: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
         k, (batch, length) = self._context_length, actions.shape
         sigma_max = self.denoiser.training_config.context_sigma_max
         noise_level = sigma_max * torch.rand(batch, 1, 1, 1, 1, device=frames.device)
@@ -146,13 +148,19 @@ class DenoiserObjective(nn.Module):
         offsets = torch.arange(-k, 0, device=frames.device)
         context = frames[rows[..., None], targets[..., None] + offsets]  # [B, P, K, C, H, W]
         step_actions = actions[rows[..., None], targets[..., None] + offsets + 1]  # [B, P, K]
-        return self.denoiser.loss(
-            frames[rows, targets].flatten(0, 1),
-            context.flatten(0, 1),
-            step_actions.flatten(0, 1),
-            sampler_sigmas=self._sampler.sigmas,
-            memory=memory[rows, targets - 1].flatten(0, 1),
-        )
+        losses = {
+            "denoiser": self.denoiser.loss(
+                frames[rows, targets].flatten(0, 1),
+                context.flatten(0, 1),
+                step_actions.flatten(0, 1),
+                sampler_sigmas=self._sampler.sigmas,
+                memory=memory[rows, targets - 1].flatten(0, 1),
+            )
+        }
+        if self.denoiser.memory.config.recall_lags:
+            # weighed by train.denoiser.loss_weights.memory_recall (1 by default)
+            losses["memory_recall"] = self.denoiser.memory.recall_loss(memory, frames[:, :-1])
+        return losses
 
 
 class EndModelObjective(nn.Module):
