@@ -6,7 +6,8 @@ at the same time (``train.phases=[end_model]`` in one process, ``[denoiser]`` in
 
 * ``denoiser``: windows of K + U steps; the first generated frame from the real context, each
   later one from a context ending in the model's own quantised generations (DIAMOND's CS:GO
-  unroll), drawn action-balanced;
+  unroll), drawn action-balanced. With a memory (``model.memory``), long teacher-forced windows
+  instead, every frame read by the memory and a few of them denoised;
 * ``end_model``: longer windows of real steps, burned in on the first K like a dream's reset, then
   scored on every later transition (reward, progress, end class), episode ends oversampled;
 * ``end_classifier`` (when the model has one): windows of K + 1 steps, labelled with the end class
@@ -510,7 +511,9 @@ def model_card(
     frames = sum(len(ep.frames) for ep in windows.episodes)
     parameters = sum(p.numel() for p in WorldModel(config).parameters()) / 1e6
     shapes = {
-        "denoiser": f"windows of {config.context_length} + {cfg.denoiser.unroll_steps} steps",
+        "denoiser": f"windows of {cfg.denoiser.memory_frames} frames read by the memory, {cfg.denoiser.memory_targets} of each denoised"
+        if config.memory
+        else f"windows of {config.context_length} + {cfg.denoiser.unroll_steps} steps",
         "end_model": f"windows of {config.context_length} + {cfg.end_model.scored_steps} steps",
         "end_classifier": f"windows of {config.end_classifier.frames} frames, the last generated in {cfg.end_classifier.generated_fraction:.0%}, "
         f"every {cfg.end_classifier.validation_every}th episode held out (its frames generated)"
