@@ -4,7 +4,8 @@
 
 * episodes are written to a hidden staging folder, ``<datasets root>/.staging/<dataset id>``,
   through Minari's own ``DataCollector`` (``add_to_dataset`` every ``checkpoint_steps``, 1000 by
-  default, at an episode boundary; a Ctrl-C arriving while Minari writes waits until it is done);
+  default, at an episode boundary; a Ctrl-C is held until the next step begins, so it never lands
+  inside Minari's writes);
 * only when the requested number of steps is complete is the dataset moved, with one rename, to
   ``<datasets root>/<dataset id>``, where ``minari.load_dataset`` finds it;
 * a run killed on the way is resumed by running the same command again: it continues from the
@@ -208,7 +209,7 @@ def collect_dataset(
     start_time = time.perf_counter()
     bar = tqdm(total=steps, initial=done, desc=f"collect {dataset_id}", unit="step", disable=not progress, dynamic_ncols=True)
     # Inside minari_root, the collector's own temporary files also go to the hidden staging folder.
-    with minari_root(staging_root):
+    with minari_root(staging_root), _ctrl_c_between_steps() as ctrl_c:
         collector = DataCollector(env, record_infos=True, jpeg_encoding=False)
         try:
             since_checkpoint = 0
@@ -218,6 +219,7 @@ def collect_dataset(
                 share.agent.reset(seed=seed + episode)
                 episode_return, ended = 0.0, False
                 while done < steps and not ended:
+                    ctrl_c.check()
                     observation, reward, terminated, truncated, info = collector.step(share.agent.act(observation, info))
                     episode_return += float(reward)
                     done += 1
@@ -233,9 +235,9 @@ def collect_dataset(
                 bar.set_postfix(episodes=episode, ret=f"{episode_return:.0f}", refresh=False)
                 if since_checkpoint >= checkpoint_steps or done >= steps:
                     # The collector marks an episode cut by the step budget as truncated.
-                    with _ctrl_c_deferred():
-                        staged = _checkpoint(collector, staged, dataset_id, run_config, description)
+                    staged = _checkpoint(collector, staged, dataset_id, run_config, description)
                     since_checkpoint = 0
+                    ctrl_c.check()
         except KeyboardInterrupt:
             kept = staged.total_steps if staged is not None else 0
             if kept:
@@ -335,26 +337,36 @@ def _load_staged(staging_root: Path, dataset_id: str, env: gym.Env) -> minari.Mi
     return staged
 
 
-@contextmanager
-def _ctrl_c_deferred() -> Iterator[None]:
-    """Hold back a Ctrl-C (SIGINT) until the block is done, so Minari never stops halfway through a write.
+class _CtrlC:
+    """A Ctrl-C (SIGINT) received during a collection, raised as ``KeyboardInterrupt`` at ``check``."""
 
-    Only the main thread can set signal handlers; elsewhere the block runs unprotected.
+    def __init__(self):
+        self.received = False
+
+    def check(self) -> None:
+        if self.received:
+            self.received = False
+            raise KeyboardInterrupt
+
+
+@contextmanager
+def _ctrl_c_between_steps() -> Iterator[_CtrlC]:
+    """Hold a Ctrl-C until the next step begins, so that it never lands inside Minari's writes.
+
+    Minari writes an episode to HDF5 inside ``DataCollector.step`` (when it ends) and at each
+    checkpoint; an interrupt raised inside h5py can be swallowed there, and the collection ran on.
+    The handler only notes the signal; the loop raises it between steps. Only the main thread can set
+    signal handlers; elsewhere Ctrl-C keeps its default behaviour.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    ctrl_c = _CtrlC()
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield ctrl_c
         return
-    received: list[Any] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: setattr(ctrl_c, "received", True))
     try:
-        yield
+        yield ctrl_c
     finally:
         signal.signal(signal.SIGINT, previous)
-    if received and previous is not signal.SIG_IGN:
-        if callable(previous) and previous is not signal.default_int_handler:
-            previous(signal.SIGINT, received[0])
-        else:
-            raise KeyboardInterrupt
 
 
 def _checkpoint(collector: DataCollector, staged, dataset_id: str, run_config: dict[str, Any], description: str | None):
