@@ -177,6 +177,12 @@ def test_truncated_dataset_file_is_one_clear_line(minari_path, capsys):
         load_dataset(MAZE_ID)
 
 
+CTRL_C_ON_THEN_CLI = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv = ['worldsim', *sys.argv[1:]]; runpy.run_module('worldsim.cli', run_name='__main__')"
+)
+
+
 def test_ctrl_c_during_collect_then_the_same_command_resumes(minari_path, capsys):
     import os
     import signal
@@ -191,7 +197,9 @@ def test_ctrl_c_during_collect_then_the_same_command_resumes(minari_path, capsys
     command = ["collect", "--env", "pointmaze-umaze", "--agent", "waypoint", "--steps", "10000", "--quiet"]
     staged = minari_path / ".staging" / MAZE_ID.replace("/", "__") / MAZE_ID / "data" / "metadata.json"
     process = subprocess.Popen(
-        [sys.executable, "-m", "worldsim.cli", *command],
+        # A shell starts background jobs with Ctrl-C ignored, and a child inherits that: the child
+        # turns Ctrl-C back on first, so that it hears one however the test suite was launched.
+        [sys.executable, "-c", CTRL_C_ON_THEN_CLI, *command],
         env={**os.environ, "MINARI_DATASETS_PATH": str(minari_path), "OMP_NUM_THREADS": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
