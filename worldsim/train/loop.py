@@ -160,7 +160,7 @@ def train(
         accepts = getattr(task, "accepts", lambda saved: saved == task.saved_config)
         step, elapsed, cpu_seconds = _resume(folder, objective, optimizer, lr_schedule, ema, accepts)
         accelerator.print(f"{task.name}: resuming {folder} at step {step}")
-    if step >= cfg.steps or _out_of_time(cfg, cpu_seconds):
+    if budget_spent(cfg, step, cpu_seconds):
         ema.copy_to(objective.parameters())
         objective.to(accelerator.device)
         return TrainingResult(step, elapsed, cpu_seconds)
@@ -184,7 +184,9 @@ def train(
             losses = model(**inputs)
             loss = sum(cfg.loss_weights.get(name, 1.0) * value for name, value in losses.items())
         if not torch.isfinite(loss):
-            raise WorldsimError(f"{task.name} training diverged at step {step} (loss {loss.item()}): lower the learning rate or check the data")
+            raise WorldsimError(
+                f"{task.name} training diverged at step {step} (loss {loss.item()}): lower the learning rate or check the data"
+            )
         accelerator.backward(loss)
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
@@ -203,7 +205,7 @@ def train(
             writer.add_scalar(f"{task.name}/grad_norm", float(grad_norm), step)
             writer.add_scalar(f"{task.name}/steps_per_second", cfg.log_every / (now - last_log), step)
             last_log = now
-        done = step >= cfg.steps or _out_of_time(cfg, time.process_time() - cpu_started)
+        done = budget_spent(cfg, step, time.process_time() - cpu_started)
         due = step % cfg.checkpoint_every == 0 or time.perf_counter() - last_checkpoint > 60 * cfg.checkpoint_minutes
         if accelerator.is_main_process and (due or done):
             times = (time.perf_counter() - started, time.process_time() - cpu_started)
@@ -224,11 +226,14 @@ def train(
     return TrainingResult(step, time.perf_counter() - started, time.process_time() - cpu_started)
 
 
-def _out_of_time(cfg: LoopConfig, cpu_seconds: float) -> bool:
-    return cfg.max_cpu_minutes is not None and cpu_seconds >= 60 * cfg.max_cpu_minutes
+def budget_spent(cfg: LoopConfig, step: int, cpu_seconds: float) -> bool:
+    """Whether a run is done: at its steps, or out of its CPU time (``max_cpu_minutes``)."""
+    return step >= cfg.steps or (cfg.max_cpu_minutes is not None and cpu_seconds >= 60 * cfg.max_cpu_minutes)
 
 
-def _save(folder: Path, module, optimizer, lr_schedule, ema: EMAModel, config: dict[str, Any], step: int, elapsed: float, cpu_seconds: float) -> None:
+def _save(
+    folder: Path, module, optimizer, lr_schedule, ema: EMAModel, config: dict[str, Any], step: int, elapsed: float, cpu_seconds: float
+) -> None:
     raw = {f"raw/{name}": tensor for name, tensor in module.state_dict().items()}
     with ema_weights(ema, module) as ema_module:
         save_checkpoint(

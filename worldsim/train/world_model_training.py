@@ -50,7 +50,7 @@ from worldsim.data.transitions import model_batch, stack_windows
 from worldsim.errors import WorldsimError
 from worldsim.models.end_classifier import best_f1_bias
 from worldsim.models.world_model import START_STATES_FILE, StartStates, WorldModel, WorldModelConfig
-from worldsim.train.loop import LoopConfig, hardware_description, start_accelerator, tensorboard_writer, train
+from worldsim.train.loop import LoopConfig, budget_spent, hardware_description, start_accelerator, tensorboard_writer, train
 
 MODEL_DIR = "model"
 PHASES = ("end_model", "denoiser", "end_classifier")  # the classifier learns from the denoiser's frames: after it
@@ -331,7 +331,10 @@ def train_world_model(
         results[phase] = train(task, phase_cfg, out / phase, accelerator, seed=cfg.seed, writer=writer, progress=progress)
     if writer is not None:
         writer.close()
-    complete = all(phase in from_base or (phase in results and _phase_done(results[phase], getattr(cfg, phase))) for phase in phases)
+    complete = all(
+        phase in from_base or (phase in results and budget_spent(getattr(cfg, phase), results[phase].step, results[phase].cpu_seconds))
+        for phase in phases
+    )
     if not complete or not accelerator.is_main_process:
         return None
     world_model.to("cpu").eval()
@@ -350,12 +353,6 @@ def train_world_model(
         },
     )
     return out / MODEL_DIR
-
-
-def _phase_done(result, settings: LoopConfig) -> bool:
-    """A phase is done at its steps, or once it has used its CPU-time budget (compute-matched comparisons)."""
-    out_of_time = settings.max_cpu_minutes is not None and result.cpu_seconds >= 60 * settings.max_cpu_minutes
-    return result.step >= settings.steps or out_of_time
 
 
 # The parts of the model config each phase's weights depend on: a new denoiser architecture does
