@@ -27,7 +27,7 @@ import cv2
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from worldsim.envs.real.miniworld_room import INSTALL_HINT
+from worldsim.envs.real.miniworld_room import import_headless
 from worldsim.envs.rendering import FrameRenderer, check_render_mode
 
 from worldsim.errors import WorldsimError
@@ -43,20 +43,6 @@ PANORAMA_INFO_KEYS: dict[str, type] = {
     "box_x": np.float64,
     "box_z": np.float64,
 }
-
-
-def _four_rooms_class():
-    try:
-        import pyglet
-    except ImportError as error:
-        raise WorldsimError(f"{ENV_NAME} needs pyglet and MiniWorld: {INSTALL_HINT}") from error
-    pyglet.options["headless"] = True
-    try:
-        from miniworld.envs.fourrooms import FourRooms
-        from miniworld.params import DEFAULT_PARAMS
-    except ImportError as error:
-        raise WorldsimError(f"{ENV_NAME} needs MiniWorld: {INSTALL_HINT}") from error
-    return FourRooms, DEFAULT_PARAMS
 
 
 def ring_to_cylinder_maps(face: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -105,11 +91,11 @@ class MiniWorldPanoramaEnv(gym.Env):
             )
         if forward_step <= 0:
             raise WorldsimError(f"forward_step is in metres and must be > 0, got {forward_step}")
-        FourRooms, default_params = _four_rooms_class()
-        params = default_params.no_random()
+        four_rooms = import_headless("miniworld.envs.fourrooms", ENV_NAME).FourRooms
+        params = import_headless("miniworld.params", ENV_NAME).DEFAULT_PARAMS.no_random()
         params.set("turn_step", float(turn_degrees))
         params.set("forward_step", float(forward_step))
-        self._world = FourRooms(obs_width=int(face), obs_height=int(face), params=params)
+        self._world = four_rooms(obs_width=int(face), obs_height=int(face), params=params)
         self.turn_columns, self.face = round(columns), int(face)
         self._maps = ring_to_cylinder_maps(self.face, height, width)
         self.render_mode = render_mode

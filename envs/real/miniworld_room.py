@@ -22,6 +22,7 @@ for its own window.
 
 from __future__ import annotations
 
+import importlib
 import math
 from typing import Any, ClassVar
 
@@ -40,18 +41,19 @@ ROOM_INFO_KEYS: dict[str, type] = {"agent_x": np.float64, "agent_z": np.float64,
 INSTALL_HINT = "pip install --no-deps miniworld==2.1.0 (its pyglet pin conflicts with nes-py's; pyglet 1.5.21 renders it)"
 
 
-def _put_next_class():
-    """MiniWorld's ``PutNext`` room, imported headless; a missing MiniWorld is one error saying how to install it."""
+def import_headless(module: str, env_name: str):
+    """A MiniWorld module, imported with pyglet set headless first (offscreen EGL rendering: no
+    display needed, or present, on servers); a missing MiniWorld is one error naming ``env_name``
+    and how to install it."""
     try:
         import pyglet
     except ImportError as error:
-        raise WorldsimError(f"{ENV_NAME} needs pyglet and MiniWorld: {INSTALL_HINT}") from error
-    pyglet.options["headless"] = True  # render offscreen through EGL: no display needed (or present on servers)
+        raise WorldsimError(f"{env_name} needs pyglet and MiniWorld: {INSTALL_HINT}") from error
+    pyglet.options["headless"] = True
     try:
-        from miniworld.envs.putnext import PutNext
+        return importlib.import_module(module)
     except ImportError as error:
-        raise WorldsimError(f"{ENV_NAME} needs MiniWorld: {INSTALL_HINT}") from error
-    return PutNext
+        raise WorldsimError(f"{env_name} needs MiniWorld: {INSTALL_HINT}") from error
 
 
 class MiniWorldRoomEnv(gym.Env):
@@ -72,7 +74,8 @@ class MiniWorldRoomEnv(gym.Env):
         if int(room_size) < 4:
             raise WorldsimError(f"room_size is the room's side in metres and must be >= 4 (six boxes must fit), got {room_size}")
         height, width = (int(size[0]), int(size[1]))
-        self._room = _put_next_class()(size=int(room_size), obs_width=width, obs_height=height)
+        put_next = import_headless("miniworld.envs.putnext", ENV_NAME).PutNext
+        self._room = put_next(size=int(room_size), obs_width=width, obs_height=height)
         self.render_mode = render_mode
         self.observation_space = spaces.Box(0, 255, (height, width, 3), np.uint8)
         self.action_space = spaces.Discrete(len(ACTION_MEANINGS))
