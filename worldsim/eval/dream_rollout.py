@@ -103,12 +103,11 @@ def video_frames(result: DreamRollout, scale: int) -> list[np.ndarray]:
     return [upscale(frame, scale) for frame in result.dream_frames]
 
 
-def real_game_env(dream: gym.Env) -> gym.Env:
-    """The real game a dream's model learned (its game description's ``real_env``), for ``--compare``."""
-    game = dream.unwrapped.engine.game
+def real_game_env(game) -> gym.Env:
+    """The real game a model learned: its game description's (``worldsim.core.game``) ``real_env``."""
     env_id, kwargs = game.real_env.get("id"), dict(game.real_env.get("kwargs") or {})
     if not env_id:
-        raise WorldsimError(f"the model's game ({game.name}) names no real env: --compare needs one (model.game.real_env)")
+        raise WorldsimError(f"the model's game ({game.name}) names no real env (model.game.real_env)")
     if "size" in kwargs:
         kwargs["size"] = tuple(kwargs["size"])
     return gym.make(env_id, **kwargs)
@@ -141,7 +140,7 @@ def run_dream(
     overrides = list(overrides or [])
     video = check_video_path(video) if video else None
     dream = make_dream_env(checkpoint, device, sampling_steps)
-    real = real_game_env(dream) if compare else None
+    real = real_game_env(dream.unwrapped.engine.game) if compare else None
     if actions is not None:
         if overrides:
             raise WorldsimError(f"overrides {overrides} configure an agent; --actions plays a fixed list")

@@ -180,13 +180,14 @@ def _rallies(game, checkpoint, device, sampling_steps, episodes: int) -> list:
     import gymnasium as gym
 
     from worldsim.agents import make_agent
+    from worldsim.eval.dream_rollout import real_game_env
     from worldsim.eval.rally import rally_lengths
 
     real_id = game.real_env.get("id")
     if real_id not in MULTI_AGENT_GAMES:
         raise WorldsimError(f"no rally comparison for the game of {real_id!r}: pass --agent-episodes 0")
     known = MULTI_AGENT_GAMES[real_id]
-    real = gym.make(real_id, **game.real_env.get("kwargs", {}))
+    real = real_game_env(game)
     dream = gym.make(known["dream"], checkpoint=checkpoint, device=device, sampling_steps=sampling_steps)
     agent = make_agent(known["agent"], real)
     return [
