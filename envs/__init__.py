@@ -18,8 +18,8 @@
 * ``worldsim/MiniWorldPanorama-v0``: MiniWorld's four rooms (find the red box) seen as a 360-degree
   cylindrical panorama at the agent's position (64x128 RGB uint8, Discrete(3): turn left/right 22.5
   degrees, a whole number of columns, and move forward), GenEx's observation (``envs.real.miniworld_panorama``);
-* ``worldsim/Explorer-v0``: that panorama world imagined by an explorer checkpoint (``checkpoint=PATH``):
-  turns are exact rolls, moves forward are generated (``envs.explorer``).
+* ``worldsim/Explorer-v0``: that panorama world imagined by the explorer shipped in the package
+  (``checkpoint=PATH`` loads another): turns are exact rolls, moves forward are generated (``envs.explorer``).
 
 ``parallel_env("worldsim/CoopPong-v0")`` and ``parallel_env("worldsim/CoopPong-dream-v0")`` build
 the PettingZoo ``ParallelEnv`` of the real and the dreamed game (each paddle an agent).

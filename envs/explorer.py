@@ -32,20 +32,20 @@ from gymnasium.vector.utils import batch_space
 from worldsim.envs.rendering import FrameRenderer, check_render_mode, upscale
 from worldsim.envs.vector_seeding import vector_np_random
 
+from worldsim.core.checkpoint import shipped_checkpoint
 from worldsim.engine import resolve_device
 from worldsim.engine.panorama_engine import ACTION_MEANINGS, PanoramaEngine
 from worldsim.errors import WorldsimError
 from worldsim.models.panorama_explorer import load_explorer
 
 
+SHIPPED_EXPLORER = "explorer-v0"  # trained by scripts/train_explorer.sh; its card is its README.md
+
+
 def build_panorama_engine(checkpoint, device, sampling_steps: int, num_walks: int) -> PanoramaEngine:
-    if checkpoint is None:
-        raise WorldsimError(
-            "worldsim/Explorer-v0 needs checkpoint=PATH: no explorer is shipped yet; train one with "
-            "`worldsim train --model explorer --train explorer-spatial --out runs/explorer-spatial`, then its temporal stage"
-        )
+    """The engine behind the explorer front-ends: ``checkpoint=None`` is the shipped explorer."""
     device = resolve_device(device)
-    model, start_panoramas = load_explorer(checkpoint, device)
+    model, start_panoramas = load_explorer(checkpoint if checkpoint is not None else shipped_checkpoint(SHIPPED_EXPLORER), device)
     return PanoramaEngine(model, start_panoramas, num_walks, device, sampling_steps)
 
 
@@ -53,7 +53,8 @@ class ExplorerEnv(gym.Env):
     """A panorama world imagined by an explorer checkpoint (see the module docstring).
 
     Args:
-        checkpoint: an explorer folder (``worldsim train --model explorer`` writes ``OUT/model``).
+        checkpoint: an explorer folder (``worldsim train --model explorer`` writes ``OUT/model``); None:
+            the explorer shipped in the package (``worldsim/checkpoints/explorer-v0``).
         sampling_steps: Euler steps per imagined walk.
         device: torch device; None: CUDA when available, else the CPU.
         render_mode: ``"rgb_array"`` returns the panorama upscaled by ``render_scale``.

@@ -25,5 +25,11 @@ worldsim train --model explorer --train explorer-temporal --out runs/explorer-te
   train.base=runs/explorer-spatial/model train.max_cpu_minutes="$minutes"
 worldsim train --model explorer --train explorer-temporal --out runs/explorer-temporal-spherical --quiet "$data" \
   train.base=runs/explorer-spatial/model train.max_cpu_minutes="$minutes" model.noise.spherical_weight=0.5
-# 4. Does imagining help? The red-box seeker with and without the explorer, in the real four rooms.
-python benchmarks/explorer_imagination.py --explorer runs/explorer-temporal/model --episodes 50 --json runs/explorer_imagination.json
+# 4. Both against the real simulator (forward 1/4/8, the loop, yaw equivariance, speed), then: does imagining help?
+#    The red-box seeker with and without the explorer, in the real four rooms.
+for run in explorer-temporal explorer-temporal-spherical; do
+  python benchmarks/explorer_fidelity.py --explorer runs/$run/model --episodes 32 --threads "$OMP_NUM_THREADS" \
+    --strip runs/$run/fidelity.png --json runs/$run/fidelity.json | tee runs/$run/fidelity.txt
+done
+python benchmarks/explorer_imagination.py --explorer runs/explorer-temporal/model --episodes 50 --threads "$OMP_NUM_THREADS" \
+  --json runs/explorer_imagination.json | tee runs/explorer_imagination.txt

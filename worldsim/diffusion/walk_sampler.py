@@ -28,7 +28,11 @@ class WalkSamplerConfig:
 
 
 class WalkSampler:
-    """``sample(explorer, panorama float[B, C, H, W], generator)`` -> ``float[B, F, C, H, W]`` in ``[-1, 1]``."""
+    """``sample(explorer, panorama float[B, C, H, W], generator)`` -> ``float[B, F, C, H, W]`` in ``[-1, 1]``.
+
+    ``noise=(condition_noise float[B, C, H, W], clip_noise float[B, F, C, H, W])``, unit Gaussians,
+    replaces the draws from ``generator`` (the yaw-equivariance test rolls the noise with the panorama).
+    """
 
     def __init__(self, config: WalkSamplerConfig | None = None, sigma_data: float = 0.5):
         self.config = config or WalkSamplerConfig()
@@ -39,16 +43,26 @@ class WalkSampler:
         self.sigmas = scheduler.sigmas[:-1].float()  # its last entry is the final 0
 
     @torch.no_grad()
-    def sample(self, explorer, panorama: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        explorer,
+        panorama: torch.Tensor,
+        generator: torch.Generator | None = None,
+        noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         config = explorer.config
         batch = panorama.shape[0]
         shape = (batch, config.frames, config.image_channels, config.image_height, config.image_width)
         condition_sigma = torch.full((batch,), math.exp(config.noise.condition_log_sigma_mean), device=panorama.device)
-        condition = panorama + condition_sigma.reshape(-1, 1, 1, 1) * torch.randn(
-            panorama.shape, generator=generator, device=panorama.device
-        )
+        if noise is None:
+            noise = (
+                torch.randn(panorama.shape, generator=generator, device=panorama.device),
+                torch.randn(shape, generator=generator, device=panorama.device),
+            )
+        condition_noise, clip_noise = noise
+        condition = panorama + condition_sigma.reshape(-1, 1, 1, 1) * condition_noise
         sigmas = self.sigmas.tolist() + [0.0]
-        sample = sigmas[0] * torch.randn(shape, generator=generator, device=panorama.device)
+        sample = sigmas[0] * clip_noise
         for sigma, next_sigma in pairwise(sigmas):
             denoised = explorer.denoise(sample, torch.full((batch,), sigma, device=panorama.device), condition, condition_sigma)
             sample = sample + (sample - denoised) / sigma * (next_sigma - sigma)
