@@ -38,7 +38,6 @@ from worldsim.engine.panorama_engine import ACTION_MEANINGS, PanoramaEngine
 from worldsim.errors import WorldsimError
 from worldsim.models.panorama_explorer import load_explorer
 
-
 SHIPPED_EXPLORER = "explorer-v0"  # trained by scripts/train_explorer.sh; its card is its README.md
 
 
