@@ -39,7 +39,8 @@ def test_a_copying_model_scores_the_copy_baseline_and_no_controllability(heldout
     # Whole frames hide how bad copying is where things move.
     assert report.copy_changed_psnr < report.copy_psnr - 5
     assert report.dream_scroll == 0.0 and report.scroll_error == pytest.approx(report.real_scroll)  # a copy never scrolls
-    assert "copy last frame" in report.table()
+    table = report.table()
+    assert "copy last frame" in table and "death precision / recall" in table and "progress (x_pos) MAE" in table
 
 
 def test_only_a_model_that_ignores_the_action_scores_zero_controllability(heldout):
@@ -66,8 +67,20 @@ def test_the_inverse_dynamics_probe_scores_real_dreamed_and_copied_frames(heldou
     from worldsim.train.idm_training import train_inverse_dynamics
 
     # Random play rarely holds an action 4 steps: the tiny probe here reads 2 held steps.
-    model_values = load_config("model", "idm-mario", ["model.channels=[8,8,8,8]", "model.hidden=16", "model.frames=4", "model.held_steps=2"])
-    train_values = load_config("train", "idm-mario", [f"train.datasets=[{heldout.id}]", "train.steps=200", "train.batch_size=16", "train.optimizer.warmup_steps=0", "train.ema_decay=0.9"])
+    model_values = load_config(
+        "model", "idm-mario", ["model.channels=[8,8,8,8]", "model.hidden=16", "model.frames=4", "model.held_steps=2"]
+    )
+    train_values = load_config(
+        "train",
+        "idm-mario",
+        [
+            f"train.datasets=[{heldout.id}]",
+            "train.steps=200",
+            "train.batch_size=16",
+            "train.optimizer.warmup_steps=0",
+            "train.ema_decay=0.9",
+        ],
+    )
     probe = load_probe(train_inverse_dynamics(model_values, train_values, tmp_path / "idm", progress=False))
     model = copying_model()
     windows = SequenceDataset(heldout, 4 + 2, model.config.game.label_keys, pad_start=3)

@@ -152,7 +152,9 @@ def test_fidelity_reports_each_agents_control(trained):
     report = evaluate_model(model, load_dataset(dataset_id), horizon=2, rollouts=4, transitions=16, batch_size=8, progress=False)
     assert set(report.agent_delta_psnr) == {"paddle_0", "paddle_1"}
     assert all(len(values) == 2 and np.isfinite(values).all() for values in report.agent_delta_psnr.values())
-    assert "only paddle_1's actions random" in report.table()
+    table = report.table()
+    assert "only paddle_1's actions random" in table
+    assert "miss precision / recall" in table and "death" not in table and "x_pos" not in table  # the game's own rows
 
 
 def test_shipped_coop_pong_dream_passes_pettingzoo_api_and_follows_the_paddles():

@@ -133,6 +133,10 @@ class FidelityReport:
     reward_mae: float = float("nan")
     reward_sign_accuracy: float = float("nan")
     progress_mae: float = float("nan")
+    # The game's end classes after "running" (the death/flag fields hold the first two) and its
+    # progress label: the table shows only the rows the game has.
+    end_classes: list[str] = field(default_factory=lambda: ["death", "flag"])
+    progress_label: str | None = "x_pos"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -144,7 +148,12 @@ class FidelityReport:
             return f"{values[h - 1]:.2f}" if h <= len(values) else "-"
 
         rows = [
-            ("next-frame PSNR, teacher-forced", f"{self.teacher_forced_psnr:.2f} dB", f"{self.copy_psnr:.2f} dB", f"{self.transitions} transitions"),
+            (
+                "next-frame PSNR, teacher-forced",
+                f"{self.teacher_forced_psnr:.2f} dB",
+                f"{self.copy_psnr:.2f} dB",
+                f"{self.transitions} transitions",
+            ),
             ("changed-pixel PSNR, teacher-forced", f"{self.changed_psnr:.2f} dB", f"{self.copy_changed_psnr:.2f} dB", "pixels that change"),
             ("SSIM, teacher-forced", f"{self.teacher_forced_ssim:.3f}", f"{self.copy_ssim:.3f}", ""),
         ]
@@ -166,10 +175,21 @@ class FidelityReport:
             for agent, values in self.agent_delta_psnr.items()
             for h in steps
         ]
+        ends = [(self.death_precision, self.death_recall, self.deaths), (self.flag_precision, self.flag_recall, self.flags)]
         rows += [
-            ("death precision / recall", f"{self.death_precision:.3f} / {self.death_recall:.3f}", "", f"{self.deaths} deaths"),
-            ("flag precision / recall", f"{self.flag_precision:.3f} / {self.flag_recall:.3f}", "", f"{self.flags} flags"),
-            ("false ends per 1000 dreamed steps", f"{self.false_ends_per_1000_dreamed_steps:.1f}", "", f"{self.dreamed_steps} dreamed steps"),
+            (f"{name} precision / recall", f"{precision:.3f} / {recall:.3f}", "", f"{count} {name} steps")
+            for name, (precision, recall, count) in zip(self.end_classes, ends, strict=False)
+        ]
+        if self.end_classes:
+            rows.append(
+                (
+                    "false ends per 1000 dreamed steps",
+                    f"{self.false_ends_per_1000_dreamed_steps:.1f}",
+                    "",
+                    f"{self.dreamed_steps} dreamed steps",
+                )
+            )
+        rows += [
             (
                 f"scroll over {len(self.autoregressive_psnr)} steps (pixels)",
                 f"{self.dream_scroll:.1f}",
@@ -177,8 +197,9 @@ class FidelityReport:
                 f"real {self.real_scroll:.1f}; mean error {self.scroll_error:.1f}",
             ),
             ("reward MAE / sign accuracy", f"{self.reward_mae:.2f} / {self.reward_sign_accuracy:.3f}", "", ""),
-            ("progress (x_pos) MAE", f"{self.progress_mae:.2f}", "", ""),
         ]
+        if self.progress_label:
+            rows.append((f"progress ({self.progress_label}) MAE", f"{self.progress_mae:.2f}", "", ""))
         lines = ["| metric | model | copy last frame | notes |", "|---|---|---|---|"]
         return "\n".join(lines + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows])
 
@@ -186,7 +207,21 @@ class FidelityReport:
 @torch.no_grad()
 def teacher_forced(model: WorldModel, batches, generator=None) -> dict[str, np.ndarray]:
     """Per-transition results over ``batches`` of windows of K+1 steps (``model_batch`` dicts)."""
-    out: dict[str, list] = {key: [] for key in ("psnr", "copy_psnr", "ssim", "copy_ssim", "end_true", "end_pred", "reward_true", "reward_pred", "progress_true", "progress_pred")}
+    out: dict[str, list] = {
+        key: []
+        for key in (
+            "psnr",
+            "copy_psnr",
+            "ssim",
+            "copy_ssim",
+            "end_true",
+            "end_pred",
+            "reward_true",
+            "reward_pred",
+            "progress_true",
+            "progress_pred",
+        )
+    }
     changed = np.zeros(4)  # model error, count, copy error, count
     for batch in batches:
         generated, outputs = rollout(model, batch["frames"], batch["actions"], 1, generator)
@@ -210,7 +245,12 @@ def teacher_forced(model: WorldModel, batches, generator=None) -> dict[str, np.n
 
 @torch.no_grad()
 def autoregressive(
-    model: WorldModel, batches, horizon: int, seed: int = 0, num_actions: int | None = None, agents: dict[str, tuple[int, ...]] | None = None
+    model: WorldModel,
+    batches,
+    horizon: int,
+    seed: int = 0,
+    num_actions: int | None = None,
+    agents: dict[str, tuple[int, ...]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-step results of open-loop rollouts over ``batches`` of windows of K + horizon steps:
     under the recorded actions, and (``num_actions`` given) under random actions from the same
@@ -237,7 +277,9 @@ def autoregressive(
         for h in range(horizon):
             mask = changed_pixels(real[:, h], last)
             changed[h] += [*changed_squared_error(generated[:, h], real[:, h], mask), *changed_squared_error(last, real[:, h], mask)]
-        for real_frames, dream_frames, last_frame in zip(to_uint8(real).cpu().numpy(), to_uint8(generated).cpu().numpy(), to_uint8(last).cpu().numpy(), strict=True):
+        for real_frames, dream_frames, last_frame in zip(
+            to_uint8(real).cpu().numpy(), to_uint8(generated).cpu().numpy(), to_uint8(last).cpu().numpy(), strict=True
+        ):
             real_scroll.append(sequence_scroll(np.concatenate([last_frame[None], real_frames]))[-1])
             dream_scroll.append(sequence_scroll(np.concatenate([last_frame[None], dream_frames]))[-1])
         predicted_end = outputs["end"].argmax(-1) != 0
@@ -283,8 +325,9 @@ def end_precision_recall(end_true: np.ndarray, end_pred: np.ndarray, cls: int) -
     return float(precision), float(recall), int(true.sum())
 
 
-def summarize(teacher: dict[str, np.ndarray], rollouts: dict[str, np.ndarray] | None = None) -> FidelityReport:
-    """The report's averages and the end model's precision/recall from per-transition results."""
+def summarize(teacher: dict[str, np.ndarray], rollouts: dict[str, np.ndarray] | None = None, game=None) -> FidelityReport:
+    """The report's averages and the end model's precision/recall from per-transition results;
+    ``game`` (a ``GameDescription``) names the end classes and the progress label (Mario's if None)."""
     death_precision, death_recall, deaths = end_precision_recall(teacher["end_true"], teacher["end_pred"], 1)
     flag_precision, flag_recall, flags = end_precision_recall(teacher["end_true"], teacher["end_pred"], 2)
     reward_true, reward_pred = teacher["reward_true"], teacher["reward_pred"]
@@ -308,6 +351,8 @@ def summarize(teacher: dict[str, np.ndarray], rollouts: dict[str, np.ndarray] | 
         reward_sign_accuracy=float((sign(reward_true) == sign(reward_pred)).mean()),
         progress_mae=float(np.abs(teacher["progress_true"] - teacher["progress_pred"]).mean()),
     )
+    if game is not None:
+        report.end_classes, report.progress_label = list(game.end_classes[1:]), game.progress_label
     if rollouts is not None:
         report.rollouts = len(rollouts["psnr"])
         report.autoregressive_psnr = [float(v) for v in rollouts["psnr"].mean(axis=0)]
@@ -319,7 +364,9 @@ def summarize(teacher: dict[str, np.ndarray], rollouts: dict[str, np.ndarray] | 
             report.delta_psnr = [float(v) for v in (rollouts["psnr"] - rollouts["random_psnr"]).mean(axis=0)]
         for key in rollouts:
             if key.startswith("random_psnr_"):
-                report.agent_delta_psnr[key.removeprefix("random_psnr_")] = [float(v) for v in (rollouts["psnr"] - rollouts[key]).mean(axis=0)]
+                report.agent_delta_psnr[key.removeprefix("random_psnr_")] = [
+                    float(v) for v in (rollouts["psnr"] - rollouts[key]).mean(axis=0)
+                ]
         report.dreamed_steps = int(rollouts["dreamed_steps"])
         report.false_ends_per_1000_dreamed_steps = 1000 * float(rollouts["false_ends"]) / max(int(rollouts["dreamed_steps"]), 1)
         report.real_scroll = float(rollouts["real_scroll"].mean())
@@ -364,7 +411,9 @@ def evaluate_model(
         others = rng.choice(np.setdiff1d(indices, ends), size=max(transitions - len(ends), 0), replace=False)
         indices = np.sort(np.concatenate([ends, others]))
     teacher = teacher_forced(
-        model, window_batches(teacher_windows, indices, game, batch_size, device, "teacher-forced", progress), torch.Generator(device).manual_seed(seed)
+        model,
+        window_batches(teacher_windows, indices, game, batch_size, device, "teacher-forced", progress),
+        torch.Generator(device).manual_seed(seed),
     )
     curves = None
     if rollouts:
@@ -372,7 +421,7 @@ def evaluate_model(
         chosen = np.sort(rng.choice(len(rollout_windows), size=min(rollouts, len(rollout_windows)), replace=False))
         batches = window_batches(rollout_windows, chosen, game, batch_size, device, "autoregressive", progress)
         curves = autoregressive(model, batches, horizon, seed=seed, num_actions=model.config.num_actions, agents=agent_spaces(game))
-    return summarize(teacher, curves)
+    return summarize(teacher, curves, game)
 
 
 def agent_spaces(game) -> dict[str, tuple] | None:
@@ -399,7 +448,14 @@ def evaluate_fidelity(
 
     model, _, _ = load_engine_model(checkpoint, device, sampling_steps)
     return evaluate_model(
-        model, load_dataset(dataset_id), horizon=horizon, rollouts=rollouts, transitions=transitions, batch_size=batch_size, seed=seed, progress=progress
+        model,
+        load_dataset(dataset_id),
+        horizon=horizon,
+        rollouts=rollouts,
+        transitions=transitions,
+        batch_size=batch_size,
+        seed=seed,
+        progress=progress,
     )
 
 
@@ -436,9 +492,13 @@ class HeldoutCurve:
             model.end_model.load_state_dict({name.removeprefix("end_model."): value for name, value in weights.items()})
         teacher = teacher_forced(model, window_batches(*self.teacher, game, 64, device), torch.Generator(device).manual_seed(0))
         curves = autoregressive(
-            model, window_batches(*self.rollout, game, 64, device), self.horizon, num_actions=model.config.num_actions, agents=agent_spaces(game)
+            model,
+            window_batches(*self.rollout, game, 64, device),
+            self.horizon,
+            num_actions=model.config.num_actions,
+            agents=agent_spaces(game),
         )
-        report = summarize(teacher, curves)
+        report = summarize(teacher, curves, game)
         h = self.horizon
         row = {
             "step": step,
