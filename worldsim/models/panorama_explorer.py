@@ -103,13 +103,17 @@ class PanoramaExplorer(nn.Module):
         )
         nn.init.zeros_(self.unet.conv_out.weight)
         nn.init.zeros_(self.unet.conv_out.bias)
-        # A per-pixel linear path around the U-Net. Its first block has block_channels[0] channels for
-        # the 2 * C * s * s values of each folded position: too few to carry every pixel's noise and the
-        # conditioning panorama through, and at middle noise levels EDM's output needs both (c_skip
-        # leaves part of the noise for the network to cancel). Without it, samples keep that noise.
-        self.pixel_skip = nn.Conv2d(2 * channels * s * s, channels * s * s, 1)
-        nn.init.zeros_(self.pixel_skip.weight)
-        nn.init.zeros_(self.pixel_skip.bias)
+        # A per-pixel path around the U-Net, linear in the folded input and scaled per input channel by the
+        # noise level. The U-Net's first block has block_channels[0] channels for the 2 * C * s * s values
+        # of each folded position: too few to carry every pixel's noise and the conditioning panorama
+        # through, and at middle noise levels EDM's output needs both in proportions that depend on
+        # sigma (c_skip leaves part of the noise for the network to cancel). Without it, samples kept
+        # that noise. The gains start at zero: an untrained explorer is still EDM's skip alone.
+        folded_in, folded_out = 2 * channels * s * s, channels * s * s
+        self.pixel_skip = nn.Conv2d(folded_in, folded_out, 1, bias=False)
+        self.pixel_gain = nn.Sequential(nn.Linear(1, 64), nn.SiLU(), nn.Linear(64, folded_in))
+        nn.init.zeros_(self.pixel_gain[-1].weight)
+        nn.init.zeros_(self.pixel_gain[-1].bias)
         layers, width = [], channels
         for out in config.encoder_channels:
             layers += [nn.Conv2d(width, out, 4, stride=2, padding=1), nn.SiLU()]
@@ -131,7 +135,8 @@ class PanoramaExplorer(nn.Module):
         micro = torch.stack([torch.full_like(sigma, FIXED_FPS), torch.full_like(sigma, FIXED_MOTION_BUCKET), condition_sigma], dim=1)
         c_noise = self.preconditioning.precondition_noise(sigma)
         output = self.unet(folded, c_noise, encoder_hidden_states=token, added_time_ids=micro).sample
-        output = output + self.pixel_skip(folded.flatten(0, 1)).unflatten(0, (batch, frames))
+        gain = self.pixel_gain(c_noise.reshape(-1, 1).to(folded.dtype)).reshape(batch, 1, -1, 1, 1)
+        output = output + self.pixel_skip((gain * folded).flatten(0, 1)).unflatten(0, (batch, frames))
         output = F.pixel_shuffle(output.flatten(0, 1), s).unflatten(0, (batch, frames))
         return self.preconditioning.precondition_outputs(noisy, output, sigma_5d)
 
