@@ -2,12 +2,12 @@
 # GenEx's explorer in MiniWorld's four rooms (issue "Panoramic exploration"): panoramic walks from our
 # own explorer agent, the two training stages (and the second again with the spherical-consistency
 # loss, to measure it), then the imagination benchmark in the real simulator. Every step resumes.
-#   scripts/train_explorer.sh [CPU minutes per stage, default 120]
+#   scripts/train_explorer.sh [CPU minutes per stage, default 40: the shipped explorer-v0]
 # MiniWorld is installed apart: pip install --no-deps miniworld==2.1.0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-minutes=${1:-120}
+minutes=${1:-40}
 have() { worldsim dataset "$1" > /dev/null 2>&1; }
 
 # 1. Panoramic walks: the room explorer (it looks away and back; turns are rolls the model never

@@ -49,7 +49,6 @@ def test_the_panorama_is_an_equirectangular_scene_seen_through_its_four_faces():
     row's elevation, back in equirectangular coordinates."""
     import cv2
     import py360convert
-
     from worldsim.envs.real.miniworld_panorama import ELEVATION_TAN, ring_to_cylinder_maps
 
     rows, columns = 256, 512
@@ -130,8 +129,35 @@ def test_explorer_env_turns_exactly_imagines_forward_and_repeats_with_its_seed(w
     assert np.array_equal(env.reset(options={"panorama": given})[0], given)
     with pytest.raises(WorldsimError, match="panorama"):
         env.reset(options={"panorama": np.zeros((64, 64, 3), np.uint8)})
-    with pytest.raises(WorldsimError, match="checkpoint"):
-        gym.make("worldsim/Explorer-v0")
+    with pytest.raises(WorldsimError, match="no checkpoint"):
+        gym.make("worldsim/Explorer-v0", checkpoint=str(tmp_path / "missing"))
+
+
+def test_the_shipped_explorer_is_the_default_and_walks_towards_what_is_ahead():
+    """``gym.make("worldsim/Explorer-v0")`` with no arguments: the shipped explorer, through
+    Gymnasium's checker. A real walk of 4 steps forward in the four rooms, imagined from its first
+    panorama: the explorer's 4th panorama is nearer the real one than the start panorama is (the
+    held-out figure, 16 walks: 21.1 against 19.7 dB at 4 sampling steps)."""
+    from gymnasium.utils.env_checker import check_env
+
+    from worldsim.core.frames import from_uint8
+    from worldsim.eval.fidelity import frame_psnr
+
+    env = gym.make("worldsim/Explorer-v0", sampling_steps=4)
+    check_env(env.unwrapped)
+    real = gym.make("worldsim/MiniWorldPanorama-v0")
+    psnr = lambda a, b: frame_psnr(from_uint8(torch.from_numpy(a[None])), from_uint8(torch.from_numpy(b[None]))).item()
+    imagined_psnr, held_psnr = [], []
+    for seed in (100_001, 100_005):  # held-out rooms whose reset heading has 4 free steps ahead
+        start, info = real.reset(seed=seed)
+        walked = [real.step(2) for _ in range(4)]
+        assert np.hypot(walked[-1][4]["agent_x"] - info["agent_x"], walked[-1][4]["agent_z"] - info["agent_z"]) > 1.9
+        env.reset(seed=0, options={"panorama": start})
+        imagined = [env.step(2)[0] for _ in range(4)][-1]
+        imagined_psnr.append(psnr(imagined, walked[-1][0]))
+        held_psnr.append(psnr(start, walked[-1][0]))
+    assert np.mean(imagined_psnr) > np.mean(held_psnr), (imagined_psnr, held_psnr)
+    real.close()
 
 
 def test_vector_explorer_is_the_single_env_batched(walks, tmp_path):
