@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--explorer", required=True, help="explorer checkpoint folder")
     parser.add_argument("--episodes", type=int, default=32)
     parser.add_argument("--seed", type=int, default=100_000, help="first reset seed (held out of training's 0..)")
-    parser.add_argument("--sampling-steps", type=int, default=12)
+    parser.add_argument("--sampling-steps", type=int, default=4)
     parser.add_argument("--speed-steps", type=int, default=32, help="steps per timed run (0: no speed test)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--strip", help="write a PNG strip of three episodes here")

@@ -27,9 +27,7 @@ ACTION_MEANINGS = ["turn_left", "turn_right", "move_forward"]
 class PanoramaEngine:
     """N walks of ``model``, started from ``start_panoramas uint8[M, H, W, C]`` or given panoramas."""
 
-    def __init__(
-        self, model: PanoramaExplorer, start_panoramas: np.ndarray, num_walks: int, device: torch.device, sampling_steps: int = 12
-    ):
+    def __init__(self, model: PanoramaExplorer, start_panoramas: np.ndarray, num_walks: int, device: torch.device, sampling_steps: int = 4):
         if num_walks < 1:
             raise WorldsimError(f"the number of walks must be >= 1, got {num_walks}")
         if int(sampling_steps) != sampling_steps or sampling_steps < 1:
