@@ -36,7 +36,6 @@ from PIL import Image
 
 import worldsim  # noqa: F401  (registers the envs)
 from worldsim.core.frames import from_uint8
-from worldsim.diffusion.walk_sampler import WalkSampler, WalkSamplerConfig
 from worldsim.engine.panorama_engine import MOVE_FORWARD, TURN_LEFT, TURN_RIGHT, PanoramaEngine
 from worldsim.eval.fidelity import frame_psnr, frame_ssim
 from worldsim.models.panorama_explorer import load_explorer
@@ -102,9 +101,10 @@ def dreamed_walks(engine: PanoramaEngine, starts: np.ndarray, half_turn: int, rn
     return {"forward": forward, "out": out, "loop_end": loop_end}
 
 
-def yaw_equivariance(model, starts: np.ndarray, sampling_steps: int, turn_columns: int, seed: int) -> dict[str, float]:
-    """PSNR of generate-then-roll against roll-then-generate (same noise, rolled), and of two draws."""
-    sampler = WalkSampler(WalkSamplerConfig(num_steps=sampling_steps), sigma_data=model.config.noise.sigma_data)
+def yaw_equivariance(engine: PanoramaEngine, starts: np.ndarray, seed: int) -> dict[str, float]:
+    """PSNR of generate-then-roll against roll-then-generate (same noise, rolled), and of two draws,
+    with the engine's own model and sampler."""
+    model, sampler, turn_columns = engine.model, engine.sampler, engine.turn_columns
     generator = torch.Generator().manual_seed(seed)
     panorama = from_uint8(torch.from_numpy(starts))
     config = model.config
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         "explorer_after_4_out_vs_start": _scores(dream["out"], real["start"]),
         "real_after_4_out_vs_start": _scores(real["forward"][:, LOOP_OUT - 1], real["start"]),
     }
-    results["yaw"] = yaw_equivariance(model, real["start"], args.sampling_steps, engine.turn_columns, args.seed)
+    results["yaw"] = yaw_equivariance(engine, real["start"], args.seed)
     if args.speed_steps:
         results["speed"] = env_speed(args.explorer, args.sampling_steps, args.speed_steps, repeats=3, seed=args.seed)
 
