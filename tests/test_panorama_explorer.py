@@ -208,4 +208,36 @@ def test_seeker_faces_the_red_it_sees_and_imagines_four_ways_when_it_sees_none(w
     env.reset(seed=1)
     imagining.act(np.full((64, 128, 3), 120, np.uint8))  # no red: four walks imagined, a direction chosen
     assert imagining.imagined == 1 and imagining.plan
+    # where no imagined walk shows red, the open way: the one whose imagined walk changes the view most
+    changes = {0: 5, 1: 9, 2: 40, 3: 2}  # the quarter turns 0, 1 (left), 2 (about: never chosen), 3 (right)
+
+    def imagine(indices, rng, starts):
+        imagining.engine.walks_started = starts
+
+    imagining.engine.reset = imagine
+    imagining.engine.step = lambda actions: np.stack(
+        [np.clip(start.astype(int) + changes[q], 0, 255).astype(np.uint8) for q, start in enumerate(imagining.engine.walks_started)]
+    )
+    assert imagining._imagined_best_quarter(np.full((64, 128, 3), 120, np.uint8)) == 1
+    changes[3] = 20
+    assert imagining._imagined_best_quarter(np.full((64, 128, 3), 120, np.uint8)) == -1
+    imagining.open_ways = False
+    assert imagining._imagined_best_quarter(np.full((64, 128, 3), 120, np.uint8)) is None
     env.close()
+
+
+def test_diffusers_imports_after_a_miniworld_env_has_rendered():
+    # Mesa's llvmpipe (headless EGL without a GPU) and triton's LLVM crashed the process when triton
+    # came second: the imagining seeker, built after its env, died importing diffusers. A fresh
+    # interpreter, as a user's script would be: here diffusers is long imported.
+    import subprocess
+    import sys
+
+    script = (
+        "import gymnasium as gym, worldsim\n"
+        "env = gym.make('worldsim/MiniWorldPanorama-v0'); env.reset(seed=0)\n"
+        "import diffusers\n"
+        "print('imported')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "imported" in result.stdout, result.stderr[-2000:]

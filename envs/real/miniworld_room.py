@@ -23,6 +23,7 @@ for its own window.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 from typing import Any, ClassVar
 
@@ -50,6 +51,12 @@ def import_headless(module: str, env_name: str):
     except ImportError as error:
         raise WorldsimError(f"{env_name} needs pyglet and MiniWorld: {INSTALL_HINT}") from error
     pyglet.options["headless"] = True
+    # Headless EGL without a GPU renders with Mesa's llvmpipe, which loads libLLVM; triton's own LLVM
+    # (libtriton), loaded after that, segfaults the process. triton comes with torch's CUDA build and
+    # is loaded by ``import diffusers`` (through peft): making the explorer after a MiniWorld env crashed.
+    # Loaded first, the two live side by side.
+    if importlib.util.find_spec("triton") is not None:
+        importlib.import_module("triton")
     try:
         return importlib.import_module(module)
     except ImportError as error:
