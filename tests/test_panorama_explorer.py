@@ -75,9 +75,12 @@ def test_the_panorama_is_an_equirectangular_scene_seen_through_its_four_faces():
     assert np.abs(mirrored - expected).mean() > 0.05  # a wrong handedness would show
 
 
-def test_denoiser_starts_as_the_identity_and_the_spherical_loss_sees_the_seam():
+@pytest.mark.parametrize("refine_channels", [0, 8])
+def test_denoiser_starts_as_the_identity_and_the_spherical_loss_sees_the_seam(refine_channels):
     torch.manual_seed(0)
-    model = PanoramaExplorer(ExplorerConfig(block_channels=(32, 32), attention_heads=(2, 2), encoder_channels=(8, 8), frames=2))
+    model = PanoramaExplorer(
+        ExplorerConfig(block_channels=(32, 32), attention_heads=(2, 2), encoder_channels=(8, 8), frames=2, refine_channels=refine_channels)
+    )
     clips, panorama = torch.rand(2, 2, 3, 64, 128) * 2 - 1, torch.rand(2, 3, 64, 128) * 2 - 1
     sigma = torch.full((2,), 0.5)
     noisy = clips + sigma.reshape(-1, 1, 1, 1, 1) * torch.randn_like(clips)
@@ -89,6 +92,25 @@ def test_denoiser_starts_as_the_identity_and_the_spherical_loss_sees_the_seam():
     plain = model.loss(clips, panorama, generator=torch.Generator().manual_seed(0))
     model.config.noise = ExplorerNoise(spherical_weight=0.5)
     assert model.loss(clips, panorama, generator=torch.Generator().manual_seed(0)).item() != plain.item()
+
+
+def test_the_refinement_wraps_round_in_azimuth_and_trains_in_the_spatial_stage():
+    from worldsim.models.panorama_explorer import PanoramaConv2d
+
+    torch.manual_seed(0)
+    conv = PanoramaConv2d(3, 4)
+    panorama = torch.randn(1, 3, 8, 16)
+    # turning the panorama turns the convolution's output exactly: the seam is a place like any other
+    torch.testing.assert_close(conv(torch.roll(panorama, 5, dims=-1)), torch.roll(conv(panorama), 5, dims=-1))
+    assert conv(panorama).shape == (1, 4, 8, 16)
+    model = PanoramaExplorer(
+        ExplorerConfig(block_channels=(32, 32), attention_heads=(2, 2), encoder_channels=(8, 8), frames=2, refine_channels=8)
+    )
+    temporal = {name for name, _ in temporal_parameters(model)}
+    assert not any(name.startswith("refine") for name in temporal)  # GenEx's second stage leaves it as the first trained it
+    clips, panorama = torch.rand(2, 2, 3, 64, 128) * 2 - 1, torch.rand(2, 3, 64, 128) * 2 - 1
+    model.loss(clips, panorama, generator=torch.Generator().manual_seed(0)).backward()
+    assert model.refine[-1].weight.grad.abs().sum() > 0
 
 
 def test_two_stages_the_second_trains_only_the_temporal_blocks(walks, tmp_path):

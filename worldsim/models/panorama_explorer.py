@@ -67,7 +67,20 @@ class ExplorerConfig:
     cross_attention_dim: int = 64
     time_embed_dim: int = 32  # each of the three micro-conditions' sinusoidal embedding
     encoder_channels: tuple[int, ...] = (16, 32, 64)  # the conditioning token's CNN (stride 2 each)
+    refine_channels: int = 0  # > 0: a full-resolution refinement after the U-Net (see PanoramaExplorer)
     noise: ExplorerNoise = field(default_factory=ExplorerNoise)
+
+
+class PanoramaConv2d(nn.Conv2d):
+    """A 3x3 convolution over panoramas ``float[B, C, H, W]``: padded round in azimuth (the left and
+    right edges are one place), with zeros in elevation."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, 3, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(F.pad(x, (1, 1, 0, 0), mode="circular"), (0, 0, 1, 1))
+        return super().forward(x)
 
 
 def temporal_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -114,6 +127,24 @@ class PanoramaExplorer(nn.Module):
         self.pixel_gain = nn.Sequential(nn.Linear(1, 64), nn.SiLU(), nn.Linear(64, folded_in))
         nn.init.zeros_(self.pixel_gain[-1].weight)
         nn.init.zeros_(self.pixel_gain[-1].bias)
+        self.refine = None
+        if config.refine_channels:
+            # Per-pixel work at full resolution, which the U-Net at H/s x W/s does poorly: its last block
+            # has block_channels[0] features for the C * s * s output values of a folded position, and
+            # at low noise levels (the sampler's last step) the output must cancel each pixel's own
+            # noise; samples kept a grain of it, and the checkered floor smeared. Three 3x3 convolutions
+            # over the U-Net's output, the noisy frame, the conditioning panorama and the noise level,
+            # wrapping round in azimuth like the panorama; the last starts at zero.
+            width = config.refine_channels
+            self.refine = nn.Sequential(
+                PanoramaConv2d(3 * channels + 1, width),
+                nn.SiLU(),
+                PanoramaConv2d(width, width),
+                nn.SiLU(),
+                PanoramaConv2d(width, channels),
+            )
+            nn.init.zeros_(self.refine[-1].weight)
+            nn.init.zeros_(self.refine[-1].bias)
         layers, width = [], channels
         for out in config.encoder_channels:
             layers += [nn.Conv2d(width, out, 4, stride=2, padding=1), nn.SiLU()]
@@ -137,7 +168,12 @@ class PanoramaExplorer(nn.Module):
         output = self.unet(folded, c_noise, encoder_hidden_states=token, added_time_ids=micro).sample
         gain = self.pixel_gain(c_noise.reshape(-1, 1).to(folded.dtype)).reshape(batch, 1, -1, 1, 1)
         output = output + self.pixel_skip((gain * folded).flatten(0, 1)).unflatten(0, (batch, frames))
-        output = F.pixel_shuffle(output.flatten(0, 1), s).unflatten(0, (batch, frames))
+        output = F.pixel_shuffle(output.flatten(0, 1), s)
+        if self.refine is not None:
+            level = c_noise.reshape(-1, 1, 1, 1, 1).expand(-1, frames, 1, *noisy.shape[-2:]).to(output.dtype)
+            inputs = torch.cat([output.unflatten(0, (batch, frames)), stacked, level], dim=2)
+            output = output + self.refine(inputs.flatten(0, 1))
+        output = output.unflatten(0, (batch, frames))
         return self.preconditioning.precondition_outputs(noisy, output, sigma_5d)
 
     def noisy_condition(self, panorama: torch.Tensor, generator: torch.Generator | None = None, train: bool = False):
