@@ -13,11 +13,11 @@ not, it has to choose where to go:
   Where none shows red, it takes the open way (``open_ways=True``): of straight on, a quarter left
   and a quarter right, the one whose imagined walk changes the view most. A walk into a wall
   changes nothing in the real rooms, and the explorer learned that: on 160 held-out starts and
-  directions its imagined change after 4 steps ranks a free walk above a blocked one 89% of the
+  directions its imagined change after 4 steps ranks a free walk above a blocked one 88% of the
   time. With ``open_ways=False`` it falls back to the blind agent's random choice.
 
-Success is measured in the real simulator (``benchmarks/explorer_imagination.py``).
-"""
+Success is measured in the real simulator (``benchmarks/explorer_imagination.py``). With the shipped
+explorer, neither form of imagining beat blind choice (BENCHMARKS.md, "Does imagining help?")."""
 
 from __future__ import annotations
 
