@@ -15,7 +15,9 @@ so that every walk here is a walk and not a bump against a wall. Then, from that
   scores the quantisation floor. Beside it: two samples from one panorama with different noise
   (how far apart the explorer's own draws are);
 * **speed**: ``worldsim/Explorer-v0`` at batch 1, moving forward only (a walk imagined every
-  ``frames`` steps) and with uniformly random actions (turns are free).
+  ``frames`` steps) and with uniformly random actions (turns are free);
+* **denoising by noise level** (``--denoise-sigmas``): the real walk noised at each sigma and
+  denoised once, conditioned on the real start: where in the noise range the network falls short.
 
 Usage::
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 
@@ -128,6 +131,30 @@ def yaw_equivariance(engine: PanoramaEngine, starts: np.ndarray, seed: int) -> d
     }
 
 
+@torch.no_grad()
+def denoising_by_sigma(model, starts: np.ndarray, forward: np.ndarray, sigmas: list[float], seed: int) -> dict[float, dict]:
+    """PSNR / SSIM of one denoise of the real walk (its first ``frames`` panoramas) noised at each sigma,
+    at 1 and ``frames`` steps forward; the conditioning panorama noised as the sampler noises it."""
+    generator = torch.Generator().manual_seed(seed)
+    frames = model.config.frames
+    clips = from_uint8(torch.from_numpy(forward[:, :frames]))
+    panorama = from_uint8(torch.from_numpy(starts))
+    condition_sigma = torch.full((len(starts),), math.exp(model.config.noise.condition_log_sigma_mean))
+    condition = panorama + condition_sigma.reshape(-1, 1, 1, 1) * torch.randn(panorama.shape, generator=generator)
+    results = {}
+    for sigma in sigmas:
+        noisy = clips + sigma * torch.randn(clips.shape, generator=generator)
+        denoised = model.denoise(noisy, torch.full((len(starts),), sigma), condition, condition_sigma).clamp(-1, 1)
+        results[sigma] = {
+            step: (
+                frame_psnr(denoised[:, step - 1], clips[:, step - 1]).mean().item(),
+                frame_ssim(denoised[:, step - 1], clips[:, step - 1]).mean().item(),
+            )
+            for step in (1, frames)
+        }
+    return results
+
+
 def env_speed(explorer: str, sampling_steps: int, steps: int, repeats: int, seed: int) -> dict[str, float]:
     """Median steps/s of ``worldsim/Explorer-v0`` at batch 1, forward only and with random actions."""
     env = gym.make("worldsim/Explorer-v0", checkpoint=explorer, sampling_steps=sampling_steps)
@@ -164,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=100_000, help="first reset seed (held out of training's 0..)")
     parser.add_argument("--sampling-steps", type=int, default=4)
     parser.add_argument("--speed-steps", type=int, default=32, help="steps per timed run (0: no speed test)")
+    parser.add_argument("--denoise-sigmas", help="comma-separated noise levels of the one-denoise test, e.g. 0.2,0.5,1,5,80")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--strip", help="write a PNG strip of three episodes here")
     parser.add_argument("--json", help="write the results here")
@@ -189,6 +217,9 @@ def main(argv: list[str] | None = None) -> None:
         "real_after_4_out_vs_start": _scores(real["forward"][:, LOOP_OUT - 1], real["start"]),
     }
     results["yaw"] = yaw_equivariance(engine, real["start"], args.seed)
+    if args.denoise_sigmas:
+        sigmas = [float(sigma) for sigma in args.denoise_sigmas.split(",")]
+        results["denoising"] = denoising_by_sigma(model, real["start"], real["forward"], sigmas, args.seed)
     if args.speed_steps:
         results["speed"] = env_speed(args.explorer, args.sampling_steps, args.speed_steps, repeats=3, seed=args.seed)
 
@@ -207,6 +238,11 @@ def main(argv: list[str] | None = None) -> None:
         f"yaw: roll-then-generate vs generate-then-roll {yaw['roll_then_generate_vs_generate_then_roll_psnr']:.2f} dB "
         f"(two draws from one panorama: {yaw['two_draws_psnr']:.2f} dB)"
     )
+    if "denoising" in results:
+        last = model.config.frames
+        print(f"one denoise of the real walk noised at sigma (PSNR / SSIM at 1 and {last} forward):")
+        for sigma, row in results["denoising"].items():
+            print(f"  sigma {sigma:>6.2f}: {row[1][0]:6.2f} / {row[1][1]:.3f}   {row[last][0]:6.2f} / {row[last][1]:.3f}")
     if "speed" in results:
         speed = results["speed"]
         print(
