@@ -263,3 +263,24 @@ def test_diffusers_imports_after_a_miniworld_env_has_rendered():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "imported" in result.stdout, result.stderr[-2000:]
+
+
+def test_the_shipped_explorer_saved_before_the_refinement_existed_is_still_a_temporal_base(walks, tmp_path):
+    # its config.json has no refine_channels: the default (0) is what it was trained with
+    from pathlib import Path
+
+    import worldsim
+
+    shipped = Path(worldsim.__file__).parent / "checkpoints" / "explorer-v0"
+    overrides = [f"train.datasets=[{walks}]", "train.steps=1", "train.batch_size=1", "train.checkpoint_every=1", f"train.base={shipped}"]
+    out = train_explorer(
+        load_config("model", "explorer"), load_config("train", "explorer-temporal", overrides), tmp_path / "t", progress=False
+    )
+    assert (out / "model.safetensors").is_file()
+    with pytest.raises(WorldsimError, match="another config"):
+        train_explorer(
+            load_config("model", "explorer", ["model.refine_channels=8"]),
+            load_config("train", "explorer-temporal", overrides),
+            tmp_path / "r",
+            progress=False,
+        )

@@ -128,8 +128,13 @@ def train_explorer(
     if cfg.stage == "temporal":
         base = load_checkpoint(cfg.base)
         require_kind(base.config, PANORAMA_EXPLORER, base.path)
-        architecture = {key: value for key, value in to_dict(config).items() if key != "noise"}  # the noise is training's, not the weights'
-        if {key: value for key, value in (base.config.get("explorer") or {}).items() if key != "noise"} != architecture:
+        # the noise is training's, not the weights'; a base saved before a field existed has its default
+        base_config = from_dict(ExplorerConfig, base.config.get("explorer") or {}, where=f"{cfg.base} config")
+
+        def architecture(explorer: ExplorerConfig) -> dict:
+            return {key: value for key, value in to_dict(explorer).items() if key != "noise"}
+
+        if architecture(base_config) != architecture(config):
             raise WorldsimError(f"train.base {cfg.base} is an explorer of another config: train its spatial stage with this model config")
         load_weights(model, base)
     temporal = {name for name, _ in temporal_parameters(model)}
