@@ -284,3 +284,18 @@ def test_the_shipped_explorer_saved_before_the_refinement_existed_is_still_a_tem
             tmp_path / "r",
             progress=False,
         )
+
+
+def test_a_run_saved_before_the_refinement_existed_resumes(walks, tmp_path):
+    import json
+
+    train_explorer(*tiny_train(walks, "spatial", steps=1), tmp_path / "run", progress=False)
+    saved = tmp_path / "run" / "explorer-spatial" / "config.json"
+    config = json.loads(saved.read_text())
+    del config["explorer"]["refine_channels"]  # as the run folders of explorer-v0 were written
+    saved.write_text(json.dumps(config))
+    train_explorer(*tiny_train(walks, "spatial", steps=2), tmp_path / "run", progress=False)
+    assert json.loads(saved.read_text())["explorer"]["refine_channels"] == 0
+    with pytest.raises(WorldsimError, match="another config"):
+        model, train = tiny_train(walks, "spatial", steps=3)
+        train_explorer(load_config("model", "explorer", [*TINY, "model.refine_channels=8"]), train, tmp_path / "run", progress=False)

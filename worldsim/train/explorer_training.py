@@ -99,6 +99,15 @@ class ExplorerTask:
     def __init__(self, objective: ExplorerObjective, saved_config: dict[str, Any], dataset: ForwardWalks):
         self.objective, self.saved_config, self.dataset = objective, saved_config, dataset
 
+    def accepts(self, saved: dict[str, Any]) -> bool:
+        """Whether a run folder's config is this one's: its explorer config is read by today's code
+        (a field added since it was saved takes its default) before comparing."""
+        try:
+            explorer = to_dict(from_dict(ExplorerConfig, saved["explorer"], where="saved explorer"))
+        except (KeyError, TypeError, ValueError, WorldsimError):
+            return False
+        return {**saved, "explorer": explorer} == self.saved_config
+
     def sampler(self, num_samples: int, generator: torch.Generator) -> RandomSampler:
         return RandomSampler(self.dataset, replacement=True, num_samples=num_samples, generator=generator)
 
