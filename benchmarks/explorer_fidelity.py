@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 
@@ -139,8 +138,7 @@ def denoising_by_sigma(model, starts: np.ndarray, forward: np.ndarray, sigmas: l
     frames = model.config.frames
     clips = from_uint8(torch.from_numpy(forward[:, :frames]))
     panorama = from_uint8(torch.from_numpy(starts))
-    condition_sigma = torch.full((len(starts),), math.exp(model.config.noise.condition_log_sigma_mean))
-    condition = panorama + condition_sigma.reshape(-1, 1, 1, 1) * torch.randn(panorama.shape, generator=generator)
+    condition, condition_sigma = model.sampling_condition(panorama, torch.randn(panorama.shape, generator=generator))
     results = {}
     for sigma in sigmas:
         noisy = clips + sigma * torch.randn(clips.shape, generator=generator)

@@ -9,7 +9,6 @@ clip is rounded to 8 bits like a real one, so that a generated panorama can cond
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -53,14 +52,13 @@ class WalkSampler:
         config = explorer.config
         batch = panorama.shape[0]
         shape = (batch, config.frames, config.image_channels, config.image_height, config.image_width)
-        condition_sigma = torch.full((batch,), math.exp(config.noise.condition_log_sigma_mean), device=panorama.device)
         if noise is None:
             noise = (
                 torch.randn(panorama.shape, generator=generator, device=panorama.device),
                 torch.randn(shape, generator=generator, device=panorama.device),
             )
         condition_noise, clip_noise = noise
-        condition = panorama + condition_sigma.reshape(-1, 1, 1, 1) * condition_noise
+        condition, condition_sigma = explorer.sampling_condition(panorama, condition_noise)
         sigmas = self.sigmas.tolist() + [0.0]
         sample = sigmas[0] * clip_noise
         for sigma, next_sigma in pairwise(sigmas):

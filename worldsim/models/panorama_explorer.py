@@ -22,6 +22,7 @@ right edges are one place, and turned, its seam lies inside the frame where the 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,6 +193,12 @@ class PanoramaExplorer(nn.Module):
             kept = torch.rand(batch, device=panorama.device, generator=generator) >= noise.condition_dropout
             condition = condition * kept.reshape(-1, 1, 1, 1)
         return condition, condition_sigma
+
+    def sampling_condition(self, panorama: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The panorama as sampling conditions on it: noised by ``noise`` (unit Gaussian, its shape) at
+        the median of training's conditioning noise; ``(condition float[B, C, H, W], condition_sigma float[B])``."""
+        condition_sigma = torch.full((panorama.shape[0],), math.exp(self.config.noise.condition_log_sigma_mean), device=panorama.device)
+        return panorama + condition_sigma.reshape(-1, 1, 1, 1) * noise, condition_sigma
 
     def loss(self, clips: torch.Tensor, panorama: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """EDM's weighted loss of ``clips float[B, F, C, H, W]`` generated from ``panorama float[B, C, H, W]``."""
