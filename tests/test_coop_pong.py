@@ -71,6 +71,29 @@ def test_parallel_env_ends_all_paddles_with_the_penalty_when_the_ball_goes_out()
     env.close()
 
 
+@pytest.mark.parametrize("hide_ball_out", [True, False])
+def test_the_miss_frame_shows_the_field_without_the_ball_unless_asked_to_keep_it(hide_ball_out):
+    """The miss's last observation: the ball gone from the field (default), or PettingZoo's cut ball."""
+    env = CoopPongEnv(hide_ball_out=hide_ball_out)
+    env.reset(seed=1)
+    terminated = False
+    while not terminated:  # both paddles up against the top: the ball soon gets past one
+        before = env.parallel.state()
+        observation, _, terminated, truncated, info = env.step(np.array([1, 1]))
+        assert not truncated
+    assert info["ball_out"] and not 1 < info["ball_x"] < 63  # the info still says where the ball went out
+    seen = parse_frame(observation)
+    assert seen.paddle_y == parse_frame(before).paddle_y  # the paddles, still at the top, are drawn as before
+    if hide_ball_out:
+        assert seen.ball is None
+        edge = slice(0, 3) if info["ball_x"] < 32 else slice(-3, None)
+        rows = slice(int(info["ball_y"]) - 3, int(info["ball_y"]) + 4)
+        assert observation[rows, edge].max() == 0  # nothing drawn where the cut ball would be
+    else:
+        assert seen.ball is not None and abs(seen.ball[1] - info["ball_y"]) < 2
+    env.close()
+
+
 def test_joint_env_passes_gymnasium_checker(pong):
     check_env(pong.unwrapped)
     assert pong.action_space == gym.spaces.MultiDiscrete([3, 3])

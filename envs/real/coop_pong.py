@@ -17,6 +17,12 @@ Two views of the same game, both with the observation the dream sees:
 Observation: the 480x280 screen resized with ``cv2.INTER_AREA`` to ``uint8[height, width, 3]``
 (default 64x64); the game is black and white, so the three channels are equal.
 
+The miss's frame (``hide_ball_out``, on by default): when the ball leaves the screen, the last
+observation shows the field without it, where PettingZoo's screen still draws the ball, cut, at
+the edge. At 64x64 that cut ball is two columns from where a bounce off the left paddle draws it,
+inside the paddle's own column, and no model learnt to tell the two apart from it (BENCHMARKS.md);
+a ball gone from the field is an end any model can see. ``info`` still gives its true position.
+
 Positions in ``info`` are in the observation's pixel coordinates, continuous: pixel ``(row i,
 column j)`` covers ``[j, j + 1) x [i, i + 1)``, so the screen spans ``[0, width) x [0, height)``
 and a sprite's centre is the centroid of what it draws. They can fall outside the screen once the
@@ -37,6 +43,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import cv2
 import gymnasium as gym
 import numpy as np
+import pygame
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
@@ -98,6 +105,8 @@ class CoopPongParallelEnv(ParallelEnv):
     Args:
         size: ``(height, width)`` of each paddle's observation.
         render_mode: ``"rgb_array"`` (``render()`` returns the observation) or ``None``.
+        hide_ball_out: the miss's observation shows the field without the ball (see the module's
+            docstring); False keeps PettingZoo's screen, the ball cut at the edge.
         **game_kwargs: the game's arguments, see ``GAME_DEFAULTS`` (``ball_speed``,
             ``cake_paddle``, ``max_cycles``, ``bounce_randomness``, ...).
 
@@ -114,7 +123,7 @@ class CoopPongParallelEnv(ParallelEnv):
         "render_fps": GAME_FPS,
     }
 
-    def __init__(self, size: tuple[int, int] = (64, 64), render_mode: str | None = None, **game_kwargs: Any):
+    def __init__(self, size: tuple[int, int] = (64, 64), render_mode: str | None = None, hide_ball_out: bool = True, **game_kwargs: Any):
         check_render_mode(render_mode, self.metadata["render_modes"])
         _check_game_kwargs(game_kwargs)
         if pettingzoo_game.raw_env.metadata["name"] != GAME_VERSION:
@@ -126,6 +135,7 @@ class CoopPongParallelEnv(ParallelEnv):
             raise WorldsimError(f"size must be (height, width) of at least 8x8 pixels, got {size!r}")
         self.size = (int(size[0]), int(size[1]))
         self.render_mode = render_mode
+        self.hide_ball_out = bool(hide_ball_out)
         self.game_kwargs = {**GAME_DEFAULTS, **game_kwargs}
         # The game only draws its screen (which the observations are read from) in a render mode;
         # "rgb_array" draws off-screen, whatever this env's own render_mode is.
@@ -167,7 +177,9 @@ class CoopPongParallelEnv(ParallelEnv):
                 raise WorldsimError(f"actions {actions!r} must give each of {self.agents} an action in {{0, 1, 2}} (nothing, up, down)")
         screens, rewards, terminations, truncations, _ = self._game_env.step({agent: int(actions[agent]) for agent in self.agents})
         ball_out = bool(self.game.ball.is_out_of_bounds())
-        if screens:
+        if ball_out and self.hide_ball_out:
+            self._observation = self._resize(self._field_without_ball())
+        elif screens:
             self._observation = self._resize(screens[AGENTS[0]])
         observations = self._per_agent_observations()
         infos = self._infos(ball_out)
@@ -206,6 +218,14 @@ class CoopPongParallelEnv(ParallelEnv):
             "paddle_1_y": (game.p1.rects[0].top + game.p1.rects[0].height / 2) * sy,
         }
 
+    def _field_without_ball(self) -> np.ndarray:
+        """The game's screen drawn as its ``draw()`` does, less the ball: ``uint8[280, 480, 3]``."""
+        game = self.game
+        pygame.draw.rect(game.screen, (0, 0, 0), game.area)
+        game.p0.draw(game.screen)
+        game.p1.draw(game.screen)
+        return game.observe()
+
     def _per_agent_observations(self) -> dict[str, np.ndarray]:
         return {agent: self._observation.copy() for agent in self.agents}
 
@@ -232,7 +252,8 @@ def parallel_env(**kwargs: Any) -> CoopPongParallelEnv:
 class CoopPongEnv(gym.Env):
     """Cooperative Pong as one Gymnasium env acting for both paddles (``worldsim/CoopPong-v0``).
 
-    Args: as ``CoopPongParallelEnv`` (``size``, ``render_mode``, the game's ``GAME_DEFAULTS``).
+    Args: as ``CoopPongParallelEnv`` (``size``, ``render_mode``, ``hide_ball_out``, the game's
+    ``GAME_DEFAULTS``).
 
     Observation: ``uint8[height, width, 3]``, the whole screen. Action: ``int64[2]`` in
     ``MultiDiscrete([3, 3])``, ``action[i]`` for ``possible_agents[i]`` (0 nothing, 1 up,
@@ -243,8 +264,8 @@ class CoopPongEnv(gym.Env):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": GAME_FPS}
 
-    def __init__(self, size: tuple[int, int] = (64, 64), render_mode: str | None = None, **game_kwargs: Any):
-        self.parallel = CoopPongParallelEnv(size=size, render_mode=render_mode, **game_kwargs)
+    def __init__(self, size: tuple[int, int] = (64, 64), render_mode: str | None = None, hide_ball_out: bool = True, **game_kwargs: Any):
+        self.parallel = CoopPongParallelEnv(size=size, render_mode=render_mode, hide_ball_out=hide_ball_out, **game_kwargs)
         self.render_mode = render_mode
         self.size = self.parallel.size
         self.observation_space = spaces.Box(0, 255, (*self.size, 3), np.uint8)
