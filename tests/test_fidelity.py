@@ -90,3 +90,20 @@ def test_the_inverse_dynamics_probe_scores_real_dreamed_and_copied_frames(heldou
     assert 0 <= report.copy_accuracy <= 1 and 0 < report.chance <= 1
     assert report.dream_accuracy == report.copy_accuracy  # the copying model's frames are the copies
     assert report.real_accuracy > report.chance  # it learned the very transitions it is scored on
+
+
+def test_rally_intervals_cover_the_mean_and_narrow_with_more_episodes():
+    from worldsim.eval.rally import RallyLengths, mean_ratio, rally_table
+
+    rng = np.random.default_rng(1)
+    few, many = (RallyLengths("real", rng.geometric(1 / 300, n).tolist(), [True] * n) for n in (8, 128))
+    for rally in (few, many):
+        low, high = rally.mean_interval()
+        assert low < rally.mean < high
+    assert np.diff(many.mean_interval()) < 0.5 * np.diff(few.mean_interval())
+    ratio, low, high = mean_ratio(many, many)
+    assert ratio == 1.0 and low < 1.0 < high
+    doubled = RallyLengths("dream", [2 * n for n in many.lengths], many.ended)
+    assert mean_ratio(doubled, many)[0] == pytest.approx(2.0) and mean_ratio(doubled, many)[1] > 1.5
+    table = rally_table([many, doubled]).splitlines()
+    assert len(table) == 4 and table[2].endswith("|  |") and "2.00 [" in table[3]

@@ -38,8 +38,27 @@ class RallyLengths:
     def miss_rate(self) -> float:
         return float(np.mean(self.ended))
 
+    def mean_interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """Percentile-bootstrap interval of the mean: rally lengths are long-tailed, few episodes vary a lot."""
+        return _bootstrap_interval([self.lengths], lambda means: means[0], confidence)
+
     def to_dict(self) -> dict:
-        return asdict(self) | {"mean": self.mean, "median": self.median, "miss_rate": self.miss_rate}
+        return asdict(self) | {"mean": self.mean, "median": self.median, "miss_rate": self.miss_rate, "mean_95": self.mean_interval()}
+
+
+def mean_ratio(numerator: RallyLengths, denominator: RallyLengths, confidence: float = 0.95) -> tuple[float, float, float]:
+    """``numerator.mean / denominator.mean`` and its bootstrap interval (each env's episodes resampled on their own)."""
+    low, high = _bootstrap_interval([numerator.lengths, denominator.lengths], lambda means: means[0] / means[1], confidence)
+    return numerator.mean / denominator.mean, low, high
+
+
+def _bootstrap_interval(samples: list[list[int]], statistic, confidence: float, resamples: int = 10_000) -> tuple[float, float]:
+    # A few lines of numpy instead of scipy.stats.bootstrap: scipy is not among worldsim's dependencies.
+    rng = np.random.default_rng(0)  # fixed: the same lengths give the same interval
+    means = [rng.choice(np.asarray(values, np.float64), (resamples, len(values))).mean(axis=1) for values in samples]
+    values = statistic(means)
+    low, high = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(low), float(high)
 
 
 def rally_lengths(env: gym.Env, agent: Agent, episodes: int, first_seed: int = 0, name: str = "") -> RallyLengths:
@@ -53,10 +72,18 @@ def rally_lengths(env: gym.Env, agent: Agent, episodes: int, first_seed: int = 0
 
 
 def rally_table(rows: list[RallyLengths]) -> str:
-    """A Markdown table of rally lengths, one row per env (or agent)."""
-    lines = ["| env | episodes | mean rally (steps) | median | ended by a miss |", "|---|---|---|---|---|"]
-    lines += [f"| {r.env} | {len(r.lengths)} | {r.mean:.1f} | {r.median:.0f} | {r.miss_rate:.0%} |" for r in rows]
+    """A Markdown table of rally lengths, one row per env (or agent); each later row's mean against the first's."""
+    lines = [
+        "| env | episodes | mean rally (steps) [95% bootstrap] | median | ended by a miss | mean / first row's [95%] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        low, high = r.mean_interval()
+        ratio = "" if r is rows[0] else "{:.2f} [{:.2f}, {:.2f}]".format(*mean_ratio(r, rows[0]))
+        lines.append(
+            f"| {r.env} | {len(r.lengths)} | {r.mean:.1f} [{low:.1f}, {high:.1f}] | {r.median:.0f} | {r.miss_rate:.0%} | {ratio} |"
+        )
     return "\n".join(lines)
 
 
-__all__ = ["RallyLengths", "rally_lengths", "rally_table"]
+__all__ = ["RallyLengths", "mean_ratio", "rally_lengths", "rally_table"]
