@@ -44,6 +44,20 @@ def test_compare_starts_the_dream_from_the_real_first_frame():
     real.close()
 
 
+def test_dream_compares_a_game_of_two_agents_with_its_real_game(tmp_path, capsys):
+    """Cooperative Pong's joint action (one per paddle) goes through ``worldsim dream --compare``."""
+    from worldsim.core.checkpoint import shipped_checkpoint
+
+    pong = str(shipped_checkpoint("coop-pong-v0"))
+    video = tmp_path / "pong.mp4"
+    argv = ["dream", "--checkpoint", pong, "--agent", "scripted-pong", "--steps", "3", "--compare", "--video", str(video), "--scale", "1"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    assert "real game under the same actions" in capsys.readouterr().out and video.stat().st_size > 0
+    assert main(["dream", "--checkpoint", pong, "--actions", "1,2"]) == 2
+    err = capsys.readouterr().err
+    assert "one action per agent" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -28,7 +28,7 @@ class DreamRollout:
 
     dream_frames: list[np.ndarray] = field(default_factory=list)
     real_frames: list[np.ndarray] = field(default_factory=list)
-    actions: list[int] = field(default_factory=list)
+    actions: list = field(default_factory=list)  # int, or int64[agents] for a game of several agents
     dream_rewards: list[float] = field(default_factory=list)
     real_rewards: list[float] = field(default_factory=list)
     dream_end: int | None = None  # step at which the dream terminated, if it did
@@ -44,7 +44,8 @@ def dream_rollout(
     seed: int = 0,
     real: gym.Env | None = None,
 ) -> DreamRollout:
-    """Up to ``steps`` steps of ``dream`` driven by ``agent`` or by ``actions`` (one per step).
+    """Up to ``steps`` steps of ``dream`` driven by ``agent`` or by ``actions`` (one per step): an
+    ``int`` for a ``Discrete`` game, one ``int`` per agent for a ``MultiDiscrete`` one.
 
     Stops when the env that the agent watches (the real one when comparing) terminates or is
     truncated; with an action list, when the list ends.
@@ -55,7 +56,8 @@ def dream_rollout(
     if real is not None:
         observation, info = real.reset(seed=seed)
         result.real_frames.append(observation)
-        options = {"frames": observation[None], "actions": np.zeros(1, np.int64)}
+        # The first frame's action is "nothing" (0), one per agent in a game of several.
+        options = {"frames": observation[None], "actions": np.zeros((1, *dream.action_space.shape), np.int64)}
         label = dream.unwrapped.engine.game.progress_label  # Mario's x_pos: the dream counts on from the real start
         if label:
             options[label] = float(info.get(label, 0))
@@ -68,7 +70,7 @@ def dream_rollout(
         agent.reset(seed=seed)
     total = steps if actions is None else min(steps, len(actions))
     for t in range(total):
-        action = int(agent.act(observation, info)) if agent is not None else int(actions[t])
+        action = _action(agent.act(observation, info) if agent is not None else actions[t], dream.action_space)
         result.actions.append(action)
         dream_observation, reward, terminated, truncated, dream_info = dream.step(action)
         result.dream_frames.append(dream_observation)
@@ -88,6 +90,11 @@ def dream_rollout(
             if terminated or truncated:
                 break
     return result
+
+
+def _action(action, space: gym.Space):
+    """``action`` as the dream's action space takes it: an ``int``, or ``int64[agents]``."""
+    return int(action) if isinstance(space, gym.spaces.Discrete) else np.asarray(action, np.int64)
 
 
 def side_by_side(left: np.ndarray, right: np.ndarray, scale: int, gap: int = 2) -> np.ndarray:
@@ -144,6 +151,10 @@ def run_dream(
     if actions is not None:
         if overrides:
             raise WorldsimError(f"overrides {overrides} configure an agent; --actions plays a fixed list")
+        if not isinstance(dream.action_space, gym.spaces.Discrete):
+            raise WorldsimError(
+                f"--actions lists one action number per step; this model's game takes {dream.action_space} (one action per agent): use --agent"
+            )
         n = dream.action_space.n
         if not actions or min(actions) < 0 or max(actions) >= n:
             raise WorldsimError(f"--actions must be numbers in 0..{n - 1}, got {','.join(map(str, actions))!r}")
@@ -155,7 +166,7 @@ def run_dream(
             raise WorldsimError(f"overrides {env_overrides} change an env; use --checkpoint, --device and --sampling-steps for the dream")
         (share,) = build_agents([(name, 1.0)], agent_overrides, real if real is not None else dream, need_trained=True)
         result = dream_rollout(dream, agent=share.agent, steps=steps, seed=seed, real=real)
-    ended = f", the dream ended (death or flag) at step {result.dream_end}" if result.dream_end else ""
+    ended = f", the dream ended at step {result.dream_end}" if result.dream_end else ""
     log(f"dreamed {len(result.actions)} steps, predicted return {sum(result.dream_rewards):.1f}{ended}")
     if real is not None:
         real_end = f", ended at step {result.real_end}" if result.real_end else ""
