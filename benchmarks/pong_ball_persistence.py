@@ -23,20 +23,15 @@ from worldsim.agents import make_agent
 from worldsim.agents.scripted_pong import parse_frame
 
 import worldsim  # noqa: F401  (registers the envs)
+from worldsim.eval.episodes import run_episode
 
 
-def ball_seen(env: gym.Env, seed: int, steps: int) -> np.ndarray:
+def ball_seen(env: gym.Env, agent, seed: int, steps: int) -> np.ndarray:
     """``bool[T]``: whether the scripted pair's parser finds the ball after each of the episode's steps."""
-    agent = make_agent("scripted-pong", env)
-    observation, info = env.reset(seed=seed)
-    agent.reset(seed=seed)
-    seen = []
-    for _ in range(steps):
-        observation, _, terminated, truncated, info = env.step(agent.act(observation, info))
-        if terminated or truncated:  # the miss's frame shows no ball by design: not counted
-            break
-        seen.append(parse_frame(observation).ball is not None)
-    return np.asarray(seen, bool)
+    frames: list[np.ndarray] = []
+    result = run_episode(env, agent, seed, on_step=frames.append, max_steps=steps)
+    played = frames[1 : len(frames) - result.terminated]  # not the reset frame, nor the miss's (no ball by design)
+    return np.asarray([parse_frame(frame).ball is not None for frame in played], bool)
 
 
 def first_lost(seen: np.ndarray, lost_for: int) -> int:
@@ -71,10 +66,11 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---:|---:|---:|---:|")
     for name, make in envs:
         env = make()
-        runs = [ball_seen(env, args.seed + episode, args.steps) for episode in range(args.episodes)]
+        agent = make_agent("scripted-pong", env)
+        runs = [ball_seen(env, agent, args.seed + episode, args.steps) for episode in range(args.episodes)]
         env.close()
         lost = np.array([first_lost(seen, args.lost_for) for seen in runs])
-        ever = np.mean([first_lost(seen, args.lost_for) < len(seen) for seen in runs])
+        ever = np.mean(lost < np.array([len(seen) for seen in runs]))
         q25, q50, q75 = np.quantile(lost, [0.25, 0.5, 0.75])
         found = np.concatenate(runs).mean()
         print(f"| {name} | {sum(map(len, runs))} | {found:.1%} | {q50:.0f} ({q25:.0f}-{q75:.0f}) | {ever:.0%} |")
