@@ -7,7 +7,7 @@ import torch
 from diffusers import EDMEulerScheduler
 
 from worldsim.core.frames import from_uint8, quantize, to_uint8
-from worldsim.diffusion.edm import skip_and_out_scales
+from worldsim.diffusion.edm import EDMTraining, blur, skip_and_out_scales
 from worldsim.diffusion.sampler import NextFrameSampler, SamplerConfig
 from worldsim.models.context import FrameStackContext
 from worldsim.models.denoiser import FrameDenoiser
@@ -59,6 +59,32 @@ def test_scales_agree_with_diffusers_preconditioning():
     scheduler = EDMEulerScheduler(sigma_data=0.5)
     x, f = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
     torch.testing.assert_close(scheduler.precondition_outputs(x, f, sigma), c_skip * x + c_out * f)
+
+
+def test_blur_spreads_a_point_keeps_flat_frames_and_leaves_zero_alone(transitions):
+    context = transitions[0][:2]  # [2, K, C, H, W] real frames
+    assert torch.equal(blur(context, torch.zeros(2)), context)
+    point = torch.zeros(2, 1, 1, 9, 9)
+    point[:, :, :, 4, 4] = 1.0
+    spread = blur(point, torch.tensor([0.0, 1.0]))
+    assert torch.equal(spread[0], point[0])
+    torch.testing.assert_close(spread[1].sum(), torch.tensor(1.0))  # mass kept away from the edges
+    assert 0.15 < float(spread[1, 0, 0, 4, 4]) < 0.17  # 1 / (2 pi) for a unit Gaussian
+    flat = torch.full((1, 2, 3, 8, 8), 0.25)  # replicated edges: no dark border
+    torch.testing.assert_close(blur(flat, torch.tensor([2.0])), flat)
+
+
+def test_context_blur_acts_only_when_asked(transitions):
+    context, actions, target = (t[:4] for t in transitions)
+    denoiser = tiny_denoiser()
+
+    def loss(**training):
+        denoiser.training_config = EDMTraining(**training)
+        with torch.no_grad():
+            return float(denoiser.loss(target, context, actions, generator=torch.Generator().manual_seed(0)))
+
+    assert loss() == loss(context_blur_max=0.0)  # no blur draws no extra random numbers
+    assert loss(context_blur_max=2.0) != loss()
 
 
 @pytest.mark.parametrize("space_to_depth", [1, 2])

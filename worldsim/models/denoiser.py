@@ -12,7 +12,7 @@ import torch
 from diffusers import EDMEulerScheduler
 from torch import nn
 
-from worldsim.diffusion.edm import EDMTraining, skip_and_out_scales
+from worldsim.diffusion.edm import EDMTraining, blur, skip_and_out_scales
 from worldsim.models.context import FrameStackContext
 from worldsim.models.frame_memory import FrameMemory
 from worldsim.models.frame_unet import FrameUNet
@@ -98,7 +98,10 @@ class FrameDenoiser(nn.Module):
         # from the clean frame, errors would pile up from step to step (as they did: a snapshot at
         # 500 steps turned to static within 8 steps).
         context_sigma = config.context_sigma_max * torch.rand(batch, device=device, generator=generator)
-        noisy_frames = frames + context_sigma.reshape(-1, 1, 1, 1, 1) * torch.randn(frames.shape, device=device, generator=generator)
+        seen = frames
+        if config.context_blur_max > 0:  # a dream's frames are blurred where the sampler was unsure
+            seen = blur(frames, config.context_blur_max * torch.rand(batch, device=device, generator=generator))
+        noisy_frames = seen + context_sigma.reshape(-1, 1, 1, 1, 1) * torch.randn(frames.shape, device=device, generator=generator)
         target = self.target(next_frame, noisy_frames)
         log_sigma = config.log_sigma_mean + config.log_sigma_std * torch.randn(batch, device=device, generator=generator)
         sigma = log_sigma.exp().clamp(config.sigma_min, config.sigma_max)
