@@ -107,3 +107,16 @@ def test_rally_intervals_cover_the_mean_and_narrow_with_more_episodes():
     assert mean_ratio(doubled, many)[0] == pytest.approx(2.0) and mean_ratio(doubled, many)[1] > 1.5
     table = rally_table([many, doubled]).splitlines()
     assert len(table) == 4 and table[2].endswith("|  |") and "2.00 [" in table[3]
+
+
+def test_false_ends_are_counted_only_once_the_end_classifier_is_calibrated(heldout):
+    """Before calibration (during training) a classifier's raw logits, trained with ends drawn
+    many times over, are no decisions: the report says "not measured", not hundreds per 1000."""
+    model = copying_model()
+    assert model.end_classifier is not None
+    model.end_classifier.config.decision_bias = []
+    report = evaluate_model(model, heldout, horizon=4, rollouts=16, batch_size=16, progress=False)
+    assert report.dreamed_steps == 0 and np.isnan(report.false_ends_per_1000_dreamed_steps)
+    model.end_classifier.config.decision_bias = [0.0] * (len(model.config.game.end_classes) - 1)
+    report = evaluate_model(model, heldout, horizon=4, rollouts=16, batch_size=16, progress=False)
+    assert report.dreamed_steps == 16 * 4 and np.isfinite(report.false_ends_per_1000_dreamed_steps)

@@ -254,7 +254,8 @@ def autoregressive(
 ) -> dict[str, np.ndarray]:
     """Per-step results of open-loop rollouts over ``batches`` of windows of K + horizon steps:
     under the recorded actions, and (``num_actions`` given) under random actions from the same
-    contexts with the same sampling noise. Also counts dreamed ends where the recording ran on.
+    contexts with the same sampling noise. Also counts dreamed ends where the recording ran on (not
+    while an end classifier is uncalibrated: then ``dreamed_steps`` is 0).
 
     ``agents`` (a game of several agents: ``{"agents": names, "counts": actions per agent}``) adds,
     for each agent, rollouts where only that agent's actions are random (``random_psnr_<agent>``):
@@ -264,6 +265,10 @@ def autoregressive(
     agent_random_psnr: dict[str, list[torch.Tensor]] = {}
     changed = np.zeros((horizon, 4))
     false_ends, dreamed = 0, 0
+    # An end classifier decides only once calibrated (its decision bias is set after every phase of
+    # training): raw logits of one trained with ends oversampled would count hundreds of false ends.
+    classifier = getattr(model, "end_classifier", None)
+    ends_decided = classifier is None or bool(classifier.config.decision_bias)
     real_scroll, dream_scroll = [], []
     for index, batch in enumerate(batches):
         frames, actions = batch["frames"], batch["actions"]
@@ -282,9 +287,10 @@ def autoregressive(
         ):
             real_scroll.append(sequence_scroll(np.concatenate([last_frame[None], real_frames]))[-1])
             dream_scroll.append(sequence_scroll(np.concatenate([last_frame[None], dream_frames]))[-1])
-        predicted_end = outputs["end"].argmax(-1) != 0
-        false_ends += int((predicted_end & (batch["end_class"][:, k:] == 0)).sum())
-        dreamed += predicted_end.numel()
+        if ends_decided:
+            predicted_end = outputs["end"].argmax(-1) != 0
+            false_ends += int((predicted_end & (batch["end_class"][:, k:] == 0)).sum())
+            dreamed += predicted_end.numel()
         if num_actions:
             random_actions = actions.clone()
             action_generator = torch.Generator().manual_seed(10_000 + seed + index)
@@ -368,7 +374,8 @@ def summarize(teacher: dict[str, np.ndarray], rollouts: dict[str, np.ndarray] | 
                     float(v) for v in (rollouts["psnr"] - rollouts[key]).mean(axis=0)
                 ]
         report.dreamed_steps = int(rollouts["dreamed_steps"])
-        report.false_ends_per_1000_dreamed_steps = 1000 * float(rollouts["false_ends"]) / max(int(rollouts["dreamed_steps"]), 1)
+        dreamed = int(rollouts["dreamed_steps"])
+        report.false_ends_per_1000_dreamed_steps = 1000 * float(rollouts["false_ends"]) / dreamed if dreamed else float("nan")
         report.real_scroll = float(rollouts["real_scroll"].mean())
         report.dream_scroll = float(rollouts["dream_scroll"].mean())
         report.scroll_error = float(np.abs(rollouts["dream_scroll"] - rollouts["real_scroll"]).mean())
