@@ -268,7 +268,7 @@ def autoregressive(
     # An end classifier decides only once calibrated (its decision bias is set after every phase of
     # training): raw logits of one trained with ends oversampled would count hundreds of false ends.
     classifier = getattr(model, "end_classifier", None)
-    ends_decided = classifier is None or bool(classifier.config.decision_bias)
+    ends_decided = classifier is None or classifier.calibrated
     real_scroll, dream_scroll = [], []
     for index, batch in enumerate(batches):
         frames, actions = batch["frames"], batch["actions"]

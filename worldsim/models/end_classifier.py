@@ -75,10 +75,15 @@ class EndClassifier(nn.Module):
         features = self.encoder(torch.cat([frames.flatten(1, 2), motion.flatten(1, 2), coordinates], dim=1))
         pooled = torch.cat([features.amax(dim=(2, 3)), features.mean(dim=(2, 3))], dim=1)
         logits = self.head(torch.cat([pooled, self.action_embedding(action)], dim=1))
-        if self.training or not self.config.decision_bias:
+        if self.training or not self.calibrated:
             return logits
         bias = torch.as_tensor([0.0, *self.config.decision_bias], device=logits.device, dtype=logits.dtype)
         return logits + bias
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether its decision bias is set (after training): only then are its outputs decisions."""
+        return bool(self.config.decision_bias)
 
     def last_step(self, frames: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The end logits of the last step of a longer window ``frames float[B, L, C, H, W]`` (a
