@@ -373,8 +373,7 @@ def summarize(teacher: dict[str, np.ndarray], rollouts: dict[str, np.ndarray] | 
                 report.agent_delta_psnr[key.removeprefix("random_psnr_")] = [
                     float(v) for v in (rollouts["psnr"] - rollouts[key]).mean(axis=0)
                 ]
-        report.dreamed_steps = int(rollouts["dreamed_steps"])
-        dreamed = int(rollouts["dreamed_steps"])
+        report.dreamed_steps = dreamed = int(rollouts["dreamed_steps"])
         report.false_ends_per_1000_dreamed_steps = 1000 * float(rollouts["false_ends"]) / dreamed if dreamed else float("nan")
         report.real_scroll = float(rollouts["real_scroll"].mean())
         report.dream_scroll = float(rollouts["dream_scroll"].mean())
