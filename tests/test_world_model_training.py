@@ -14,9 +14,16 @@ from worldsim.config import load_config
 from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
 from worldsim.data.transitions import model_batch, stack_windows
+from worldsim.errors import WorldsimError
 from worldsim.models.end_classifier import best_f1_bias
 from worldsim.models.world_model import WorldModel, WorldModelConfig, load_world_model
-from worldsim.train.world_model_training import DenoiserObjective, EndClassifierObjective, EndModelObjective, train_world_model
+from worldsim.train.world_model_training import (
+    DenoiserObjective,
+    EndClassifierObjective,
+    EndModelObjective,
+    start_states,
+    train_world_model,
+)
 
 torch.set_num_threads(1)
 
@@ -150,6 +157,28 @@ def test_train_writes_checkpoints_resumes_and_exports_a_dream_env(dataset_id, tm
     # ...but its end model still fits: each phase's checkpoint keeps only the config it depends on.
     _, end_only = tiny_train(dataset_id, denoiser_steps=5, phases="[end_model]")
     assert train_world_model(other_model, end_only, out, progress=False) is None
+
+
+def test_start_states_end_at_the_asked_step_with_the_recorded_actions(dataset_id):
+    windows = SequenceDataset([load_dataset(dataset_id)], 4, [], pad_start=3)
+    every = len(windows.episodes)  # all of them, in order: start state 0 is episode 0
+    reset = start_states(windows, every, seed=0, progress_label=None)
+    moving = start_states(windows, every, seed=0, progress_label=None, step=5)
+    episode = windows.episodes[0]
+    # step 0: what a real reset shows, the first frame held K times with no action before it
+    assert np.array_equal(reset.frames[0], np.repeat(episode.frames[:1], 4, axis=0)) and not reset.actions.any()
+    # step 5: the real frames 2..5 and the actions that produced them
+    assert np.array_equal(moving.frames[0], episode.frames[2:6]) and np.array_equal(moving.actions[0], episode.actions[2:6])
+    # step 1: padded as the training windows are, the first frame repeated with action 0
+    early = start_states(windows, every, seed=0, progress_label=None, step=1)
+    assert np.array_equal(early.frames[0], episode.frames[[0, 0, 0, 1]])
+    assert np.array_equal(early.actions[0], [0, 0, 0, episode.actions[1]])
+
+
+def test_a_negative_start_state_step_is_refused_before_training(dataset_id, tmp_path):
+    model, train = tiny_train(dataset_id, start_state_step=-1)
+    with pytest.raises(WorldsimError, match="train.start_state_step is -1"):
+        train_world_model(model, train, tmp_path, progress=False)
 
 
 def test_train_command_line_rejects_bad_overrides(capsys):

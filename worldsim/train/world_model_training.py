@@ -101,6 +101,10 @@ class WorldModelTraining:
     threads: int | None = None  # torch CPU threads; None: torch's default
     seed: int = 0
     start_states: int = 64  # real first frames of training episodes, for the env's reset
+    # The step of each episode a start state's context ends at. 0: the first frame repeated K times,
+    # what a real reset shows. K - 1: the first K real frames with their actions, for a game whose
+    # state one frame does not show (Pong's serve direction: from a still ball the dream picks one).
+    start_state_step: int = 0
 
 
 class DenoiserObjective(nn.Module):
@@ -272,6 +276,8 @@ def train_world_model(
     unknown = set(cfg.phases) - set(PHASES)
     if unknown or not cfg.phases:
         raise WorldsimError(f"train.phases {cfg.phases} must name some of {list(PHASES)}")
+    if cfg.start_state_step < 0:
+        raise WorldsimError(f"train.start_state_step is {cfg.start_state_step}: it must be >= 0 (0: each episode's first frame)")
     accelerator = start_accelerator(cfg.mixed_precision, cfg.threads, cfg.seed)
     if not cfg.data.datasets:
         raise WorldsimError("train.data.datasets is empty: name the Minari datasets to train on")
@@ -347,7 +353,7 @@ def train_world_model(
         world_model,
         {"model": config.to_dict()},
         files={
-            START_STATES_FILE: start_states(episodes, cfg.start_states, cfg.seed, game.progress_label).save_bytes(),
+            START_STATES_FILE: start_states(episodes, cfg.start_states, cfg.seed, game.progress_label, cfg.start_state_step).save_bytes(),
             "README.md": card,
             "training_config.json": json.dumps(to_dict(cfg), indent=2),
         },
@@ -479,17 +485,22 @@ def _model_config(values: dict[str, Any], datasets) -> WorldModelConfig:
     return config
 
 
-def start_states(windows: SequenceDataset, count: int, seed: int, progress_label: str | None) -> StartStates:
-    """The first frames of up to ``count`` training episodes, each as a K-frame context (the first
-    frame repeated, action 0): what a real env's ``reset`` shows, in the form the model learned
-    from padded windows."""
+def start_states(windows: SequenceDataset, count: int, seed: int, progress_label: str | None, step: int = 0) -> StartStates:
+    """Up to ``count`` training episodes, each as the K-frame context that ends at its ``step``-th
+    frame (or its last, if shorter), padded as training windows are: frames before the first are
+    the first frame repeated, with action 0. ``step`` 0 is what a real env's ``reset`` shows."""
     k = windows.pad_start + 1
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(windows.episodes), size=min(count, len(windows.episodes)), replace=False)
     episodes = [windows.episodes[i] for i in sorted(chosen)]
-    frames = np.stack([np.repeat(episode.frames[:1], k, axis=0) for episode in episodes])
-    progress = np.array([float(episode.labels[progress_label][0]) if progress_label else 0.0 for episode in episodes])
-    return StartStates(frames, np.zeros(frames.shape[:2], np.int64), progress)
+    frames, actions, progress = [], [], []
+    for episode in episodes:
+        last = min(step, len(episode.frames) - 1)
+        steps = np.arange(last - k + 1, last + 1)
+        frames.append(episode.frames[np.maximum(steps, 0)])
+        actions.append(np.where(steps > 0, episode.actions[np.maximum(steps, 0)], 0))
+        progress.append(float(episode.labels[progress_label][last]) if progress_label else 0.0)
+    return StartStates(np.stack(frames), np.stack(actions).astype(np.int64), np.array(progress))
 
 
 def model_card(
