@@ -33,6 +33,8 @@ TINY_MODEL = [
     "model.unet.refine_channels=8",
     "model.end_model.channels=[8,8,8,8]",
     "model.end_model.hidden=32",
+    "model.end_classifier.channels=[8,8,8]",
+    "model.end_classifier.hidden=16",
 ]
 
 
@@ -56,6 +58,9 @@ def _train_tiny_model(dataset_id, out):
             "train.denoiser.batch_size=4",
             "train.end_model.steps=2",
             "train.end_model.batch_size=4",
+            "train.end_classifier.steps=2",
+            "train.end_classifier.batch_size=4",
+            "train.end_classifier.validation_every=2",
         ],
     )
     return train_world_model(load_config("model", "coop-pong", TINY_MODEL), train, out, progress=False)
