@@ -20,6 +20,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -60,6 +61,16 @@ def first_lost(seen: np.ndarray, lost_for: int) -> int:
     return len(seen)
 
 
+def pong_envs(checkpoints: list[str]) -> list[tuple[str, Callable[[], gym.Env]]]:
+    """``(name, make)`` for the real game, then for each ``NAME=PATH`` checkpoint's dream."""
+    envs = [("real game", lambda: gym.make("worldsim/CoopPong-v0"))]
+    envs += [
+        (name, lambda path=path: gym.make("worldsim/CoopPong-dream-v0", checkpoint=path))
+        for name, path in (c.split("=", 1) for c in checkpoints)
+    ]
+    return envs
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", action="append", default=[], help="NAME=PATH of a Cooperative Pong world model (repeatable)")
@@ -70,11 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    envs = [("real game", lambda: gym.make("worldsim/CoopPong-v0"))]
-    envs += [
-        (name, lambda path=path: gym.make("worldsim/CoopPong-dream-v0", checkpoint=path))
-        for name, path in (c.split("=", 1) for c in args.checkpoint)
-    ]
+    envs = pong_envs(args.checkpoint)
     print(
         f"Scripted pair, {args.episodes} episodes from seed {args.seed}, first {args.steps} steps; lost = not found for {args.lost_for} steps.\n"
     )

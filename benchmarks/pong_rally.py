@@ -27,6 +27,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from pong_ball_persistence import pong_envs  # benchmarks/, this script's folder
 from worldsim.agents import make_agent
 from worldsim.agents.scripted_pong import parse_frame
 
@@ -65,11 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write every episode's length, end and serve here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    envs = [("real game", lambda: gym.make("worldsim/CoopPong-v0"))]
-    envs += [
-        (name, lambda path=path: gym.make("worldsim/CoopPong-dream-v0", checkpoint=path))
-        for name, path in (c.split("=", 1) for c in args.checkpoint)
-    ]
+    envs = pong_envs(args.checkpoint)
     print(f"Scripted pair, {args.episodes} episodes from seed {args.seed}, {args.threads} threads.\n")
     rows, serves, report = [], [], {}
     for name, make in envs:
