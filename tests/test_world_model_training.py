@@ -159,6 +159,38 @@ def test_train_writes_checkpoints_resumes_and_exports_a_dream_env(dataset_id, tm
     assert train_world_model(other_model, end_only, out, progress=False) is None
 
 
+def test_the_context_blur_starts_at_its_step(dataset_id, tmp_path, monkeypatch):
+    model_values, _ = tiny_train(dataset_id)
+    model_values["edm"]["context_blur_max"] = 2.0
+    model = WorldModel(WorldModelConfig.from_dict(model_values))
+    windows = SequenceDataset(load_dataset(dataset_id), 6, model.config.game.label_keys, pad_start=3)
+    batch = model_batch(stack_windows([windows[i] for i in range(0, 40, 5)]), model.config.game)
+    objective = DenoiserObjective(model, context_blur_from_step=3)
+
+    def loss_at(step, blur_max=None):
+        objective.on_step(step)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            if blur_max is None:
+                return objective(**batch)["denoiser"].item()
+            unblurred = model.denoiser.loss  # the same loss with the blur set by hand
+            monkeypatch.setattr(model.denoiser, "loss", lambda *a, **k: unblurred(*a, **{**k, "context_blur_max": blur_max}))
+            value = objective(**batch)["denoiser"].item()
+            monkeypatch.undo()
+            return value
+
+    assert loss_at(2) == loss_at(2, blur_max=0.0) != loss_at(3)  # steps 0-2 sharp contexts, then blurred
+    assert loss_at(3) == loss_at(3, blur_max=2.0)
+
+    # The loop tells the objective each step it takes, also after a resume.
+    told = []
+    monkeypatch.setattr(DenoiserObjective, "on_step", lambda self, step: told.append(step))
+    for steps in (2, 4):
+        _, train_values = tiny_train(dataset_id, denoiser_steps=steps, phases="[denoiser]", **{"denoiser.context_blur_from_step": 3})
+        train_world_model(model_values, train_values, tmp_path, progress=False)
+    assert told == [0, 1, 2, 3]
+
+
 def test_start_states_end_at_the_asked_step_with_the_recorded_actions(dataset_id):
     windows = SequenceDataset([load_dataset(dataset_id)], 4, [], pad_start=3)
     every = len(windows.episodes)  # all of them, in order: start state 0 is episode 0

@@ -81,6 +81,7 @@ class FrameDenoiser(nn.Module):
         generator: torch.Generator | None = None,
         sampler_sigmas: torch.Tensor | None = None,
         memory: torch.Tensor | None = None,
+        context_blur_max: float | None = None,
     ) -> torch.Tensor:
         """EDM's weighted denoising loss for one next frame per sample.
 
@@ -89,8 +90,10 @@ class FrameDenoiser(nn.Module):
         ``actions[:, -1]`` is the one whose step produced ``next_frame``). ``sampler_sigmas``: the
         noise levels the sampler denoises at; ``sampler_levels_fraction`` of the batch is drawn there.
         ``memory float[B, D]``: the long memory's output after the last context frame (with a memory).
+        ``context_blur_max``: this step's blur, in place of the config's (a training schedule's).
         """
         config = self.training_config
+        blur_max = config.context_blur_max if context_blur_max is None else context_blur_max
         batch, device = next_frame.shape[0], next_frame.device
         # Noise on the context frames stands in for the model's own errors in a rollout. The target is
         # taken from the context as the network sees it: a "change" from a noisy last frame includes
@@ -99,8 +102,8 @@ class FrameDenoiser(nn.Module):
         # 500 steps turned to static within 8 steps).
         context_sigma = config.context_sigma_max * torch.rand(batch, device=device, generator=generator)
         seen = frames
-        if config.context_blur_max > 0:  # a dream's frames are blurred where the sampler was unsure
-            seen = blur(frames, config.context_blur_max * torch.rand(batch, device=device, generator=generator))
+        if blur_max > 0:  # a dream's frames are blurred where the sampler was unsure
+            seen = blur(frames, blur_max * torch.rand(batch, device=device, generator=generator))
         noisy_frames = seen + context_sigma.reshape(-1, 1, 1, 1, 1) * torch.randn(frames.shape, device=device, generator=generator)
         target = self.target(next_frame, noisy_frames)
         log_sigma = config.log_sigma_mean + config.log_sigma_std * torch.randn(batch, device=device, generator=generator)

@@ -81,6 +81,7 @@ class TrainingTask(Protocol):
 
     name: str  # the checkpoint folder's name and the tensorboard prefix
     objective: torch.nn.Module  # forward(**batch) -> {loss name: scalar tensor}
+    # optional on the objective: on_step(step), told before each step how many were taken (a schedule)
     saved_config: dict[str, Any]  # stored in the checkpoint; resuming with another is refused
     # optional: accepts(saved) -> bool, when a checkpoint's config may differ in form (not in
     # substance) from saved_config, e.g. written before a field with a default was added
@@ -177,8 +178,11 @@ def train(
     cpu_started = time.process_time() - cpu_seconds
     last_checkpoint = last_log = time.perf_counter()
     last_loss = float("nan")
+    on_step = getattr(objective, "on_step", None)
     model.train()
     for batch in loader:
+        if on_step is not None:
+            on_step(step)
         inputs = task.to_batch(batch, accelerator.device)
         with accelerator.autocast():
             losses = model(**inputs)

@@ -69,6 +69,10 @@ class DenoiserPhase(LoopConfig):
     end_weight: float = 1.0  # windows that end an episode drawn this many times more often
     memory_frames: int = 32  # with model.memory: frames per window, all read by the memory (no unroll)
     memory_targets: int = 4  # with model.memory: frames of each window denoised, after at least K
+    # The context blur (model.edm.context_blur_max) only from this step on: the denoiser first learns
+    # sharp frames, then to re-sharpen blurred ones (Pong: blurred from step 0, the dream lost its
+    # ball in 13 of 16 episodes; from step 3000 of 4500, in 6 of 16; BENCHMARKS.md).
+    context_blur_from_step: int = 0
 
 
 @dataclass
@@ -118,12 +122,18 @@ class DenoiserObjective(nn.Module):
     that many steps back.
     """
 
-    def __init__(self, world_model: WorldModel, memory_targets: int = 4):
+    def __init__(self, world_model: WorldModel, memory_targets: int = 4, context_blur_from_step: int = 0):
         super().__init__()
         self.denoiser = world_model.denoiser  # the only trained weights; names match the world model's
         self._sampler = world_model.sampler
         self._context_length = world_model.context_length
         self._memory_targets = memory_targets
+        self._blur_from_step = context_blur_from_step
+        self._context_blur_max: float | None = None  # None: the config's; 0 before the blur's first step
+
+    def on_step(self, step: int) -> None:
+        """Called by the training loop before each step (``step`` taken so far): starts the context blur."""
+        self._context_blur_max = None if step >= self._blur_from_step else 0.0
 
     def forward(self, frames: torch.Tensor, actions: torch.Tensor, **labels) -> dict[str, torch.Tensor]:
         if self.denoiser.memory is not None:
@@ -134,7 +144,10 @@ class DenoiserObjective(nn.Module):
         for u in range(unroll):
             t = k + u
             step_actions = actions[:, t - k + 1 : t + 1]
-            loss = loss + self.denoiser.loss(frames[:, t], context, step_actions, sampler_sigmas=self._sampler.sigmas) / unroll
+            step_loss = self.denoiser.loss(
+                frames[:, t], context, step_actions, sampler_sigmas=self._sampler.sigmas, context_blur_max=self._context_blur_max
+            )
+            loss = loss + step_loss / unroll
             if u < unroll - 1:
                 with torch.no_grad():
                     generated = self._sampler.sample(self.denoiser, context, step_actions)
@@ -160,6 +173,7 @@ class DenoiserObjective(nn.Module):
                 step_actions.flatten(0, 1),
                 sampler_sigmas=self._sampler.sigmas,
                 memory=memory[rows, targets - 1].flatten(0, 1),
+                context_blur_max=self._context_blur_max,
             )
         }
         if self.denoiser.memory.config.recall_lags:
@@ -322,7 +336,10 @@ def train_world_model(
             if length <= k:
                 raise WorldsimError(f"train.{phase}: windows need at least one step after the K={k} context frames")
             windows = SequenceDataset(episodes, length, game.label_keys, pad_start=k - 1)
-            objective = DenoiserObjective(world_model, settings.memory_targets) if phase == "denoiser" else EndModelObjective(world_model)
+            if phase == "denoiser":
+                objective = DenoiserObjective(world_model, settings.memory_targets, settings.context_blur_from_step)
+            else:
+                objective = EndModelObjective(world_model)
         evaluate = heldout_evaluator(world_model, cfg, out) if phase == "denoiser" and heldout_evaluator and cfg.data.heldout else None
         saved = {"model": phase_config(config, phase), "phase": phase, "datasets": data_ids, "window": length}
         task = WindowTask(phase, objective, saved, windows, game, settings.balance_actions, settings.end_weight, evaluate)
