@@ -166,6 +166,7 @@ def test_the_context_blur_starts_at_its_step(dataset_id, tmp_path, monkeypatch):
     windows = SequenceDataset(load_dataset(dataset_id), 6, model.config.game.label_keys, pad_start=3)
     batch = model_batch(stack_windows([windows[i] for i in range(0, 40, 5)]), model.config.game)
     objective = DenoiserObjective(model, context_blur_from_step=3)
+    assert objective._context_blur_max == 0.0  # before any step: sharp, as at step 0
 
     def loss_at(step, blur_max=None):
         objective.on_step(step)

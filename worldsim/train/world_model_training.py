@@ -129,11 +129,16 @@ class DenoiserObjective(nn.Module):
         self._context_length = world_model.context_length
         self._memory_targets = memory_targets
         self._blur_from_step = context_blur_from_step
-        self._context_blur_max: float | None = None  # None: the config's; 0 before the blur's first step
+        self._step = 0  # steps taken, as the loop last told (one it never tells is at the start)
 
     def on_step(self, step: int) -> None:
         """Called by the training loop before each step (``step`` taken so far): starts the context blur."""
-        self._context_blur_max = None if step >= self._blur_from_step else 0.0
+        self._step = step
+
+    @property
+    def _context_blur_max(self) -> float | None:
+        """This step's context blur for the loss: None (the config's) from ``context_blur_from_step`` on, else 0."""
+        return None if self._step >= self._blur_from_step else 0.0
 
     def forward(self, frames: torch.Tensor, actions: torch.Tensor, **labels) -> dict[str, torch.Tensor]:
         if self.denoiser.memory is not None:
