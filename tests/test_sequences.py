@@ -66,3 +66,25 @@ def test_windows_longer_than_every_episode_are_a_clear_error(mario_dataset):
         SequenceDataset(mario_dataset, length=5000)
     with pytest.raises(WorldsimError, match="no info labels"):
         SequenceDataset(mario_dataset, length=4, label_keys=("lives_left",))
+
+
+def test_held_end_windows_run_past_a_terminated_episode_only(mario_dataset):
+    plain = SequenceDataset(mario_dataset, length=5, label_keys=LABELS)
+    held = SequenceDataset(mario_dataset, length=5, label_keys=LABELS, hold_end=3)
+    episodes = plain.episodes
+    terminated = [i for i, episode in enumerate(episodes) if episode.ends[-1]]
+    assert terminated and len(terminated) < len(episodes)  # a death, and the last episode cut short by the step budget
+    assert len(held) == len(plain) + 3 * len(terminated)
+    past_end = [i for i, (e, start) in enumerate(held.windows) if start + 5 > len(episodes[e].frames)]
+    assert len(past_end) == 3 * len(terminated) and {held.windows[i][0] for i in past_end} == set(terminated)
+    for index in past_end:
+        episode_index, start = held.windows[index]
+        episode, item = episodes[episode_index], held[index]
+        inside = len(episode.frames) - start  # frames of the episode in this window; the rest hold its last
+        np.testing.assert_array_equal(item["frames"][:inside].numpy(), episode.frames[start:])
+        for key, last in [("frames", episode.frames[-1]), ("actions", episode.actions[-1]), ("x_pos", episode.labels["x_pos"][-1])]:
+            assert (item[key][inside:].numpy() == last).all()
+        assert item["ends"][inside - 1 :].all() and (item["rewards"][inside:] == 0).all()
+    assert held.target_ends().sum() == 4 * len(terminated)  # the end step and the 3 held past it
+    with pytest.raises(WorldsimError, match="hold_end must be >= 0"):
+        SequenceDataset(mario_dataset, length=5, hold_end=-1)

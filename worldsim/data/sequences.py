@@ -86,6 +86,11 @@ class SequenceDataset(Dataset):
             real frame, which is what a real env's ``reset`` gives.
         episodes: indices of the episodes that give windows (default: all), e.g. to hold some
             episodes out of training for validation.
+        hold_end: windows of an episode that ended in a termination (not a truncation: that game
+            went on) may also run up to this many frames past its last frame; the missing frames
+            hold the last one, with its action, end and labels, and zero reward. The game is over
+            there, so a frame after it is still the end: an end classifier trained on such windows
+            also calls an end a dream drew without calling it on the step itself.
     """
 
     def __init__(
@@ -95,11 +100,14 @@ class SequenceDataset(Dataset):
         label_keys: Sequence[str] = (),
         pad_start: int = 0,
         episodes: Sequence[int] | None = None,
+        hold_end: int = 0,
     ):
         if length < 1:
             raise WorldsimError(f"window length must be >= 1, got {length}")
         if not 0 <= pad_start < length:
             raise WorldsimError(f"pad_start must be in [0, {length - 1}] for windows of {length} frames, got {pad_start}")
+        if hold_end < 0:
+            raise WorldsimError(f"hold_end must be >= 0 (frames held past an episode's end), got {hold_end}")
         self.length = int(length)
         self.label_keys = tuple(label_keys)
         self.pad_start = int(pad_start)
@@ -115,12 +123,14 @@ class SequenceDataset(Dataset):
                 EpisodeArrays.from_minari(ep, self.label_keys, _joint_action_counts(d)) for d in datasets for ep in d.iterate_episodes()
             ]
         # (episode index, first frame) of every window; frames [start, start + length) of one
-        # episode, where a negative start means padding before the first frame.
+        # episode, where a negative start means padding before the first frame, and frames past
+        # the last one hold it (hold_end).
         chosen = range(len(self.episodes)) if episodes is None else episodes
+        held = {i: int(hold_end) if self.episodes[i].ends[-1] else 0 for i in chosen}
         starts = [
             np.stack([np.full(count, i), np.arange(count) - self.pad_start], axis=1)
             for i in chosen
-            if (count := len(self.episodes[i].frames) - self.length + 1 + self.pad_start) > 0
+            if (count := len(self.episodes[i].frames) - self.length + 1 + self.pad_start + held[i]) > held[i]
         ]
         if not starts:
             raise WorldsimError(
@@ -135,12 +145,12 @@ class SequenceDataset(Dataset):
         episode_index, start = self.windows[index]
         episode = self.episodes[episode_index]
         steps = np.arange(start, start + self.length)
-        window = np.maximum(steps, 0)  # padding repeats the first frame
+        window = np.clip(steps, 0, len(episode.frames) - 1)  # padding repeats the first frame, holding the last
         padded = torch.from_numpy(steps < 0)
         item = {
             "frames": torch.from_numpy(episode.frames[window]),
             "actions": torch.from_numpy(episode.actions[window]).masked_fill(padded, 0),
-            "rewards": torch.from_numpy(episode.rewards[window]).masked_fill(padded, 0.0),
+            "rewards": torch.from_numpy(episode.rewards[window]).masked_fill(padded | torch.from_numpy(steps > window), 0.0),
             "ends": torch.from_numpy(episode.ends[window]).masked_fill(padded, False),
         }
         item |= {key: torch.from_numpy(episode.labels[key][window]) for key in self.label_keys}
@@ -156,7 +166,7 @@ class SequenceDataset(Dataset):
 
     def _at_last_frame(self, values) -> np.ndarray:
         last = self.windows[:, 1] + self.length - 1
-        return np.array([values(self.episodes[e])[f] for e, f in zip(self.windows[:, 0], last, strict=True)])
+        return np.array([values(self.episodes[e])[min(f, len(self.episodes[e].frames) - 1)] for e, f in zip(self.windows[:, 0], last, strict=True)])
 
     def weighted_sampler(
         self, num_samples: int, generator: torch.Generator | None = None, *, balance_actions: bool = True, end_weight: float = 1.0

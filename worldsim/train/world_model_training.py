@@ -89,6 +89,10 @@ class EndClassifierPhase(LoopConfig):
     validation_every: int = 10  # every Nth episode is held out of training and sets the decision bias
     generated_fraction: float = 0.5  # windows whose last frame is the denoiser's sample, not the real one
     min_validation_ends: int = 10  # an end class seen fewer times there gets the prior correction instead
+    # Training windows also up to this many frames past a terminated episode's end, the end frame
+    # held and labelled the end (SequenceDataset's hold_end): in a dream the classifier then gets
+    # more than one step to call an end. Validation keeps the end steps alone.
+    hold_end: int = 0
 
 
 @dataclass
@@ -327,7 +331,8 @@ def train_world_model(
                     "train.end_classifier learns from the denoiser's frames, and no trained denoiser is here: "
                     "train it first, set train.base_model to a trained model, or set train.end_classifier.generated_fraction=0"
                 )
-            windows = SequenceDataset(episodes, k + 1, game.label_keys, pad_start=k - 1, episodes=_episode_split(episodes, settings)[0])
+            training_episodes = _episode_split(episodes, settings)[0]
+            windows = SequenceDataset(episodes, k + 1, game.label_keys, pad_start=k - 1, episodes=training_episodes, hold_end=settings.hold_end)
             objective, length = EndClassifierObjective(world_model, settings.generated_fraction), windows.length
         else:
             length = k + (settings.unroll_steps if phase == "denoiser" else settings.scored_steps)
@@ -546,7 +551,8 @@ def model_card(
         else f"windows of {config.context_length} + {cfg.denoiser.unroll_steps} steps",
         "end_model": f"windows of {config.context_length} + {cfg.end_model.scored_steps} steps",
         "end_classifier": f"windows of {config.end_classifier.frames} frames, the last generated in {cfg.end_classifier.generated_fraction:.0%}, "
-        f"every {cfg.end_classifier.validation_every}th episode held out (its frames generated)"
+        + (f"up to {cfg.end_classifier.hold_end} frames past each end (the end frame held), " if cfg.end_classifier.hold_end else "")
+        + f"every {cfg.end_classifier.validation_every}th episode held out (its frames generated)"
         if config.end_classifier
         else "",
     }
