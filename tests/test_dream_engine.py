@@ -123,3 +123,24 @@ def test_sampling_steps_replace_the_checkpoint_sampler():
     assert model.sampler.config.num_steps == 3 and len(model.sampler.sigmas) == 3
     with pytest.raises(WorldsimError, match="sampling_steps"):
         load_engine_model(shipped_checkpoint(), "cpu", sampling_steps=0)
+
+
+def test_an_end_is_confirmed_on_consecutive_calls_only():
+    model, start_states, device = load_engine_model(shipped_checkpoint(), "cpu")
+    model.end_classifier.config.decision_bias = [50.0, -50.0]  # calls a death on every step
+    model.end_classifier.config.confirm_steps = 3
+    engine = DreamEngine(model, start_states, 2, device)
+    engine.reset([0, 1], np.random.default_rng(0))
+    ended = []
+    for step in range(3):
+        if step == 1:
+            engine.reset([1], np.random.default_rng(1))  # a reset dream counts its calls from zero
+        result = engine.step(np.array([3, 3]))
+        ended.append(result.terminated.tolist())
+        assert result.info["is_dying"].tolist() == ended[-1]  # an unconfirmed call is reported as running
+        assert (result.info["end_probabilities"].argmax(axis=-1) == 1).all()  # what the classifier said, unfiltered
+    assert ended == [[False, False], [False, False], [True, False]]
+    assert engine.end_calls.tolist() == [3, 2]
+    model.end_classifier.config.confirm_steps = 0
+    with pytest.raises(WorldsimError, match="confirm_steps is 0"):
+        type(model.config).from_dict(model.config.to_dict())

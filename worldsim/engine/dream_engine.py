@@ -11,7 +11,9 @@ A dream's state is
   generated ones after steps);
 * ``actions int64[N, K]``: ``actions[i, j]`` is the action whose step produced ``frames[i, j]``;
 * ``state``: the model's recurrent state (the end model's LSTM), every tensor ``[N, ...]``;
-* ``progress float64[N]``: the game's progress label, start value plus predicted changes.
+* ``progress float64[N]``: the game's progress label, start value plus predicted changes;
+* ``end_calls int64[N]``: the consecutive steps the end classifier has called an end; a dream
+  ends when they reach its ``confirm_steps``.
 
 ``reset`` restarts any subset of the dreams from the checkpoint's start bank or from given real
 contexts; ``step`` advances all of them with one batched model call. ``step(grad_steps=k)`` runs
@@ -91,6 +93,8 @@ class DreamEngine:
         self.actions = torch.zeros((num_dreams, config.context_length), dtype=torch.int64, device=device)
         self.state = model.initial_state(num_dreams, device)
         self.progress = np.zeros(num_dreams, np.float64)
+        self.end_calls = np.zeros(num_dreams, np.int64)  # consecutive steps the end classifier has called an end
+        self.confirm_steps = config.end_classifier.confirm_steps if config.end_classifier is not None else 1
         self.generator = torch.Generator(device)
 
     def seed(self, rng: np.random.Generator) -> None:
@@ -116,6 +120,7 @@ class DreamEngine:
         self.actions = self.actions.index_copy(0, index, actions)
         self.state = {key: value.index_copy(0, index, state[key]) for key, value in self.state.items()}
         self.progress[indices] = context.progress
+        self.end_calls[indices] = 0
 
     def observations(self, indices: np.ndarray | slice = slice(None)) -> np.ndarray:
         """The last frame of each dream, ``uint8[n, H, W, C]``."""
@@ -150,7 +155,9 @@ class DreamEngine:
         self.frames = torch.cat([self.frames[:, 1:], next_frames[:, None]], dim=1)
         self.actions, self.state = taken, state
         probabilities = torch.softmax(outputs["end"].detach().float(), dim=-1).cpu().numpy()
-        end_class = probabilities.argmax(axis=-1)
+        called = probabilities.argmax(axis=-1)
+        self.end_calls = np.where(called != 0, self.end_calls + 1, 0)
+        end_class = np.where(self.end_calls >= self.confirm_steps, called, 0)  # an end not yet confirmed is still running
         self.progress = self.progress + outputs["progress"].detach().double().cpu().numpy()
         return DreamStep(
             frames=next_frames,

@@ -15,6 +15,9 @@ in the frame, the same wherever it happens, so this classifier
   context), so it cannot drift over a dream of hundreds of steps, and one generated frame still
   never decides alone (it is judged with the frames before it).
 
+``confirm_steps`` (for the dream engine): how many consecutive steps must be called an end before
+the episode ends.
+
 ``decision_bias`` is added to the logit of each end class after the first at inference. It undoes
 the oversampling of ends in training and sets the operating point: training picks it on episodes
 the classifier never trained on, for the best F1 of each end class (``best_f1_bias``).
@@ -39,6 +42,10 @@ class EndClassifierConfig:
     hidden: int = 128
     num_end_classes: int = 3
     decision_bias: list[float] = field(default_factory=list)  # per end class after the first; set by calibrate
+    # A dream's episode ends when the classifier calls an end on this many consecutive steps: a
+    # dreamed bounce can hide the ball in the paddle for a frame, a miss leaves the field empty.
+    # Like the bias, an inference setting (the weights do not depend on it).
+    confirm_steps: int = 1
 
 
 class EndClassifier(nn.Module):

@@ -69,6 +69,8 @@ class WorldModelConfig:
         for optional in ("end_classifier", "memory"):  # written only when present: configs saved before they existed read back unchanged
             if values[optional] is None:
                 del values[optional]
+        if values.get("end_classifier", {}).get("confirm_steps") == 1:  # likewise: the default, as before it existed
+            del values["end_classifier"]["confirm_steps"]
         return values
 
     @classmethod
@@ -95,6 +97,10 @@ class WorldModelConfig:
             raise WorldsimError(
                 f"model.end_classifier.frames is {config.end_classifier.frames}: it reads the step's frame and up to the "
                 f"{config.context_length} context frames, so 2..{config.context_length + 1}"
+            )
+        if config.end_classifier is not None and config.end_classifier.confirm_steps < 1:
+            raise WorldsimError(
+                f"model.end_classifier.confirm_steps is {config.end_classifier.confirm_steps}: an end is called on at least 1 step"
             )
         if config.end_classifier is not None and config.end_classifier.num_end_classes != len(config.game.end_classes):
             raise WorldsimError(

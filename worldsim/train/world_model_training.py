@@ -399,8 +399,10 @@ PHASE_KEYS = {
 
 def phase_config(config: WorldModelConfig, phase: str) -> dict[str, Any]:
     values = config.to_dict()
-    if values.get("end_classifier"):  # the bias is chosen after training, on held-out episodes: not part of the weights' config
-        values["end_classifier"] = {key: value for key, value in values["end_classifier"].items() if key != "decision_bias"}
+    if values.get("end_classifier"):  # how its outputs are read (the bias, chosen after training; the confirmation) is not part of the weights' config
+        values["end_classifier"] = {
+            key: value for key, value in values["end_classifier"].items() if key not in ("decision_bias", "confirm_steps")
+        }
     return {key: values.get(key) for key in PHASE_KEYS[phase]}  # a part a model lacks is None
 
 
