@@ -7,7 +7,7 @@ import pytest
 import torch
 from worldsim.agents import make_agent
 
-from worldsim.data.sequences import SequenceDataset
+from worldsim.data.sequences import SequenceDataset, WindowWeight
 from worldsim.errors import WorldsimError
 from worldsim.eval.collect import AgentShare, collect_dataset
 
@@ -88,3 +88,17 @@ def test_held_end_windows_run_past_a_terminated_episode_only(mario_dataset):
     assert held.target_ends().sum() == 4 * len(terminated)  # the end step and the 3 held past it
     with pytest.raises(WorldsimError, match="hold_end must be >= 0"):
         SequenceDataset(mario_dataset, length=5, hold_end=-1)
+
+
+def test_window_weights_draw_a_label_range_that_many_times_as_often(mario_dataset):
+    windows = SequenceDataset(mario_dataset, length=3, label_keys=LABELS)
+    x_pos = windows._at_last_frame(lambda episode: episode.labels["x_pos"])
+    low, high = np.quantile(x_pos, [0.6, 0.8])
+    inside = (x_pos >= low) & (x_pos < high)
+    rule = WindowWeight("x_pos", float(low), float(high), 5.0)
+    sampler = windows.weighted_sampler(40_000, torch.Generator().manual_seed(0), balance_actions=False, label_weights=[rule])
+    drawn = inside[list(sampler)].mean()
+    expected = 5 * inside.mean() / (5 * inside.mean() + (1 - inside.mean()))
+    assert 0.1 < inside.mean() < 0.4 and drawn == pytest.approx(expected, abs=0.02)
+    with pytest.raises(WorldsimError, match="names the label 'ball_x'"):
+        windows.weighted_sampler(10, label_weights=[WindowWeight("ball_x", 0.0, 1.0, 2.0)])

@@ -66,6 +66,17 @@ class EpisodeArrays:
         )
 
 
+@dataclass
+class WindowWeight:
+    """Windows whose last frame's ``label`` lies in ``[low, high)`` are drawn ``weight`` times as
+    often: a rare moment the model gets wrong (Pong: the ball at a paddle) seen more in training."""
+
+    label: str
+    low: float
+    high: float
+    weight: float
+
+
 class SequenceDataset(Dataset):
     """All windows of ``length`` consecutive frames inside the episodes of a Minari dataset.
 
@@ -169,10 +180,17 @@ class SequenceDataset(Dataset):
         return np.array([values(self.episodes[e])[min(f, len(self.episodes[e].frames) - 1)] for e, f in zip(self.windows[:, 0], last, strict=True)])
 
     def weighted_sampler(
-        self, num_samples: int, generator: torch.Generator | None = None, *, balance_actions: bool = True, end_weight: float = 1.0
+        self,
+        num_samples: int,
+        generator: torch.Generator | None = None,
+        *,
+        balance_actions: bool = True,
+        end_weight: float = 1.0,
+        label_weights: Sequence[WindowWeight] = (),
     ) -> WeightedRandomSampler:
         """Draws windows with replacement, optionally so that every action is the target action
-        equally often, and episode ends ``end_weight`` times more often.
+        equally often, episode ends ``end_weight`` times more often, and windows whose last frame's
+        label lies in a ``WindowWeight``'s range that many times more often (the factors multiply).
 
         Agents that mostly run right leave NOOP, left and jumping in place rare; a world model
         trained on such data ignores them. Balanced, each window is weighted by 1 / (count of its
@@ -182,6 +200,11 @@ class SequenceDataset(Dataset):
         actions = self.target_actions()
         weights = 1.0 / np.bincount(actions)[actions] if balance_actions else np.ones(len(actions))
         weights = np.where(self.target_ends(), weights * end_weight, weights)
+        for rule in label_weights:
+            if rule.label not in self.label_keys:
+                raise WorldsimError(f"a window weight names the label {rule.label!r}; these windows carry {list(self.label_keys)}")
+            values = self._at_last_frame(lambda episode, key=rule.label: episode.labels[key])
+            weights = np.where((values >= rule.low) & (values < rule.high), weights * rule.weight, weights)
         return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples, replacement=True, generator=generator)
 
 

@@ -45,7 +45,7 @@ from worldsim.core.checkpoint import load_checkpoint, read_config, save_checkpoi
 from worldsim.core.checkpoint_kinds import WORLD_MODEL, require_kind
 from worldsim.core.serialization import from_dict, to_dict
 from worldsim.data.minari_io import load_dataset
-from worldsim.data.sequences import SequenceDataset
+from worldsim.data.sequences import SequenceDataset, WindowWeight
 from worldsim.data.transitions import model_batch, stack_windows
 from worldsim.errors import WorldsimError
 from worldsim.models.end_classifier import best_f1_bias
@@ -73,6 +73,8 @@ class DenoiserPhase(LoopConfig):
     # sharp frames, then to re-sharpen blurred ones (Pong: blurred from step 0, the dream lost its
     # ball in 62% of 64 episodes; from step 3000 of 4500, in 31%; BENCHMARKS.md).
     context_blur_from_step: int = 0
+    # Windows whose generated step's label lies in a range drawn more often (data.sequences.WindowWeight).
+    label_weights: list[WindowWeight] = field(default_factory=list)
 
 
 @dataclass
@@ -255,13 +257,16 @@ def with_generated_last_frames(
 class WindowTask:
     """A training task over windows of recorded steps (``worldsim.train.loop.TrainingTask``)."""
 
-    def __init__(self, name, objective, saved_config, dataset, game, balance_actions, end_weight, evaluate=None):
+    def __init__(self, name, objective, saved_config, dataset, game, balance_actions, end_weight, evaluate=None, label_weights=()):
         self.name, self.objective, self.saved_config, self.dataset, self.game = name, objective, saved_config, dataset, game
         self.balance_actions, self.end_weight, self._evaluate = balance_actions, end_weight, evaluate
+        self.label_weights = list(label_weights)
 
     def sampler(self, num_samples: int, generator: torch.Generator) -> Sampler:
-        if self.balance_actions or self.end_weight != 1.0:
-            return self.dataset.weighted_sampler(num_samples, generator, balance_actions=self.balance_actions, end_weight=self.end_weight)
+        if self.balance_actions or self.end_weight != 1.0 or self.label_weights:
+            return self.dataset.weighted_sampler(
+                num_samples, generator, balance_actions=self.balance_actions, end_weight=self.end_weight, label_weights=self.label_weights
+            )
         return RandomSampler(self.dataset, replacement=True, num_samples=num_samples, generator=generator)
 
     def to_batch(self, batch, device):
@@ -318,7 +323,9 @@ def train_world_model(
     k, game = config.context_length, config.game
     writer = tensorboard_writer(out) if accelerator.is_main_process else None
     data_ids = sorted(cfg.data.datasets)
-    episodes = SequenceDataset(datasets, k + 1, game.label_keys, pad_start=k - 1)  # read once, shared by every phase's windows
+    # Read once, shared by every phase's windows; with the labels the denoiser's window weights read.
+    label_keys = tuple(dict.fromkeys([*game.label_keys, *(rule.label for rule in cfg.denoiser.label_weights)]))
+    episodes = SequenceDataset(datasets, k + 1, label_keys, pad_start=k - 1)
     from_base = _phases_from_base(cfg, phases, world_model, out) if cfg.base_model else {}
     results = {}
     for phase in phases:
@@ -345,14 +352,15 @@ def train_world_model(
                     )
             if length <= k:
                 raise WorldsimError(f"train.{phase}: windows need at least one step after the K={k} context frames")
-            windows = SequenceDataset(episodes, length, game.label_keys, pad_start=k - 1)
+            windows = SequenceDataset(episodes, length, label_keys if phase == "denoiser" else game.label_keys, pad_start=k - 1)
             if phase == "denoiser":
                 objective = DenoiserObjective(world_model, settings.memory_targets, settings.context_blur_from_step)
             else:
                 objective = EndModelObjective(world_model)
         evaluate = heldout_evaluator(world_model, cfg, out) if phase == "denoiser" and heldout_evaluator and cfg.data.heldout else None
         saved = {"model": phase_config(config, phase), "phase": phase, "datasets": data_ids, "window": length}
-        task = WindowTask(phase, objective, saved, windows, game, settings.balance_actions, settings.end_weight, evaluate)
+        label_weights = settings.label_weights if phase == "denoiser" else ()
+        task = WindowTask(phase, objective, saved, windows, game, settings.balance_actions, settings.end_weight, evaluate, label_weights)
         steps = settings.steps if phase in cfg.phases else 0
         if phase not in cfg.phases and not (out / phase / "config.json").is_file():
             continue
