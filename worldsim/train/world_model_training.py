@@ -339,7 +339,9 @@ def train_world_model(
                     "train it first, set train.base_model to a trained model, or set train.end_classifier.generated_fraction=0"
                 )
             training_episodes = _episode_split(episodes, settings)[0]
-            windows = SequenceDataset(episodes, k + 1, game.label_keys, pad_start=k - 1, episodes=training_episodes, hold_end=settings.hold_end)
+            windows = SequenceDataset(
+                episodes, k + 1, game.label_keys, pad_start=k - 1, episodes=training_episodes, hold_end=settings.hold_end
+            )
             objective, length = EndClassifierObjective(world_model, settings.generated_fraction), windows.length
         else:
             length = k + (settings.unroll_steps if phase == "denoiser" else settings.scored_steps)
@@ -407,7 +409,8 @@ PHASE_KEYS = {
 
 def phase_config(config: WorldModelConfig, phase: str) -> dict[str, Any]:
     values = config.to_dict()
-    if values.get("end_classifier"):  # how its outputs are read (the bias, chosen after training; the confirmation) is not part of the weights' config
+    # How the classifier's outputs are read (the bias, chosen after training; the confirmation) is not part of its weights' config.
+    if values.get("end_classifier"):
         values["end_classifier"] = {
             key: value for key, value in values["end_classifier"].items() if key not in ("decision_bias", "confirm_steps")
         }
