@@ -13,7 +13,7 @@ pixels (the real ball moves about 1.6 a step at 64x64).
 
 Usage::
 
-    python benchmarks/pong_ball_persistence.py --checkpoint shipped=worldsim/checkpoints/coop-pong-v1 \
+    python benchmarks/pong_ball_persistence.py --checkpoint shipped=worldsim/checkpoints/coop-pong-v2 \
         --episodes 16 --steps 100 --threads 2
 """
 
@@ -61,14 +61,22 @@ def first_lost(seen: np.ndarray, lost_for: int) -> int:
     return len(seen)
 
 
-def pong_envs(checkpoints: list[str]) -> list[tuple[str, Callable[[], gym.Env]]]:
-    """``(name, make)`` for the real game, then for each ``NAME=PATH`` checkpoint's dream."""
+def pong_envs(checkpoints: list[str], sampling_steps: list[str] = ()) -> list[tuple[str, Callable[[], gym.Env]]]:
+    """``(name, make)`` for the real game, then for each ``NAME=PATH`` checkpoint's dream; a
+    ``NAME=N`` in ``sampling_steps`` gives that dream N sampling steps instead of its checkpoint's."""
+    steps = {name: int(count) for name, count in (s.split("=", 1) for s in sampling_steps)}
     envs = [("real game", lambda: gym.make("worldsim/CoopPong-v0"))]
     envs += [
-        (name, lambda path=path: gym.make("worldsim/CoopPong-dream-v0", checkpoint=path))
+        (name, lambda path=path, name=name: gym.make("worldsim/CoopPong-dream-v0", checkpoint=path, sampling_steps=steps.get(name)))
         for name, path in (c.split("=", 1) for c in checkpoints)
     ]
     return envs
+
+
+def add_sampling_steps_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sampling-steps", action="append", default=[], help="NAME=N: that checkpoint's dream with N sampling steps (repeatable)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,9 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lost-for", type=int, default=5)
     parser.add_argument("--seed", type=int, default=30_000)
     parser.add_argument("--threads", type=int, default=2)
+    add_sampling_steps_argument(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    envs = pong_envs(args.checkpoint)
+    envs = pong_envs(args.checkpoint, args.sampling_steps)
     print(
         f"Scripted pair, {args.episodes} episodes from seed {args.seed}, first {args.steps} steps; lost = not found for {args.lost_for} steps.\n"
     )

@@ -13,7 +13,7 @@ the same paddle.
 
 Usage::
 
-    python benchmarks/pong_rally.py --checkpoint shipped=worldsim/checkpoints/coop-pong-v1 \
+    python benchmarks/pong_rally.py --checkpoint shipped=worldsim/checkpoints/coop-pong-v2 \
         --episodes 64 --threads 2 --json runs/rally.json
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from pong_ball_persistence import pong_envs  # benchmarks/, this script's folder
+from pong_ball_persistence import add_sampling_steps_argument, pong_envs  # benchmarks/, this script's folder
 from worldsim.agents import make_agent
 from worldsim.agents.scripted_pong import parse_frame
 
@@ -64,9 +64,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=30_000, help="first seed (the evaluation's seeds, 30000+, are in no dataset)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write every episode's length, end and serve here")
+    add_sampling_steps_argument(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    envs = pong_envs(args.checkpoint)
+    envs = pong_envs(args.checkpoint, args.sampling_steps)
     print(f"Scripted pair, {args.episodes} episodes from seed {args.seed}, {args.threads} threads.\n")
     rows, serves, report = [], [], {}
     for name, make in envs:
