@@ -136,13 +136,12 @@ class SequenceDataset(Dataset):
         # (episode index, first frame) of every window; frames [start, start + length) of one
         # episode, where a negative start means padding before the first frame, and frames past
         # the last one hold it (hold_end).
-        chosen = range(len(self.episodes)) if episodes is None else episodes
-        held = {i: int(hold_end) if self.episodes[i].ends[-1] else 0 for i in chosen}
-        starts = [
-            np.stack([np.full(count, i), np.arange(count) - self.pad_start], axis=1)
-            for i in chosen
-            if (count := len(self.episodes[i].frames) - self.length + 1 + self.pad_start + held[i]) > held[i]
-        ]
+        starts = []
+        for i in range(len(self.episodes)) if episodes is None else episodes:
+            count = len(self.episodes[i].frames) - self.length + 1 + self.pad_start  # windows that reach no further than its end
+            if count > 0:
+                count += int(hold_end) if self.episodes[i].ends[-1] else 0
+                starts.append(np.stack([np.full(count, i), np.arange(count) - self.pad_start], axis=1))
         if not starts:
             raise WorldsimError(
                 f"no episode of {', '.join(self.dataset_ids)} has {self.length - self.pad_start} frames: collect longer episodes or shorten the window"

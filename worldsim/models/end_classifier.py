@@ -26,6 +26,7 @@ the classifier never trained on, for the best F1 of each end class (``best_f1_bi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -34,7 +35,10 @@ from torch import nn
 
 @dataclass
 class EndClassifierConfig:
-    """Architecture of ``EndClassifier``; stored in a checkpoint's config.json."""
+    """Architecture of ``EndClassifier``, and how its outputs are read (``READING_KEYS``); stored in
+    a checkpoint's config.json."""
+
+    READING_KEYS: ClassVar[tuple[str, ...]] = ("decision_bias", "confirm_steps")  # the weights do not depend on these
 
     frames: int = 5  # the step's frame and the frames before it (at most the context length + 1)
     channels: tuple[int, ...] = (32, 64, 96)  # a 4x4 stride-2 conv then a 3x3 conv each: 64 -> 32 -> 16 -> 8

@@ -48,7 +48,7 @@ from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset, WindowWeight
 from worldsim.data.transitions import model_batch, stack_windows
 from worldsim.errors import WorldsimError
-from worldsim.models.end_classifier import best_f1_bias
+from worldsim.models.end_classifier import EndClassifierConfig, best_f1_bias
 from worldsim.models.world_model import START_STATES_FILE, StartStates, WorldModel, WorldModelConfig
 from worldsim.train.loop import LoopConfig, budget_spent, hardware_description, start_accelerator, tensorboard_writer, train
 
@@ -409,10 +409,9 @@ PHASE_KEYS = {
 
 def phase_config(config: WorldModelConfig, phase: str) -> dict[str, Any]:
     values = config.to_dict()
-    # How the classifier's outputs are read (the bias, chosen after training; the confirmation) is not part of its weights' config.
-    if values.get("end_classifier"):
+    if values.get("end_classifier"):  # how its outputs are read (the bias is chosen after training) is not part of its weights' config
         values["end_classifier"] = {
-            key: value for key, value in values["end_classifier"].items() if key not in ("decision_bias", "confirm_steps")
+            key: value for key, value in values["end_classifier"].items() if key not in EndClassifierConfig.READING_KEYS
         }
     return {key: values.get(key) for key in PHASE_KEYS[phase]}  # a part a model lacks is None
 
