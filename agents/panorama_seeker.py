@@ -106,7 +106,10 @@ class PanoramaSeeker:
         bearing = None if self.detour else red_bearing(observation)
         if bearing is not None and not blocked:  # seen: face it, then walk
             self.plan = []
-            action = MOVE_FORWARD if abs(bearing) <= self.turn_degrees / 2 else TURN_LEFT if bearing > 0 else TURN_RIGHT
+            # Turn only when a turn brings the red clearly nearer ahead: at exactly half a turn off, a
+            # turn leaves it half a turn off the other way, and the seeker turned back and forth for ever.
+            ahead = abs(bearing) <= 0.6 * self.turn_degrees
+            action = MOVE_FORWARD if ahead else TURN_LEFT if bearing > 0 else TURN_RIGHT
         else:
             if bearing is not None:  # seen, but a wall is in the way: a detour, played out before seeking again
                 self.detour = True
@@ -114,7 +117,7 @@ class PanoramaSeeker:
                 self.plan = self._choose_direction(observation)
             action = self.plan.pop(0)
             self.detour = self.detour and bool(self.plan)
-        self._last = (observation, action)
+        self._last = (observation.copy(), action)  # a copy: a caller may reuse its observation buffer
         return action
 
     def _choose_direction(self, panorama: np.ndarray) -> list[int]:

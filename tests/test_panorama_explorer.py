@@ -225,6 +225,14 @@ def test_seeker_faces_the_red_it_sees_and_imagines_four_ways_when_it_sees_none(w
     panorama[:] = 120
     panorama[30:34, 62:66] = (200, 10, 10)
     assert blind.act(panorama) == 2  # ahead: walk
+    # just over half a turn off (12.7 degrees): a turn would leave it as far off the other way, and the
+    # real rooms' resampling made the seeker turn back and forth for a whole episode; it walks on
+    panorama[:] = 120
+    panorama[30:34, 57:62] = (200, 10, 10)
+    assert 11.25 < red_bearing(panorama) < 13.5 and blind.act(panorama) == 2
+    panorama[:] = 120
+    panorama[30:34, 54:59] = (200, 10, 10)  # 21 degrees left: a turn brings it nearer ahead
+    assert blind.act(panorama) == 0
     spatial = train_explorer(*tiny_train(walks, "spatial"), tmp_path / "spatial", progress=False)
     imagining = make_agent("panorama-seeker", env, explorer=str(spatial), sampling_steps=2, seed=0)
     env.reset(seed=1)
