@@ -16,8 +16,9 @@ not, it has to choose where to go:
   directions its imagined change after 4 steps ranks a free walk above a blocked one 88% of the
   time. With ``open_ways=False`` it falls back to the blind agent's random choice.
 
-Success is measured in the real simulator (``benchmarks/explorer_imagination.py``). With the shipped
-explorer, neither form of imagining beat blind choice (BENCHMARKS.md, "Does imagining help?")."""
+Success is measured in the real simulator (``benchmarks/explorer_imagination.py``). Neither form of
+imagining beats blind choice, with the shipped explorer or with the real rooms walked in its place
+(BENCHMARKS.md, "Does imagining help?"): the decision rule, not the imagination, is what fails."""
 
 from __future__ import annotations
 

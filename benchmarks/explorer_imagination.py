@@ -10,6 +10,10 @@ median steps of the successful episodes, the imagined walks per episode, and for
 seeker against the blind one on the same seeds, the episodes only one of them won and the exact
 two-sided McNemar p-value of that split.
 
+The ceiling of imagination for this seeker (``--real-lookahead``): the same imagining seekers with
+the real simulator in the explorer's place (each imagined walk is walked in a second copy of the
+episode's rooms from the agent's true pose), i.e. what a perfect explorer would show them.
+
 Also measured, the premise of the open way: does the explorer know walls? From the reset of each of
 ``--wall-starts`` seeds, in each quarter direction, the real distance 4 steps forward move the agent
 against the mean change the explorer imagines over those 4 steps; reported as their correlation
@@ -30,6 +34,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from worldsim.agents import make_agent  # importing worldsim registers the envs
+from worldsim.agents.panorama_seeker import PanoramaSeeker
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
@@ -47,6 +52,58 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
         return 1.0
     tail = sum(math.comb(discordant, k) for k in range(min(only_a, only_b) + 1)) / 2**discordant
     return min(1.0, 2 * tail)
+
+
+class SimulatorWalks:
+    """The real rooms in the explorer's place: ``reset``/``step`` as ``PanoramaEngine``'s, for four walks
+    from the pose last given to ``place``, each walked in a second copy of the episode's rooms."""
+
+    def __init__(self, walk_steps: int = 4):
+        self.sim = gym.make("worldsim/MiniWorldPanorama-v0")
+        self.walks = np.zeros((4, walk_steps))  # the seeker reads the walk length from its shape
+        self.episode_seed: int | None = None
+        self.pose: dict | None = None
+
+    def seed(self, rng) -> None:  # nothing random to seed: the walks are the real ones
+        pass
+
+    def load(self, episode_seed: int) -> None:
+        """The rooms of the episode reset with ``episode_seed`` (the same layout and box)."""
+        self.sim.reset(seed=episode_seed)
+
+    def reset(self, indices, rng, starts: np.ndarray) -> None:
+        """Four walks from the agent's pose, a quarter turn left apart (``starts``: the rolled panoramas)."""
+        world = self.sim.unwrapped._world
+        heading = math.radians(self.pose["heading"])
+        self._poses = [
+            (np.array([self.pose["agent_x"], world.agent.pos[1], self.pose["agent_z"]]), heading + q * math.pi / 2)
+            for q in range(len(starts))
+        ]
+
+    def step(self, actions: np.ndarray) -> np.ndarray:
+        world, frames = self.sim.unwrapped._world, []
+        for walk, action in enumerate(actions):
+            world.agent.pos, world.agent.dir = self._poses[walk][0].copy(), self._poses[walk][1]
+            world.step_count = 0  # never truncated
+            frames.append(self.sim.step(int(action))[0])
+            self._poses[walk] = (world.agent.pos.copy(), world.agent.dir)
+        return np.stack(frames)
+
+
+class RealLookaheadSeeker(PanoramaSeeker):
+    """The imagining seeker with ``SimulatorWalks`` for its explorer: a perfect imagination."""
+
+    def __init__(self, env: gym.Env, open_ways: bool):
+        super().__init__(env, open_ways=open_ways)
+        self.engine = SimulatorWalks(self.walk_steps)
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        self.engine.load(seed)
+
+    def act(self, observation: np.ndarray, info: dict | None = None) -> int:
+        self.engine.pose = info
+        return super().act(observation, info)
 
 
 def play(env: gym.Env, agent, seeds: range) -> dict:
@@ -120,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--sampling-steps", type=int, default=4, help="the explorer's Euler steps per imagined walk (Explorer-v0's default)"
     )
+    parser.add_argument("--real-lookahead", action="store_true", help="also the imagining seekers with the real rooms for imagination")
     parser.add_argument("--wall-starts", type=int, default=40, help="starts of the wall-knowledge check (0: skip)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="write the results here")
@@ -136,18 +194,21 @@ def main(argv: list[str] | None = None) -> None:
             agents[name] = make_agent(
                 "panorama-seeker", env, explorer=args.explorer, sampling_steps=args.sampling_steps, open_ways=open_ways
             )
+    if args.real_lookahead:
+        agents["seeker, real lookahead red"] = RealLookaheadSeeker(env, open_ways=False)
+        agents["seeker, real lookahead"] = RealLookaheadSeeker(env, open_ways=True)
     results = {name: play(env, agent, seeds) for name, agent in agents.items()}
     print(f"the red box in MiniWorld's four rooms, {args.episodes} real episodes (seeds {args.seed}+), at most 250 steps")
-    print(f"{'agent':<22} {'success':>8} {'95% interval':>13} {'median steps (found)':>21} {'imagined walks/episode':>23}")
+    print(f"{'agent':<28} {'success':>8} {'95% interval':>13} {'median steps (found)':>21} {'imagined walks/episode':>23}")
     for name, result in results.items():
         low, high = result["success_95"]
         print(
-            f"{name:<22} {result['success']:>8.2f} {f'{low:.2f}-{high:.2f}':>13} {result['median_steps_to_box']:>21.0f}"
+            f"{name:<28} {result['success']:>8.2f} {f'{low:.2f}-{high:.2f}':>13} {result['median_steps_to_box']:>21.0f}"
             f" {result['imagined_walks_per_episode']:>23.1f}"
         )
     blind = np.array(results["seeker, blind"]["won"])
     for name, result in results.items():
-        if name.startswith("seeker, imagining"):
+        if name.startswith(("seeker, imagining", "seeker, real")):
             won = np.array(result["won"])
             only_imagining, only_blind = int((won & ~blind).sum()), int((blind & ~won).sum())
             result["against_blind"] = {
