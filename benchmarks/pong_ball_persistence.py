@@ -13,7 +13,7 @@ pixels (the real ball moves about 1.6 a step at 64x64).
 
 Usage::
 
-    python benchmarks/pong_ball_persistence.py --checkpoint shipped=worldsim/checkpoints/coop-pong-v2 \
+    python benchmarks/pong_ball_persistence.py --checkpoint shipped=worldsim/checkpoints/coop-pong-v3 \
         --episodes 16 --steps 100 --threads 2
 """
 

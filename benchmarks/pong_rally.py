@@ -13,7 +13,7 @@ the same paddle.
 
 Usage::
 
-    python benchmarks/pong_rally.py --checkpoint shipped=worldsim/checkpoints/coop-pong-v2 \
+    python benchmarks/pong_rally.py --checkpoint shipped=worldsim/checkpoints/coop-pong-v3 \
         --episodes 64 --threads 2 --json runs/rally.json
 """
 

@@ -84,7 +84,7 @@ def register_envs() -> None:
         entry_point="worldsim.envs.dream:WorldModelEnv",
         vector_entry_point="worldsim.envs.dream_vector:WorldModelVectorEnv",
         max_episode_steps=COOP_PONG_MAX_CYCLES,
-        kwargs={"shipped": "coop-pong-v2"},
+        kwargs={"shipped": "coop-pong-v3"},
     )
 
     _register(

@@ -128,7 +128,7 @@ class WorldModelEnv(gym.Env):
         adapter: a LoRA adapter folder written by ``worldsim align`` for this checkpoint, merged into
             its weights (an adapter of another model is an error).
         shipped: the shipped model used when ``checkpoint`` is None (``worldsim/CoopPong-dream-v0``
-            registers this class with ``shipped="coop-pong-v2"``). The spaces, info keys and labels
+            registers this class with ``shipped="coop-pong-v3"``). The spaces, info keys and labels
             come from the checkpoint's game: for a game of several agents the action is a
             ``MultiDiscrete``, one action per agent.
 

@@ -27,7 +27,7 @@ from worldsim.envs.rendering import FrameRenderer, check_render_mode
 
 from worldsim.errors import WorldsimError
 
-COOP_PONG_SHIPPED = "coop-pong-v2"
+COOP_PONG_SHIPPED = "coop-pong-v3"
 
 
 class DreamParallelEnv(ParallelEnv):

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Trains the shipped Cooperative Pong world model (worldsim/checkpoints/coop-pong-v2) from our own
+# Trains the shipped Cooperative Pong world model (worldsim/checkpoints/coop-pong-v3) from our own
 # agents' data. Every step resumes: re-running the script skips what is done and continues the rest.
 #   scripts/train_world_model_coop_pong.sh [extra `worldsim train` overrides]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=runs/wm-coop-pong-v2
+OUT=runs/wm-coop-pong-v3
 have() { worldsim dataset "$1" > /dev/null 2>&1; }
 
 # 1. Training data: the scripted pair (each paddle takes a random action 45% of the time: every

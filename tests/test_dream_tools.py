@@ -48,7 +48,7 @@ def test_dream_compares_a_game_of_two_agents_with_its_real_game(tmp_path, capsys
     """Cooperative Pong's joint action (one per paddle) goes through ``worldsim dream --compare``."""
     from worldsim.core.checkpoint import shipped_checkpoint
 
-    pong = str(shipped_checkpoint("coop-pong-v2"))
+    pong = str(shipped_checkpoint("coop-pong-v3"))
     video = tmp_path / "pong.mp4"
     argv = ["dream", "--checkpoint", pong, "--agent", "scripted-pong", "--steps", "3", "--compare", "--video", str(video), "--scale", "1"]
     assert main([*argv, "--device", "cpu"]) == 0

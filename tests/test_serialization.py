@@ -31,7 +31,7 @@ def test_an_unknown_key_is_one_error_naming_it():
         WorldModelConfig.from_dict({"unet": {"channels": [1]}})
 
 
-@pytest.mark.parametrize("name", ["mario-v0", "coop-pong-v2", "df-umaze-v0", "df-medium-v0", "df-large-v0"])
+@pytest.mark.parametrize("name", ["mario-v0", "coop-pong-v3", "df-umaze-v0", "df-medium-v0", "df-large-v0"])
 def test_shipped_configs_read_and_write_back_unchanged(name):
     config = read_config(shipped_checkpoint(name))
     if "planner" in config:
