@@ -56,12 +56,11 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
 
 class SimulatorWalks:
     """The real rooms in the explorer's place: ``reset``/``step`` as ``PanoramaEngine``'s, for four walks
-    from the pose last given to ``place``, each walked in a second copy of the episode's rooms."""
+    from ``pose`` (the agent's last info), each walked in a second copy of the episode's rooms."""
 
     def __init__(self, walk_steps: int = 4):
         self.sim = gym.make("worldsim/MiniWorldPanorama-v0")
         self.walks = np.zeros((4, walk_steps))  # the seeker reads the walk length from its shape
-        self.episode_seed: int | None = None
         self.pose: dict | None = None
 
     def seed(self, rng) -> None:  # nothing random to seed: the walks are the real ones

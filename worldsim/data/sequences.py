@@ -176,8 +176,10 @@ class SequenceDataset(Dataset):
 
     def _at_last_frame(self, values) -> np.ndarray:
         last = self.windows[:, 1] + self.length - 1
-        last_held = [min(f, len(self.episodes[e].frames) - 1) for e, f in zip(self.windows[:, 0], last, strict=True)]  # hold_end
-        return np.array([values(self.episodes[e])[f] for e, f in zip(self.windows[:, 0], last_held, strict=True)])
+        # a window held past its episode's end (hold_end) reads the last frame's value
+        return np.array(
+            [values(self.episodes[e])[min(f, len(self.episodes[e].frames) - 1)] for e, f in zip(self.windows[:, 0], last, strict=True)]
+        )
 
     def weighted_sampler(
         self,
