@@ -38,7 +38,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from long_dreams import DegradedCritic, real_pairs, scripted_dreams  # benchmarks/, this script's folder
+from long_dreams import real_pairs, scripted_dreams  # benchmarks/, this script's folder
 from worldsim.agents.dream_driver import dream_engine
 
 import worldsim  # noqa: F401
@@ -135,7 +135,9 @@ def episode_margins(adapter: str | None, dataset_id: str, episodes: int, steps: 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--critic", default=None, help="a realism critic (worldsim train --model realism-mario's OUT/model; default: the shipped one)")
+    parser.add_argument(
+        "--critic", default=None, help="a realism critic (worldsim train --model realism-mario's OUT/model; default: the shipped one)"
+    )
     parser.add_argument("--adapter", action="append", default=[], help="an adapter folder (repeatable); the base model is always measured")
     parser.add_argument("--heldout", required=True, help="Minari dataset of real held-out episodes")
     parser.add_argument("--dreams", type=int, default=8)
@@ -145,23 +147,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", choices=["dreamed", "real"], default="dreamed")
     parser.add_argument("--quantile", type=float, default=0.1)
     parser.add_argument("--window", type=int, default=25)
-    parser.add_argument("--judge-blur", type=float, default=0.0, help="the critic judges blurred frames (long_dream_critic.py --blur)")
-    parser.add_argument("--judge-levels", type=int, default=0, help="the critic judges re-quantised frames (long_dream_critic.py --levels)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    critic = load_realism_reward(args.critic).critic.eval()
-    if args.judge_blur or args.judge_levels:
-        critic = DegradedCritic(critic, args.judge_blur, args.judge_levels).eval()
+    critic = load_realism_reward(args.critic).critic.eval()  # a degrading judge's blur and levels are in its config
     real = real_logits(critic, args.heldout, 2048, args.seed)
     one_step = one_step_logits(critic, args.heldout, 512, args.seed)
     if args.reference == "real":
         threshold, reference = float(np.quantile(real, args.quantile)), f"the {args.quantile:.0%} quantile of real steps"
     else:
-        threshold, reference = float(np.quantile(one_step, args.quantile)), f"the {args.quantile:.0%} quantile of the base model's one-step predictions from real contexts"
+        threshold, reference = (
+            float(np.quantile(one_step, args.quantile)),
+            f"the {args.quantile:.0%} quantile of the base model's one-step predictions from real contexts",
+        )
     print(
         f"critic {args.critic or 'realism-mario-v0 (shipped)'}: logit median on real held-out steps {np.median(real):+.2f}, on the base model's one-step predictions "
         f"{np.median(one_step):+.2f}; realistic means >= {threshold:+.2f} ({reference}); "
@@ -175,8 +176,15 @@ def main(argv: list[str] | None = None) -> None:
         "one_step_pass": float(np.mean(one_step >= threshold)),
         "models": {},
     }
-    header = "| model | median horizon (steps) | horizons | " + " | ".join(f"realistic {a}-{b}" for a, b in STRETCHES) + " | " + " | ".join(
-        f"logit {a}-{b}" for a, b in STRETCHES) + " | " + " | ".join(f"copy margin {a}-{b} (dB)" for a, b in STRETCHES) + " |"
+    header = (
+        "| model | median horizon (steps) | horizons | "
+        + " | ".join(f"realistic {a}-{b}" for a, b in STRETCHES)
+        + " | "
+        + " | ".join(f"logit {a}-{b}" for a, b in STRETCHES)
+        + " | "
+        + " | ".join(f"copy margin {a}-{b} (dB)" for a, b in STRETCHES)
+        + " |"
+    )
     rows = [header, "|" + "---|" * (header.count("|") - 1)]
     for adapter in [None, *args.adapter]:
         name = adapter or "base (no adapter)"
@@ -198,8 +206,12 @@ def main(argv: list[str] | None = None) -> None:
         }
         rows.append(
             f"| {name} | {np.median(per_dream):.0f} | {' '.join(map(str, per_dream.tolist()))} | "
-            + " | ".join(cell(v, ".2f") for v in stretch_realistic) + " | " + " | ".join(cell(v, "+.2f") for v in stretch_logit) + " | "
-            + " | ".join(cell(v, "+.2f") for v in stretch_margin) + " |"
+            + " | ".join(cell(v, ".2f") for v in stretch_realistic)
+            + " | "
+            + " | ".join(cell(v, "+.2f") for v in stretch_logit)
+            + " | "
+            + " | ".join(cell(v, "+.2f") for v in stretch_margin)
+            + " |"
         )
         print(rows[-1], flush=True)
     print("\n" + "\n".join(rows))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from long_dreams import DegradedCritic, real_pairs, scripted_dreams  # benchmarks/, this script's folder
+from long_dreams import real_pairs, scripted_dreams  # benchmarks/, this script's folder
 from torch import nn
 
 from worldsim.config import load_config
@@ -59,8 +59,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1000)
-    parser.add_argument("--blur", type=float, default=0.0, help="judge blurred frames (Gaussian sigma, pixels); alignment_horizon.py --judge-blur must match")
-    parser.add_argument("--levels", type=int, default=0, help="judge frames re-quantised to this many levels; alignment_horizon.py --judge-levels must match")
+    parser.add_argument(
+        "--blur", type=float, default=0.0, help="judge blurred frames (Gaussian sigma, pixels; saved in the critic's config)"
+    )
+    parser.add_argument(
+        "--levels", type=int, default=0, help="judge frames re-quantised to this many levels (saved in the critic's config)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -72,19 +76,25 @@ def main(argv: list[str] | None = None) -> None:
     fake_heldout = torch.stack([previous[:held_dreams].flatten(0, 1), dreamed[:held_dreams].flatten(0, 1)], dim=1)
     real = real_pairs(args.real, len(fake), args.seed)
     real_heldout = real_pairs(args.heldout, 512, args.seed)
-    print(f"{len(fake)} dreamed steps (after step {args.skip} of {args.dreams - held_dreams} dreams), {len(real)} real; "
-          f"{time.perf_counter() - started:.0f} s", flush=True)
+    print(
+        f"{len(fake)} dreamed steps (after step {args.skip} of {args.dreams - held_dreams} dreams), {len(real)} real; "
+        f"{time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
 
-    config = from_dict(RealismCriticConfig, {k: v for k, v in load_config("model", "realism-mario", []).items() if k != "kind"}, where="model")
+    values = {k: v for k, v in load_config("model", "realism-mario", []).items() if k != "kind"} | {
+        "blur": args.blur,
+        "levels": args.levels,
+    }
+    config = from_dict(RealismCriticConfig, values, where="model")
     critic = RealismCritic(config)
-    judge = DegradedCritic(critic, args.blur, args.levels)
     optimizer = torch.optim.AdamW(critic.parameters(), lr=1e-3, weight_decay=1e-2)
     bce = nn.functional.binary_cross_entropy_with_logits
     rng = np.random.default_rng(args.seed)
     for step in range(args.train_steps):
         r = from_uint8(real[rng.integers(len(real), size=args.batch)])
         f = from_uint8(fake[rng.integers(len(fake), size=args.batch)])
-        real_logits, fake_logits = judge(r[:, 0], r[:, 1]), judge(f[:, 0], f[:, 1])
+        real_logits, fake_logits = critic(r[:, 0], r[:, 1]), critic(f[:, 0], f[:, 1])
         loss = bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -95,12 +105,14 @@ def main(argv: list[str] | None = None) -> None:
     critic.eval()
     with torch.no_grad():
         real_h, fake_h = from_uint8(real_heldout), from_uint8(fake_heldout)
-        real_acc = float((judge(real_h[:, 0], real_h[:, 1]) > 0).float().mean())
-        fake_acc = float(torch.cat([(judge(fake_h[i:i + 256, 0], fake_h[i:i + 256, 1]) < 0).float() for i in range(0, len(fake_h), 256)]).mean())
+        real_acc = float((critic(real_h[:, 0], real_h[:, 1]) > 0).float().mean())
+        fake_acc = float(
+            torch.cat([(critic(fake_h[i : i + 256, 0], fake_h[i : i + 256, 1]) < 0).float() for i in range(0, len(fake_h), 256)]).mean()
+        )
     card = (
         f"# A judge of long dreams (not used by any aligner)\n\n- Real: {args.real}; dreamed: the shipped mario-v0 after step {args.skip} "
         f"of {args.dreams - held_dreams} dreams of {args.steps} steps (seed {args.seed}).\n- {args.train_steps} steps of batch {args.batch}.\n"
-        f"- Judges degraded frames: blur {args.blur} px, {args.levels or 'all'} levels (alignment_horizon.py --judge-blur {args.blur} --judge-levels {args.levels}).\n"
+        f"- Judges degraded frames: blur {args.blur} px, {args.levels or 'all'} levels (in its config).\n"
         f"- Held out: real steps of {args.heldout} recognised {real_acc:.3f}; {len(fake_h)} steps of {held_dreams} unseen long dreams recognised {fake_acc:.3f}.\n"
     )
     save_checkpoint(args.out, critic, {"kind": REALISM_CRITIC, "critic": to_dict(config)}, files={"README.md": card})

@@ -20,7 +20,7 @@ from worldsim.agents.policy_gradient_alignment import PolicyGradientAligner
 from worldsim.cli import main
 from worldsim.config import load_config
 from worldsim.core.checkpoint import save_checkpoint
-from worldsim.core.frames import from_uint8
+from worldsim.core.frames import degrade, from_uint8
 from worldsim.errors import WorldsimError
 from worldsim.eval.alignment import evaluate_rewards, evaluation_contexts
 from worldsim.models.inverse_dynamics import InverseDynamicsConfig, InverseDynamicsModel
@@ -223,6 +223,23 @@ def test_each_reward_scores_tiny_transitions_differentiably():
     assert consistency.valid.tolist() == [True, False, False]  # only a held action is the probe's question
 
 
+def test_a_degrading_critic_is_blind_to_grain_and_still_passes_gradients():
+    """blur 1 px + 16 levels: a frame and the same frame with faint grain read alike; the rounding
+    passes the generator's gradient straight through."""
+    torch.manual_seed(0)
+    frames = torch.full((1, 3, 64, 64), -0.6)
+    frames[..., 20:40, 10:30] = 0.6  # a flat block on a flat field (both on a level of 16): a sprite on the sky
+    grain = 0.02 * torch.randn_like(frames)
+    sharp, degraded = degrade(frames + grain), degrade(frames + grain, blur=1.0, levels=16)
+    assert (sharp - frames).abs().mean() > 0.01
+    assert (degraded - degrade(frames, blur=1.0, levels=16)).abs().mean() < 0.01
+    torch.testing.assert_close(degrade(torch.full((1, 3, 8, 8), 0.2), blur=1.0), torch.full((1, 3, 8, 8), 0.2))  # a constant stays
+    critic = RealismCritic(RealismCriticConfig(channels=[8, 8, 8, 8], hidden=16, blur=1.0, levels=16))
+    next_frame = (frames + grain).requires_grad_()
+    critic(frames, next_frame).sum().backward()
+    assert torch.isfinite(next_frame.grad).all() and next_frame.grad.abs().sum() > 0
+
+
 def test_per_sample_fills_undefined_rewards_with_their_mean():
     scores = {
         "a": Scores(torch.tensor([1.0, 3.0, 100.0]), torch.tensor([True, True, False])),
@@ -363,7 +380,9 @@ def test_worldsim_align_end_to_end(checkpoints, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def real_dataset(tmp_path_factory):
     """120 real steps of the scripted runner (with camera_x) as a Minari dataset."""
-    with collected(tmp_path_factory, "worldsim/mario-align-tiny-v0", "--env", "mario", "--agent", "scripted", "--steps", "120") as dataset_id:
+    with collected(
+        tmp_path_factory, "worldsim/mario-align-tiny-v0", "--env", "mario", "--agent", "scripted", "--steps", "120"
+    ) as dataset_id:
         yield dataset_id
 
 
@@ -404,8 +423,14 @@ def test_the_anchor_pulls_the_adapter_towards_real_steps(real_dataset, checkpoin
     model = env.unwrapped.engine.model
     rewards = RewardSet({"brightness": Brightness()}, {"brightness": 0.0})
     aligner = RewardGradientAligner(
-        env, reward_set=rewards, behaviour="random", batch_size=4, lr=1e-2, lora={"rank": 4},
-        anchor_weight=1.0, real_dataset=real_dataset,
+        env,
+        reward_set=rewards,
+        behaviour="random",
+        batch_size=4,
+        lr=1e-2,
+        lora={"rank": 4},
+        anchor_weight=1.0,
+        real_dataset=real_dataset,
     )
     probe = DenoisingAnchor(model, RealSteps(model, real_dataset, seed=1), batch_size=16)
 
@@ -445,8 +470,15 @@ def test_the_refreshed_critic_learns_the_adapters_dreams_and_resumes(real_datase
     def aligner_on(env):
         rewards = RewardSet({"realism": load_realism_reward(checkpoints["critic"])}, {"realism": 1.0})
         return RewardGradientAligner(
-            env, reward_set=rewards, behaviour="random", batch_size=4, lr=1e-3, lora={"rank": 4},
-            critic_steps=4, critic_lr=3e-2, real_dataset=real_dataset,
+            env,
+            reward_set=rewards,
+            behaviour="random",
+            batch_size=4,
+            lr=1e-3,
+            lora={"rank": 4},
+            critic_steps=4,
+            critic_lr=3e-2,
+            real_dataset=real_dataset,
         ), rewards.rewards["realism"].critic
 
     env = gym.make("worldsim/Mario-v0", checkpoint=checkpoints["base"], device="cpu")

@@ -130,6 +130,21 @@ def test_two_stages_the_second_trains_only_the_temporal_blocks(walks, tmp_path):
         )
 
 
+def test_the_spatial_stage_continues_a_finished_explorer(walks, tmp_path):
+    """train.base in the spatial stage: training longer starts from that model's weights, temporal
+    blocks included, and trains only the image layers."""
+    spatial = train_explorer(*tiny_train(walks, "spatial"), tmp_path / "spatial", progress=False)
+    temporal = train_explorer(*tiny_train(walks, "temporal", base=spatial), tmp_path / "temporal", progress=False)
+    longer = train_explorer(*tiny_train(walks, "spatial", base=temporal), tmp_path / "longer", progress=False)
+    base, after = load_checkpoint(temporal).weights, load_checkpoint(longer).weights
+    model = PanoramaExplorer(ExplorerConfig(block_channels=(32, 32), attention_heads=(2, 2), encoder_channels=(8, 8), frames=2))
+    temporal_names = {name for name, _ in temporal_parameters(model)}
+    assert all(torch.equal(after[name], base[name]) for name in temporal_names)  # the base's temporal blocks, kept
+    changed = {name for name in after if not torch.equal(after[name], base[name])}
+    assert changed and not changed & temporal_names
+    assert all(after[name].sub(base[name]).abs().max() < 0.01 for name in changed)  # a step from the base, not from scratch
+
+
 def test_explorer_env_turns_exactly_imagines_forward_and_repeats_with_its_seed(walks, tmp_path):
     from gymnasium.utils.env_checker import check_env
 

@@ -18,3 +18,22 @@ def to_uint8(frames: torch.Tensor) -> torch.Tensor:
 def from_uint8(frames: torch.Tensor) -> torch.Tensor:
     """``uint8[..., H, W, C]`` -> ``float[..., C, H, W]`` in ``[-1, 1]``."""
     return frames.movedim(-1, -3).float() / 127.5 - 1
+
+
+def degrade(frames: torch.Tensor, blur: float = 0.0, levels: int = 0) -> torch.Tensor:
+    """``float[B, C, H, W]`` in ``[-1, 1]`` blurred (Gaussian, ``blur`` pixels; 0: none) and re-quantised
+    to ``levels`` values per channel (0: none): what a judge sees when it must not rely on a
+    sampler's faint grain. Differentiable: the blur is a convolution, the rounding passes the
+    gradient straight through (so a reward on degraded frames still trains the generator)."""
+    if blur > 0:  # separable Gaussian, reflected borders (torchvision is not a dependency)
+        radius = int(3 * blur)
+        taps = torch.exp(-(torch.arange(-radius, radius + 1, dtype=frames.dtype, device=frames.device) ** 2) / (2 * blur**2))
+        taps = taps / taps.sum()
+        channels = frames.shape[1]
+        frames = torch.nn.functional.pad(frames, (radius, radius, radius, radius), mode="reflect")
+        frames = torch.nn.functional.conv2d(frames, taps.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+        frames = torch.nn.functional.conv2d(frames, taps.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+    if levels > 0:
+        rounded = torch.round((frames + 1) / 2 * (levels - 1)) / (levels - 1) * 2 - 1
+        frames = frames + (rounded - frames).detach()
+    return frames

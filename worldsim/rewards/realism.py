@@ -24,6 +24,7 @@ from torch import nn
 
 from worldsim.core.checkpoint import shipped_checkpoint
 from worldsim.core.checkpoint_kinds import REALISM_CRITIC
+from worldsim.core.frames import degrade
 from worldsim.rewards.checkpoints import load_network
 from worldsim.rewards.transition import Scores, Transition
 
@@ -36,6 +37,10 @@ class RealismCriticConfig:
     image_size: int = 64
     channels: list[int] = field(default_factory=lambda: [32, 64, 64, 64])  # one stride-2 4x4 conv each
     hidden: int = 128
+    # a critic that reads degraded frames (``worldsim.core.frames.degrade``): blind to a sampler's faint
+    # grain, which a critic of sharp frames keys on and an adapter learns to remove (0: sharp frames)
+    blur: float = 0.0  # Gaussian blur, pixels
+    levels: int = 0  # values per channel after re-quantising
 
 
 class RealismCritic(nn.Module):
@@ -60,7 +65,8 @@ class RealismCritic(nn.Module):
         )
 
     def forward(self, previous: torch.Tensor, next_frame: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([previous, next_frame], dim=1)).squeeze(1)
+        pair = degrade(torch.cat([previous, next_frame], dim=1), self.config.blur, self.config.levels)
+        return self.net(pair).squeeze(1)
 
 
 class RealismReward(nn.Module):
@@ -81,5 +87,7 @@ class RealismReward(nn.Module):
 def load_realism_reward(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> RealismReward:
     """The realism reward of a critic checkpoint (``worldsim train --model realism-mario``'s ``OUT/model``;
     default: the shipped ``realism-mario-v0``)."""
-    critic, _ = load_network(path or shipped_checkpoint(SHIPPED_CRITIC), REALISM_CRITIC, "critic", RealismCriticConfig, RealismCritic, device)
+    critic, _ = load_network(
+        path or shipped_checkpoint(SHIPPED_CRITIC), REALISM_CRITIC, "critic", RealismCriticConfig, RealismCritic, device
+    )
     return RealismReward(critic)

@@ -5,7 +5,8 @@ is a panorama and the ``frames`` panoramas after it when every step between was 
 (turns need no model: they are rolls). The stages (``train.stage``):
 
 * ``spatial``: one-frame clips, every parameter but the temporal transformer blocks trained (the
-  image model; SVD's pretraining stands here);
+  image model; SVD's pretraining stands here), from scratch or, with ``train.base``, continuing a
+  finished explorer (training longer than a shipped model without its run folder);
 * ``temporal``: whole clips from ``train.base`` (the spatial stage's model), only the
   ``TemporalBasicTransformerBlock``s trained, as GenEx fine-tunes SVD.
 
@@ -44,7 +45,7 @@ class ExplorerTraining(DatasetTraining):
     """``configs/train/explorer-*.yaml``."""
 
     stage: str = "spatial"
-    base: str | None = None  # the temporal stage starts from this model (the spatial stage's OUT/model)
+    base: str | None = None  # start from this model: the spatial stage's OUT/model (temporal; required), any explorer (spatial)
     start_panoramas: int = 64  # real first panoramas of training episodes, for the env's reset
 
 
@@ -134,7 +135,7 @@ def train_explorer(
     accelerator = start_accelerator(cfg.mixed_precision, cfg.threads, cfg.seed)
     config = from_dict(ExplorerConfig, {key: value for key, value in model_values.items() if key != "kind"}, where="model")
     model = PanoramaExplorer(config)
-    if cfg.stage == "temporal":
+    if cfg.base:
         base = load_checkpoint(cfg.base)
         require_kind(base.config, PANORAMA_EXPLORER, base.path)
         # the noise is training's, not the weights'; a base saved before a field existed has its default
