@@ -164,11 +164,14 @@ def train_realism_critic(
     if cfg.heldout:
         heldout_windows = SequenceDataset(load_dataset(cfg.heldout), k + 1, pad_start=k - 1)
         heldout = heldout_accuracy(critic, world_model, heldout_windows, cfg.heldout_windows, cfg.seed)
+    reads = f"- Reads (previous frame, next frame) at {config.image_size}x{config.image_size}"
+    if config.blur or config.levels:  # blind to a sampler's faint grain
+        reads += f", degraded (blur {config.blur} px, {config.levels or 256} levels per channel)"
     card = "\n".join(
         [
             "# Realism critic card",
             "",
-            f"- Reads (previous frame, next frame) at {config.image_size}x{config.image_size}; logit > 0: a real step, < 0: a dreamed one.",
+            f"{reads}; logit > 0: a real step, < 0: a dreamed one.",
             f"- Real steps: {', '.join(cfg.datasets)}, actions balanced; dreamed twins: {world_model_path} from the same contexts and actions.",
             f"- Training: {result.step} steps of batch {cfg.batch_size} (each a real and a dreamed step), {result.seconds / 3600:.2f} h on {hardware_description(accelerator)}.",
             (
