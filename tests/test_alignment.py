@@ -39,6 +39,7 @@ from worldsim.rewards import RewardSet, Scores, Transition, per_sample
 from worldsim.rewards.consistency import ConsistencyReward
 from worldsim.rewards.presence import PlayerDetector, PlayerDetectorConfig, PresenceReward, mario_screen_position
 from worldsim.rewards.realism import RealismCritic, RealismCriticConfig, RealismReward
+from worldsim.rewards.scroll import ScrollReward
 
 TINY_MODEL = [
     "model.unet.block_channels=[16,16]",
@@ -209,6 +210,7 @@ def test_each_reward_scores_tiny_transitions_differentiably():
         "realism": RealismReward(RealismCritic(RealismCriticConfig(channels=[8, 8, 8, 8], hidden=16))),
         "presence": PresenceReward(PlayerDetector(PlayerDetectorConfig(channels=[8, 8], dilations=[1, 2])), seen=0.0),
         "consistency": ConsistencyReward(InverseDynamicsModel(InverseDynamicsConfig(channels=[8, 8, 8, 8], hidden=16))),
+        "scroll": ScrollReward(),
     }
     history, history_actions = tiny_batch(3, 5)
     history_actions[0, -3:] = 4  # sample 0 held action 4 for three steps: the probe can read it
@@ -525,3 +527,29 @@ def test_the_shipped_reward_networks_judge_real_mario_frames(real_dataset):
     error = np.hypot(column.numpy() - true_column, row.numpy() - true_row)
     assert (logits > 0).float().mean() > 0.9
     assert np.median(error) < 2.0
+
+
+def test_the_real_game_scrolls_its_ground_rigidly_and_a_redrawn_ground_scores_lower(real_dataset):
+    """The scroll reward on real emulator steps: 0 (the ground is the last frame's, shifted) for most;
+    the same steps with the ground redrawn (faint noise, as the sampler leaves it) score lower."""
+    from worldsim.data.minari_io import load_dataset
+    from worldsim.rewards import load_rewards
+
+    reward = load_rewards("scroll").rewards["scroll"]
+    frames = from_uint8(torch.from_numpy(np.asarray(load_dataset(real_dataset)[0].observations)))
+    actions = torch.zeros(len(frames) - 1, 1, dtype=torch.long)
+
+    def score(previous, next_frame):
+        return reward.score(Transition(previous[:, None], actions[: len(previous)], actions[: len(previous), 0], next_frame)).values
+
+    real = score(frames[:-1], frames[1:])
+    assert real.median() == 0 and (real == 0).float().mean() > 0.5
+    shifted = torch.roll(frames[:-1], shifts=-2, dims=-1)  # a scroll of 2 pixels: still rigid
+    assert score(frames[:-1], shifted).median() == 0
+    redrawn = (frames[1:] + 0.05 * torch.randn_like(frames[1:])).requires_grad_()
+    noisy = score(frames[:-1], redrawn)
+    assert (noisy[real == 0] < -1.0).all() and noisy.mean() < real.mean()  # rigid steps lose more than a level of 255
+    noisy.sum().backward()
+    assert redrawn.grad[..., -8:, :].abs().sum() > 0 and redrawn.grad[..., :-8, :].abs().sum() == 0  # only the ground is judged
+    with pytest.raises(WorldsimError, match="no network"):
+        load_rewards("scroll", {"scroll": "some/folder"})

@@ -4,7 +4,9 @@
 * ``presence`` (``presence.py``): a detector trained on real frames finds Mario; its confidence that
   the generated frame shows him near where he was;
 * ``consistency`` (``consistency.py``): the shipped inverse-dynamics probe's log-probability of the
-  action the step was generated under.
+  action the step was generated under;
+* ``scroll`` (``scroll.py``, no network): the ground of the generated frame is the previous frame's
+  shifted, as the real game scrolls it.
 
 Every reward scores a ``Transition`` and returns ``Scores`` (``transition.py``). ``load_rewards``
 builds them from a spec such as ``"realism+presence"`` or ``"realism:0.5+consistency"`` (a weight
@@ -28,6 +30,7 @@ REWARDS: dict[str, str] = {
     "realism": "worldsim.rewards.realism:load_realism_reward",  # shipped: realism-mario-v0
     "presence": "worldsim.rewards.presence:load_presence_reward",  # shipped: presence-mario-v0
     "consistency": "worldsim.rewards.consistency:load_consistency_reward",  # shipped: idm-mario-v0
+    "scroll": "worldsim.rewards.scroll:load_scroll_reward",  # no network
 }
 
 

@@ -1,0 +1,60 @@
+"""The scroll reward: the ground moves as one piece. Needs no network.
+
+Super Mario Bros scrolls its level rigidly: from one frame to the next, the ground (the bottom rows
+of the screen) is the same bricks shifted left by the scroll, 0 to 3 pixels at 64x64, except for
+the columns that enter on the right. Measured on 2,000 held-out real steps
+(``worldsim/mario-video-heldout-v0``): at the best shift the bottom 8 rows of the next frame match
+the previous frame's exactly (median difference 0 levels of 255). The shipped world model redraws
+them instead of moving them: 7.0 levels from real contexts, 8.0 in its long dreams; and a judge of
+long dreams that is blind to the sampler's grain turns from "dreamed" to "real" when those rows
+alone are pasted from real steps (BENCHMARKS.md, "Reward-gradient alignment").
+
+The reward is minus that difference: the mean absolute difference (in levels of 255) between the
+generated frame's bottom ``rows`` and the previous frame's, at the shift in ``0..max_shift`` that
+fits best. It asks for rigidity, not for a speed: the best shift is the one the generated frame
+already chose, so how far the level scrolls stays with the world model (and with the actions).
+Defined for every sample; 0 is perfect.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from worldsim.errors import WorldsimError
+from worldsim.rewards.transition import Scores, Transition
+
+LEVELS = 127.5  # a difference in [-1, 1] units, in levels of 255
+
+
+class ScrollReward(nn.Module):
+    """``-min_s mean |next[..., -rows:, :W-s] - previous[..., -rows:, s:]|`` in levels of 255, ``s`` in ``0..max_shift``."""
+
+    name = "scroll"
+    history_frames = 1
+
+    def __init__(self, rows: int = 8, max_shift: int = 4):
+        super().__init__()
+        if rows < 1 or max_shift < 0:
+            raise WorldsimError(f"the scroll reward needs rows >= 1 and max_shift >= 0, got {rows} and {max_shift}")
+        self.rows, self.max_shift = rows, max_shift
+
+    def score(self, transition: Transition) -> Scores:
+        previous = transition.history[:, -1, :, -self.rows :]
+        generated = transition.next_frame[:, :, -self.rows :]
+        width = generated.shape[-1]
+        differences = torch.stack(
+            [(generated[..., : width - shift] - previous[..., shift:]).abs().mean(dim=(1, 2, 3)) for shift in range(self.max_shift + 1)],
+            dim=1,
+        )  # [B, shifts]
+        best = differences.min(dim=1).values * LEVELS
+        return Scores(-best, torch.ones_like(best, dtype=torch.bool))
+
+
+def load_scroll_reward(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> ScrollReward:
+    """The scroll reward (it has no network: ``path`` must be None)."""
+    if path is not None:
+        raise WorldsimError(f"the scroll reward has no network, but a path was given ({path}): drop scroll.path")
+    return ScrollReward().to(device)
