@@ -6,7 +6,8 @@ Two measurements behind the alignment section of BENCHMARKS.md:
   own, the scripted runner with 20% random actions, as ``long_dream_critic.py`` plays them, another
   seed) against real held-out steps. For each band of 16 rows, the band of both frames of a dreamed
   step is replaced by that band of a real step, and the judge's median logit is reported: the band
-  that turns "dreamed" into "real" is what it reads.
+  that turns "dreamed" into "real" is what it reads. Then only the dream's own ground is made rigid
+  (its next frame's bottom 8 rows replaced by its previous frame's at the best shift).
 * **The ground's rigidity**: Super Mario Bros scrolls its level as one piece, so the bottom 8 rows
   of a real next frame are the previous frame's shifted by 0-4 pixels. Reported: the median mean
   absolute difference (levels of 255) at the best shift, for real steps, for the model's one-step
@@ -41,6 +42,18 @@ def ground_difference(previous: torch.Tensor, next_frame: torch.Tensor) -> np.nd
     """``float[B, C, H, W]`` pairs -> the scroll reward's difference (levels of 255) per pair."""
     actions = torch.zeros(len(previous), 1, dtype=torch.long)
     return -ScrollReward().score(Transition(previous[:, None], actions, actions[:, 0], next_frame)).values.numpy()
+
+
+def rigid_ground(previous: torch.Tensor, next_frame: torch.Tensor, rows: int = 8, max_shift: int = 4) -> torch.Tensor:
+    """The bottom ``rows`` of ``next_frame`` replaced by ``previous``'s shifted left by the shift that fits
+    them best (the columns that enter on the right keep ``next_frame``'s): what a rigid scroll would draw."""
+    ground, before = next_frame[..., -rows:, :], previous[..., -rows:, :]
+    width = ground.shape[-1]
+    errors = torch.stack([(ground[..., : width - s] - before[..., s:]).abs().mean(dim=(1, 2, 3)) for s in range(max_shift + 1)], 1)
+    rigid = ground.clone()
+    for i, shift in enumerate(errors.argmin(dim=1).tolist()):
+        rigid[i, ..., : width - shift] = before[i, ..., shift:]
+    return rigid
 
 
 @torch.no_grad()
@@ -91,6 +104,11 @@ def main(argv: list[str] | None = None) -> None:
             pasted = dream.clone()
             pasted[..., top : top + 16, :] = real[..., top : top + 16, :]
             print(f"  rows {top}-{top + 16} of both frames from real steps: {judge(pasted[:, 0], pasted[:, 1]).median():+.2f}")
+        rigid = dream[:, 1].clone()
+        rigid[..., -8:, :] = rigid_ground(dream[:, 0], dream[:, 1])
+        print(
+            f"  the dream's own next ground made rigid (its previous frame's, at the best shift): {judge(dream[:, 0], rigid).median():+.2f}"
+        )
 
     print(f"ground (bottom 8 rows) against the previous frame's at the best shift, median levels of 255 (x{LEVELS} of [-1, 1]):")
     previous, predicted, real_next = one_step_predictions(args.heldout, args.contexts, args.seed, None, args.adapter)

@@ -5,10 +5,10 @@ of the screen) is the same bricks shifted left by the scroll, 0 to 3 pixels at 6
 the columns that enter on the right. On held-out real steps (``worldsim/mario-video-heldout-v0``)
 the bottom 8 rows of the next frame match the previous frame's exactly at the best shift (median
 difference 0 levels of 255). The shipped world model redraws them instead of moving them: 7.3
-levels in its one-step predictions from real contexts, 8.5 in its long dreams; and a judge of long
-dreams that is blind to the sampler's grain turns from "dreamed" to "real" when the bottom rows
-alone are pasted from real steps (``benchmarks/long_dream_cues.py``; BENCHMARKS.md, "Reward-gradient
-alignment").
+levels in its one-step predictions from real contexts, 8.5 in its long dreams
+(``benchmarks/long_dream_cues.py``). A judge of long dreams blind to the sampler's grain reads the
+bottom rows, but rigidity alone does not satisfy it: it also reads how the bricks are drawn
+(BENCHMARKS.md, "Reward-gradient alignment").
 
 The reward is minus that difference: the mean absolute difference (in levels of 255) between the
 generated frame's bottom ``rows`` and the previous frame's, at the shift in ``0..max_shift`` that
