@@ -13,10 +13,15 @@ Two measurements behind the alignment section of BENCHMARKS.md:
   absolute difference (levels of 255) at the best shift, for real steps, for the model's one-step
   predictions from real contexts at several sampling steps (1 is its mean), and for long dreams.
   It is the quantity ``worldsim.rewards.scroll`` rewards.
+* **The ground carried** (``--carry``): ``--dreams`` dreams of 400 steps played twice from the same
+  starts and noise, the second time with the newest context frame's bottom 8 rows replaced after
+  every step by the previous frame's at the best shift (the columns entering on the right stay
+  the dream's), so the model continues from a ground that moves as the game's does. The judge's
+  mean logit and realistic fraction (``--threshold``: alignment_horizon.py's) per stretch of steps.
 
 Usage::
 
-    python benchmarks/long_dream_cues.py --critic runs/align2/judge-long-degraded [--adapter DIR] [--threads 1]
+    python benchmarks/long_dream_cues.py --critic runs/align2/judge-long-degraded [--adapter DIR] [--threads 1] [--carry --threshold -11.83]
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 from long_dreams import real_pairs, scripted_dreams  # benchmarks/, this script's folder
-from worldsim.agents.dream_driver import dream_engine
+from worldsim.agents import make_agent
+from worldsim.agents.dream_driver import SingleDreamView, dream_engine
 
 import worldsim  # noqa: F401
 from worldsim.core.frames import from_uint8, to_uint8
@@ -72,6 +78,30 @@ def one_step_predictions(dataset_id: str, count: int, seed: int, sampling_steps:
     return frames[:, k - 1], from_uint8(to_uint8(predicted)), frames[:, k]
 
 
+@torch.no_grad()
+def carried_ground_logits(judge, dreams: int, steps: int, seed: int, carry: bool) -> np.ndarray:
+    """The judge's logits ``[steps, dreams]`` on scripted dreams from the start states, with the ground carried or not."""
+    env = gym.make_vec("worldsim/Mario-v0", num_envs=dreams)
+    engine = dream_engine(env)
+    env.reset(seed=seed)
+    agents = [make_agent("scripted", SingleDreamView(env), epsilon=0.2) for _ in range(dreams)]
+    for index, agent in enumerate(agents):
+        agent.reset(seed + index)
+    observations, info, logits = engine.observations(), engine.reset_info(), []
+    for _ in range(steps):
+        actions = np.array([agent.act(observations[i], {key: value[i] for key, value in info.items()}) for i, agent in enumerate(agents)])
+        previous = engine.frames[:, -1].clone()
+        dreamed = engine.step(actions)
+        if carry:
+            carried = engine.frames[:, -1].clone()
+            carried[..., -8:, :] = rigid_ground(previous, carried)
+            engine.frames = torch.cat([engine.frames[:, :-1], carried[:, None]], dim=1)
+        observations, info = to_uint8(engine.frames[:, -1]).numpy(), dreamed.info
+        logits.append(judge(previous, engine.frames[:, -1]).numpy())
+    env.close()
+    return np.array(logits)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--critic", required=True, help="the judge (long_dream_critic.py --out)")
@@ -83,9 +113,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--contexts", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--carry", action="store_true", help="only the ground-carrying measurement (8 dreams of 400 steps, with and without)"
+    )
+    parser.add_argument("--threshold", type=float, default=None, help="a realistic step's least logit (alignment_horizon.py prints it)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     judge = load_realism_reward(args.critic).critic.eval()
+    if args.carry:
+        if args.threshold is None:
+            parser.error("--carry needs --threshold: the realistic threshold alignment_horizon.py printed for this judge")
+        for carry in (False, True):
+            logits = carried_ground_logits(judge, 8, 400, args.seed, carry)
+            print(
+                f"ground {'carried' if carry else 'as dreamed'}: judge logit / realistic, steps "
+                + ", ".join(
+                    f"{a + 1}-{b}: {logits[a:b].mean():+.2f} / {np.mean(logits[a:b] >= args.threshold):.2f}"
+                    for a, b in ((0, 16), (16, 64), (64, 256), (256, 400))
+                )
+            )
+        return
 
     kept = [
         np.stack([previous, dreamed.observations], axis=1)
