@@ -38,13 +38,12 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from long_dreams import real_pairs, scripted_dreams  # benchmarks/, this script's folder
+from long_dreams import real_contexts, real_pairs, scripted_dreams  # benchmarks/, this script's folder
 from worldsim.agents.dream_driver import dream_engine
 
 import worldsim  # noqa: F401
 from worldsim.core.frames import from_uint8
 from worldsim.data.minari_io import load_dataset
-from worldsim.data.sequences import SequenceDataset
 from worldsim.eval.fidelity import frame_psnr, rollout
 from worldsim.rewards.realism import load_realism_reward
 
@@ -65,14 +64,10 @@ def one_step_logits(critic, dataset_id: str, count: int, seed: int) -> np.ndarra
     env = gym.make("worldsim/Mario-v0")
     model = dream_engine(env).model
     k = model.context_length
-    windows = SequenceDataset(load_dataset(dataset_id), k + 1)
-    chosen = np.random.default_rng(seed).choice(len(windows), size=min(count, len(windows)), replace=False)
+    contexts, context_actions = real_contexts(dataset_id, k, count, seed)
     generator = torch.Generator().manual_seed(seed)
     logits = []
-    for start in range(0, len(chosen), 64):
-        items = [windows[int(i)] for i in chosen[start : start + 64]]
-        frames = from_uint8(torch.stack([item["frames"] for item in items]))
-        actions = torch.stack([item["actions"] for item in items])
+    for frames, actions in zip(contexts.split(64), context_actions.split(64), strict=True):
         dreamed = model.sampler.sample(model.denoiser, frames[:, :k], actions[:, 1:], generator=generator)
         logits.append(critic(frames[:, k - 1], dreamed))
     env.close()

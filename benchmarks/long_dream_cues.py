@@ -31,34 +31,28 @@ import argparse
 import gymnasium as gym
 import numpy as np
 import torch
-from long_dreams import real_pairs, scripted_dreams  # benchmarks/, this script's folder
-from worldsim.agents import make_agent
-from worldsim.agents.dream_driver import SingleDreamView, dream_engine
+from long_dreams import real_contexts, real_pairs, scripted_dreams  # benchmarks/, this script's folder
+from worldsim.agents.dream_driver import dream_engine
 
 import worldsim  # noqa: F401
 from worldsim.core.frames import from_uint8, to_uint8
-from worldsim.data.minari_io import load_dataset
-from worldsim.data.sequences import SequenceDataset
 from worldsim.rewards.realism import load_realism_reward
 from worldsim.rewards.scroll import LEVELS, ScrollReward
-from worldsim.rewards.transition import Transition
 
 
 def ground_difference(previous: torch.Tensor, next_frame: torch.Tensor) -> np.ndarray:
     """``float[B, C, H, W]`` pairs -> the scroll reward's difference (levels of 255) per pair."""
-    actions = torch.zeros(len(previous), 1, dtype=torch.long)
-    return -ScrollReward().score(Transition(previous[:, None], actions, actions[:, 0], next_frame)).values.numpy()
+    return (ScrollReward().differences(previous, next_frame).min(dim=1).values * LEVELS).numpy()
 
 
-def rigid_ground(previous: torch.Tensor, next_frame: torch.Tensor, rows: int = 8, max_shift: int = 4) -> torch.Tensor:
-    """The bottom ``rows`` of ``next_frame`` replaced by ``previous``'s shifted left by the shift that fits
-    them best (the columns that enter on the right keep ``next_frame``'s): what a rigid scroll would draw."""
-    ground, before = next_frame[..., -rows:, :], previous[..., -rows:, :]
-    width = ground.shape[-1]
-    errors = torch.stack([(ground[..., : width - s] - before[..., s:]).abs().mean(dim=(1, 2, 3)) for s in range(max_shift + 1)], 1)
-    rigid = ground.clone()
-    for i, shift in enumerate(errors.argmin(dim=1).tolist()):
-        rigid[i, ..., : width - shift] = before[i, ..., shift:]
+def rigid_ground(previous: torch.Tensor, next_frame: torch.Tensor) -> torch.Tensor:
+    """``next_frame`` with its ground (the scroll reward's bottom rows) replaced by ``previous``'s shifted left
+    by the shift that fits best (the columns that enter on the right keep ``next_frame``'s): what a rigid scroll would draw."""
+    scroll = ScrollReward()
+    rigid = next_frame.clone()
+    width = rigid.shape[-1]
+    for i, shift in enumerate(scroll.differences(previous, next_frame).argmin(dim=1).tolist()):
+        rigid[i, ..., -scroll.rows :, : width - shift] = previous[i, ..., -scroll.rows :, shift:]
     return rigid
 
 
@@ -68,11 +62,7 @@ def one_step_predictions(dataset_id: str, count: int, seed: int, sampling_steps:
     env = gym.make("worldsim/Mario-v0", adapter=adapter, **({"sampling_steps": sampling_steps} if sampling_steps else {}))
     model = dream_engine(env).model
     k = model.context_length
-    windows = SequenceDataset(load_dataset(dataset_id), k + 1)
-    chosen = np.random.default_rng(seed).choice(len(windows), size=min(count, len(windows)), replace=False)
-    items = [windows[int(i)] for i in chosen]
-    frames = from_uint8(torch.stack([item["frames"] for item in items]))
-    actions = torch.stack([item["actions"] for item in items])
+    frames, actions = real_contexts(dataset_id, k, count, seed)
     predicted = model.sampler.sample(model.denoiser, frames[:, :k], actions[:, 1:], generator=torch.Generator().manual_seed(seed))
     env.close()
     return frames[:, k - 1], from_uint8(to_uint8(predicted)), frames[:, k]
@@ -81,25 +71,8 @@ def one_step_predictions(dataset_id: str, count: int, seed: int, sampling_steps:
 @torch.no_grad()
 def carried_ground_logits(judge, dreams: int, steps: int, seed: int, carry: bool) -> np.ndarray:
     """The judge's logits ``[steps, dreams]`` on scripted dreams from the start states, with the ground carried or not."""
-    env = gym.make_vec("worldsim/Mario-v0", num_envs=dreams)
-    engine = dream_engine(env)
-    env.reset(seed=seed)
-    agents = [make_agent("scripted", SingleDreamView(env), epsilon=0.2) for _ in range(dreams)]
-    for index, agent in enumerate(agents):
-        agent.reset(seed + index)
-    observations, info, logits = engine.observations(), engine.reset_info(), []
-    for _ in range(steps):
-        actions = np.array([agent.act(observations[i], {key: value[i] for key, value in info.items()}) for i, agent in enumerate(agents)])
-        previous = engine.frames[:, -1].clone()
-        dreamed = engine.step(actions)
-        if carry:
-            carried = engine.frames[:, -1].clone()
-            carried[..., -8:, :] = rigid_ground(previous, carried)
-            engine.frames = torch.cat([engine.frames[:, :-1], carried[:, None]], dim=1)
-        observations, info = to_uint8(engine.frames[:, -1]).numpy(), dreamed.info
-        logits.append(judge(previous, engine.frames[:, -1]).numpy())
-    env.close()
-    return np.array(logits)
+    played = scripted_dreams(None, dreams, steps, 0.2, seed, edit=rigid_ground if carry else None)
+    return np.array([judge(previous, dreamed.frames).numpy() for _, previous, dreamed in played])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -151,8 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             pasted = dream.clone()
             pasted[..., top : top + 16, :] = real[..., top : top + 16, :]
             print(f"  rows {top}-{top + 16} of both frames from real steps: {judge(pasted[:, 0], pasted[:, 1]).median():+.2f}")
-        rigid = dream[:, 1].clone()
-        rigid[..., -8:, :] = rigid_ground(dream[:, 0], dream[:, 1])
+        rigid = rigid_ground(dream[:, 0], dream[:, 1])
         print(
             f"  the dream's own next ground made rigid (its previous frame's, at the best shift): {judge(dream[:, 0], rigid).median():+.2f}"
         )

@@ -42,15 +42,18 @@ class ScrollReward(nn.Module):
             raise WorldsimError(f"the scroll reward needs rows >= 1 and max_shift >= 0, got {rows} and {max_shift}")
         self.rows, self.max_shift = rows, max_shift
 
-    def score(self, transition: Transition) -> Scores:
-        previous = transition.history[:, -1, :, -self.rows :]
-        generated = transition.next_frame[:, :, -self.rows :]
+    def differences(self, previous: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+        """``float[B, max_shift + 1]``: the mean absolute difference (``[-1, 1]`` units) of ``generated``'s
+        bottom rows from ``previous``'s shifted left by each shift (both ``float[B, C, H, W]``)."""
+        previous, generated = previous[..., -self.rows :, :], generated[..., -self.rows :, :]
         width = generated.shape[-1]
-        differences = torch.stack(
+        return torch.stack(
             [(generated[..., : width - shift] - previous[..., shift:]).abs().mean(dim=(1, 2, 3)) for shift in range(self.max_shift + 1)],
             dim=1,
-        )  # [B, shifts]
-        best = differences.min(dim=1).values * LEVELS
+        )
+
+    def score(self, transition: Transition) -> Scores:
+        best = self.differences(transition.history[:, -1], transition.next_frame).min(dim=1).values * LEVELS
         return Scores(-best, torch.ones_like(best, dtype=torch.bool))
 
 
