@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from worldsim.models.selective_scan import resolve_backend, selective_scan, selective_scan_step
+import worldsim.models.selective_scan as selective_scan_module
+from worldsim.models.selective_scan import BlockedScan, resolve_backend, selective_scan, selective_scan_step
 from worldsim.models.temporal_layers import KINDS, S6Mixer, TemporalLayer
 
 torch.set_num_threads(1)
@@ -25,21 +26,48 @@ def scan_inputs(batch=2, length=13, channels=6, state=4, device="cpu", seed=0):
     }
 
 
+@pytest.mark.parametrize("backend", ["parallel", "blocked"])
 @pytest.mark.parametrize("length", [1, 13, 32])
-def test_parallel_scan_matches_the_sequential_reference_forward_and_backward(length):
+def test_cpu_scans_match_the_sequential_reference_forward_and_backward(backend, length):
     inputs = {name: value.requires_grad_() for name, value in scan_inputs(length=length).items()}
     outputs, grads = {}, {}
-    for backend in ("sequential", "parallel"):
-        y, state = selective_scan(**inputs, backend=backend, return_state=True)
+    for run in ("sequential", backend):
+        y, state = selective_scan(**inputs, backend=run, return_state=True)
         (y.square().sum() + state.sum()).backward()
-        outputs[backend] = (y.detach(), state.detach())
-        grads[backend] = {name: value.grad.clone() for name, value in inputs.items()}
+        outputs[run] = (y.detach(), state.detach())
+        grads[run] = {name: value.grad.clone() for name, value in inputs.items()}
         for value in inputs.values():
             value.grad = None
-    for a, b in zip(outputs["parallel"], outputs["sequential"], strict=True):
+    for a, b in zip(outputs[backend], outputs["sequential"], strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     for name in inputs:
-        torch.testing.assert_close(grads["parallel"][name], grads["sequential"][name], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(grads[backend][name], grads["sequential"][name], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("budget", [1 << 18, 2 * 7 * 4 * 40, 7 * 4 * 16])
+def test_the_blocked_scan_from_a_carried_state_matches_the_reference_in_any_blocks(monkeypatch, budget):
+    # Budgets: everything in one block; blocks of two sequences; one sequence in channel groups of 16.
+    monkeypatch.setattr(selective_scan_module, "BLOCK_ELEMENTS", budget)
+    inputs = scan_inputs(batch=5, length=7, channels=40, state=4)
+    initial = torch.randn(5, 40, 4, generator=torch.Generator().manual_seed(1))
+    values = [inputs[name].clone().requires_grad_() for name in ("u", "delta", "A", "B", "C", "D")] + [initial.clone().requires_grad_()]
+    y, last = BlockedScan.apply(*values)
+    (y.square().sum() + (last * torch.arange(4.0)).sum()).backward()
+    reference = [value.detach().clone().requires_grad_() for value in values]
+    y_ref, last_ref = selective_scan_module._scan(*reference, backend="sequential")
+    (y_ref.square().sum() + (last_ref * torch.arange(4.0)).sum()).backward()
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(last, last_ref, atol=1e-5, rtol=1e-5)
+    for value, value_ref in zip(values, reference, strict=True):
+        torch.testing.assert_close(value.grad, value_ref.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_the_blocked_scan_keeps_only_its_inputs_for_backward():
+    inputs = {name: value.requires_grad_() for name, value in scan_inputs(length=20).items()}
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda tensor: saved.append(tensor.numel()) or tensor, lambda tensor: tensor):
+        selective_scan(**inputs, backend="blocked").sum().backward()
+    assert sum(saved) == sum(value.numel() for value in inputs.values())  # no float[B, L, D, N] states
 
 
 @pytest.mark.parametrize("backend", ["sequential", "parallel"])
@@ -84,7 +112,7 @@ def test_cuda_kernel_matches_the_sequential_reference():
 
 
 def test_backends_resolve_and_refuse_what_cannot_run():
-    assert resolve_backend("auto", torch.device("cpu")) == "parallel"
+    assert resolve_backend("auto", torch.device("cpu")) == "blocked"
     with pytest.raises(ValueError, match="unknown selective-scan backend"):
         resolve_backend("fast", torch.device("cpu"))
     with pytest.raises(ValueError, match="needs mamba-ssm"):
