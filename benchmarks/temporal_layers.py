@@ -6,7 +6,9 @@ One step is the forward and backward pass of a ``TemporalLayer`` (``attn``: rota
 claims to change is how these grow with F (attention quadratic, the scans linear). ``attn`` runs
 PyTorch's ``scaled_dot_product_attention`` as it chooses (a fused kernel that need not keep the
 F x F attention matrix); ``attn-math`` is the same layer forced to its plain kernel
-(``SDPBackend.MATH``), attention as the SSM-VDM paper measured it.
+(``SDPBackend.MATH``), attention as the SSM-VDM paper measured it. A scan's kind may name its
+selective-scan backend after a colon (``s6:parallel``, ``bi-s6:blocked``); plain ``s6`` runs the
+default (``"auto"``).
 
 Each configuration runs in a fresh process, so that its peak memory is its own: ``saved`` is the
 bytes autograd keeps for the backward pass (distinct storages, from
@@ -40,8 +42,9 @@ def measure(config: dict) -> dict:
     torch.set_num_threads(config["threads"])
     device = torch.device(config["device"])
     torch.manual_seed(0)
-    kind = config["kind"]
-    layer = TemporalLayer("attn" if kind == "attn-math" else kind, config["channels"]).to(device)
+    kind, _, backend = config["kind"].partition(":")
+    options = {"backend": backend} if backend else {}
+    layer = TemporalLayer("attn" if kind == "attn-math" else kind, config["channels"], **options).to(device)
     video = torch.randn(1, config["channels"], config["frames"], config["size"], config["size"], device=device)
 
     def step() -> None:
@@ -107,7 +110,9 @@ def plot_memory(points: dict[str, list[tuple[int, float]]], file: str, size: tup
     cv2.putText(image, "frames", (width // 2 - 40, height - 8), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(image, "MiB saved for backward", (left, top - 6), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     for i, (kind, line) in enumerate(points.items()):
-        colour = COLOURS.get(kind, (0, 0, 0))
+        colour = COLOURS.get(kind.split(":")[0], (0, 0, 0))
+        if ":" in kind:  # a named scan backend: its layer's colour, paler
+            colour = tuple(v // 2 + 100 for v in colour)
         pixels = np.array([to_pixel(f, m) for f, m in line], np.int32)
         cv2.polylines(image, [pixels], False, colour, 2, cv2.LINE_AA)
         for point in pixels:
