@@ -117,14 +117,15 @@ def selective_scan(
 
 
 def _scan(u, delta, A, B, C, D, initial: torch.Tensor | None, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The CPU backends on one stretch of time from ``initial`` (zeros when None): ``(y, last state)``."""
+    """The "parallel" and "sequential" backends on one stretch of time from ``initial`` (zeros when
+    None): ``(y, last state)``, through autograd."""
     decay = torch.exp(delta.unsqueeze(-1) * A)  # float[B, L, D, N]
     drive = (delta * u).unsqueeze(-1) * B.unsqueeze(2)  # float[B, L, D, N]
     if initial is not None:
         # h[0] = decay[0] * initial + drive[0]: fold the carried state into the first step.
         drive = torch.cat([(drive[:, 0] + decay[:, 0] * initial).unsqueeze(1), drive[:, 1:]], dim=1)
     if backend == "parallel":
-        from mambapy.pscan import pscan  # imported here: only the CPU path needs it
+        from mambapy.pscan import pscan  # imported here: only this backend needs it
 
         states = pscan(decay, drive)
     else:

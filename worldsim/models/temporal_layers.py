@@ -47,8 +47,9 @@ class S6State:
 class S6Mixer(nn.Module):
     """Mamba-style S6 block over ``float[N, L, C]`` (causal). ``expand`` widens the inner channels
     ``E = expand * C``; ``state_size`` is the scan's ``N``; ``backend`` the selective scan's;
-    ``scan_chunk`` its checkpointed chunk length on the CPU (None: keep every state for backward,
-    ``state_size`` times the memory)."""
+    ``scan_chunk`` the checkpointed chunk length of the ``"parallel"`` and ``"sequential"`` scans
+    (None: keep every state for backward, ``state_size`` times the memory; the ``"blocked"`` CPU
+    default and mamba-ssm's kernel recompute the states by themselves)."""
 
     def __init__(
         self, channels: int, state_size: int = 16, expand: int = 2, conv_size: int = 4, backend: str = "auto", scan_chunk: int | None = 64
