@@ -44,10 +44,21 @@ def test_cpu_scans_match_the_sequential_reference_forward_and_backward(backend, 
         torch.testing.assert_close(grads[backend][name], grads["sequential"][name], atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("budget", [1 << 18, 2 * 7 * 4 * 40, 7 * 4 * 16])
-def test_the_blocked_scan_from_a_carried_state_matches_the_reference_in_any_blocks(monkeypatch, budget):
-    # Budgets: everything in one block; blocks of two sequences; one sequence in channel groups of 16.
+@pytest.mark.parametrize(
+    ("budget", "min_step", "cut"),
+    [
+        (1 << 18, 1 << 14, (1, 1, 7)),  # everything in one block
+        (2 * 7 * 4 * 40, 1 << 14, (3, 1, 7)),  # blocks of two whole sequences
+        (3 * 4 * 40, 1 << 14, (1, 1, 1)),  # all sequences, one time step at a time
+        (4 * 16, 1 << 14, (1, 3, 1)),  # channel groups of 16 (and one of 8), one time step at a time
+        (3 * 4 * 40, 1, (5, 1, 3)),  # one sequence at a time, chunks of 3, 3 and 1 time steps
+    ],
+)
+def test_the_blocked_scan_from_a_carried_state_matches_the_reference_in_any_blocks(monkeypatch, budget, min_step, cut):
     monkeypatch.setattr(selective_scan_module, "BLOCK_ELEMENTS", budget)
+    monkeypatch.setattr(selective_scan_module, "MIN_STEP_ELEMENTS", min_step)
+    blocks, chunk = selective_scan_module._blocks(5, 7, 40, 4, budget)
+    assert (len({rows.start for rows, _ in blocks}), len({cols.start for _, cols in blocks}), chunk) == cut
     inputs = scan_inputs(batch=5, length=7, channels=40, state=4)
     initial = torch.randn(5, 40, 4, generator=torch.Generator().manual_seed(1))
     values = [inputs[name].clone().requires_grad_() for name in ("u", "delta", "A", "B", "C", "D")] + [initial.clone().requires_grad_()]

@@ -37,6 +37,8 @@ BACKENDS = ("auto", "cuda", "blocked", "parallel", "sequential")
 
 # States per block of the "blocked" backend: 2^18 float32 = 1 MiB, inside a core's L2 cache.
 BLOCK_ELEMENTS = 1 << 18
+# The smallest time step of one block worth a Python-level op (below it, overhead dominates).
+MIN_STEP_ELEMENTS = 1 << 14
 
 
 @functools.cache
@@ -140,16 +142,22 @@ def _scan(u, delta, A, B, C, D, initial: torch.Tensor | None, backend: str) -> t
     return (states @ C.unsqueeze(-1)).squeeze(-1) + D * u, states[:, -1].clone()
 
 
-def _blocks(batch: int, length: int, channels: int, state_size: int, budget: int):
-    """``(rows, channels)`` slices covering ``batch x channels`` whose states ``float[rows, L,
-    N, channels]`` hold about ``budget`` elements (whole sequences first; channels are split only
-    when one sequence's states exceed the budget, in groups of at least 16, one vector register)."""
-    per_sequence = length * state_size * channels
-    if per_sequence <= budget:
-        rows = max(1, budget // per_sequence)
-        return [(slice(start, start + rows), slice(None)) for start in range(0, batch, rows)]
-    width = max(16, budget // (length * state_size))
-    return [(slice(row, row + 1), slice(start, start + width)) for row in range(batch) for start in range(0, channels, width)]
+def _blocks(batch: int, length: int, channels: int, state_size: int, budget: int) -> tuple[list[tuple[slice, slice]], int]:
+    """How the "blocked" scan cuts its work: ``(rows, channels)`` slices covering ``batch x
+    channels``, and a chunk length in time, so that one chunk's states ``float[rows, chunk, N,
+    channels]`` hold about ``budget`` elements. Whole sequences when they fit; otherwise chunks of
+    time, on enough rows that one time step is still a sizeable op (``MIN_STEP_ELEMENTS``: a loop
+    of tiny ops is bound by Python's overhead). Channels are split only when one time step of one
+    sequence exceeds the budget, in groups of at least 16 (one vector register)."""
+    width = channels if state_size * channels <= budget else max(16, budget // state_size)
+    per_step = state_size * width
+    if length * per_step <= budget:
+        rows, chunk = max(1, budget // (length * per_step)), length
+    else:
+        rows = min(batch, max(1, -(-MIN_STEP_ELEMENTS // per_step)))
+        chunk = max(1, budget // (rows * per_step))
+    blocks = [(slice(r, r + rows), slice(c, c + width)) for r in range(0, batch, rows) for c in range(0, channels, width)]
+    return blocks, chunk
 
 
 def _block_states(u, delta, At, B, initial):
@@ -167,12 +175,16 @@ def _block_states(u, delta, At, B, initial):
 
 class BlockedScan(torch.autograd.Function):
     """The ``"blocked"`` backend: ``(u, delta, A, B, C, D, initial or None) -> (y float[B, L, D],
-    last state float[B, D, N])``, block by block (``_blocks``), nothing but the inputs kept for
-    backward. The backward pass, per block, with ``g[t] = dLoss/dh[t]``::
+    last state float[B, D, N])``, block by block and chunk by chunk in time (``_blocks``), nothing
+    but the inputs kept for backward. The backward pass recomputes a block's chunk boundary states,
+    then walks its chunks from the last, with ``g[t] = dLoss/dh[t]``::
 
         g[t] = C[t] * dy[t] + a[t + 1] * g[t + 1]                 (the reverse-time scan)
         dC[t] = sum_d h[t] * dy[t]      dB[t] = sum_d g[t] * delta[t] * u[t]
-        d(delta A)[t] = g[t] * a[t] * h[t - 1]   ->  dA, d delta    (h[-1] = the initial state)
+        d(delta A)[t] = g[t] * a[t] * h[t - 1]   ->  dA, d delta    (h[-1] = the chunk's initial state)
+
+    and hands ``a[0] * g[0]``, the gradient of its initial state, to the chunk before as the
+    gradient of that chunk's last state.
     """
 
     @staticmethod
@@ -181,11 +193,15 @@ class BlockedScan(torch.autograd.Function):
         At = A.t().contiguous()  # float[N, D]
         y = torch.empty_like(u)
         last = u.new_empty(batch, A.shape[1], channels)  # float[B, N, D]
-        for rows, cols in _blocks(batch, length, channels, A.shape[1], BLOCK_ELEMENTS):
-            h0 = None if initial is None else initial[rows, cols].transpose(1, 2)
-            _, h = _block_states(u[rows, :, cols], delta[rows, :, cols], At[:, cols], B[rows], h0)
-            y[rows, :, cols] = (h * C[rows].unsqueeze(-1)).sum(2)
-            last[rows, :, cols] = h[:, -1]
+        blocks, chunk = _blocks(batch, length, channels, A.shape[1], BLOCK_ELEMENTS)
+        for rows, cols in blocks:
+            state = None if initial is None else initial[rows, cols].transpose(1, 2)
+            for t in range(0, length, chunk):
+                time = slice(t, t + chunk)
+                _, h = _block_states(u[rows, time, cols], delta[rows, time, cols], At[:, cols], B[rows, time], state)
+                y[rows, time, cols] = (h * C[rows, time].unsqueeze(-1)).sum(2)
+                state = h[:, -1].clone()  # a copy: a view would keep the chunk's states alive
+            last[rows, :, cols] = state
         y += D * u
         ctx.save_for_backward(u, delta, A, B, C, D, initial)
         return y, last.transpose(1, 2)
@@ -198,28 +214,47 @@ class BlockedScan(torch.autograd.Function):
         du, ddelta, dB, dC = torch.empty_like(u), torch.empty_like(u), torch.zeros_like(B), torch.zeros_like(C)
         dAt = torch.zeros_like(At)
         dinitial = None if initial is None else torch.empty_like(initial)
-        for rows, cols in _blocks(batch, length, channels, A.shape[1], BLOCK_ELEMENTS):
-            u_b, delta_b, At_b, B_b, C_b, dy_b = u[rows, :, cols], delta[rows, :, cols], At[:, cols], B[rows], C[rows], dy[rows, :, cols]
-            h0 = None if initial is None else initial[rows, cols].transpose(1, 2)
-            a, h = _block_states(u_b, delta_b, At_b, B_b, h0)
-            g = dy_b.unsqueeze(2) * C_b.unsqueeze(-1)
-            if dlast is not None:
-                g[:, -1] += dlast[rows, cols].transpose(1, 2)
-            for t in range(length - 2, -1, -1):
-                g[:, t].addcmul_(a[:, t + 1], g[:, t + 1])
-            dC[rows] += (h * dy_b.unsqueeze(2)).sum(-1)
-            dB[rows] += (g * (delta_b * u_b).unsqueeze(2)).sum(-1)
-            g_drive = (g * B_b.unsqueeze(-1)).sum(2)  # d loss / d(delta * u), float[b, L, d]
-            g_decay = g * a  # becomes d loss / d(delta A) once multiplied by the previous state
+        blocks, chunk = _blocks(batch, length, channels, A.shape[1], BLOCK_ELEMENTS)
+        for rows, cols in blocks:
+            # Each chunk's initial state (None: zeros), recomputed.
+            starts = [None if initial is None else initial[rows, cols].transpose(1, 2)]
+            for t in range(0, length - chunk, chunk):
+                time = slice(t, t + chunk)
+                starts.append(
+                    _block_states(u[rows, time, cols], delta[rows, time, cols], At[:, cols], B[rows, time], starts[-1])[1][:, -1].clone()
+                )
+            g_last = None if dlast is None else dlast[rows, cols].transpose(1, 2)
+            for t, h0 in zip(reversed(range(0, length, chunk)), reversed(starts), strict=True):
+                time = slice(t, t + chunk)
+                u_b, delta_b, At_b, B_b, C_b, dy_b = (
+                    u[rows, time, cols],
+                    delta[rows, time, cols],
+                    At[:, cols],
+                    B[rows, time],
+                    C[rows, time],
+                    dy[rows, time, cols],
+                )
+                a, h = _block_states(u_b, delta_b, At_b, B_b, h0)
+                g = dy_b.unsqueeze(2) * C_b.unsqueeze(-1)
+                if g_last is not None:
+                    g[:, -1] += g_last
+                for step in range(g.shape[1] - 2, -1, -1):
+                    g[:, step].addcmul_(a[:, step + 1], g[:, step + 1])
+                dC[rows, time] += (h * dy_b.unsqueeze(2)).sum(-1)
+                dB[rows, time] += (g * (delta_b * u_b).unsqueeze(2)).sum(-1)
+                g_drive = (g * B_b.unsqueeze(-1)).sum(2)  # d loss / d(delta * u), float[b, chunk, d]
+                g_decay = g * a  # becomes d loss / d(delta A) once multiplied by the previous state
+                g_last = g_decay[:, 0].clone()  # d loss / d(this chunk's initial state)
+                if h0 is not None:
+                    g_decay[:, 0] *= h0
+                else:
+                    g_decay[:, 0] = 0
+                g_decay[:, 1:] *= h[:, :-1]
+                ddelta[rows, time, cols] = (g_decay * At_b).sum(2) + g_drive * u_b
+                du[rows, time, cols] = g_drive * delta_b
+                dAt[:, cols] += (g_decay * delta_b.unsqueeze(2)).sum((0, 1))
             if initial is not None:
-                dinitial[rows, cols] = g_decay[:, 0].transpose(1, 2)
-                g_decay[:, 0] *= h0
-            else:
-                g_decay[:, 0] = 0
-            g_decay[:, 1:] *= h[:, :-1]
-            ddelta[rows, :, cols] = (g_decay * At_b).sum(2) + g_drive * u_b
-            du[rows, :, cols] = g_drive * delta_b
-            dAt[:, cols] += (g_decay * delta_b.unsqueeze(2)).sum((0, 1))
+                dinitial[rows, cols] = g_last.transpose(1, 2)
         du += D * dy
         return du, ddelta, dAt.t(), dB, dC, (dy * u).sum((0, 1)), dinitial
 
