@@ -224,7 +224,7 @@ class BlockedScan(torch.autograd.Function):
                 starts.append(
                     _block_states(u[rows, time, cols], delta[rows, time, cols], At[:, cols], B[rows, time], starts[-1])[1][:, -1].clone()
                 )
-            g_last = None if dlast is None else dlast[rows, cols].transpose(1, 2)
+            g_last = dlast[rows, cols].transpose(1, 2)  # zeros where the last state went unused (autograd fills them)
             for t, h0 in zip(reversed(range(0, length, chunk)), reversed(starts), strict=True):
                 time = slice(t, t + chunk)
                 u_b, delta_b, At_b, B_b, C_b, dy_b = (
@@ -237,8 +237,7 @@ class BlockedScan(torch.autograd.Function):
                 )
                 a, h = _block_states(u_b, delta_b, At_b, B_b, h0)
                 g = dy_b.unsqueeze(2) * C_b.unsqueeze(-1)
-                if g_last is not None:
-                    g[:, -1] += g_last
+                g[:, -1] += g_last
                 for step in range(g.shape[1] - 2, -1, -1):
                     g[:, step].addcmul_(a[:, step + 1], g[:, step + 1])
                 dC[rows, time] += (h * dy_b.unsqueeze(2)).sum(-1)
