@@ -5,9 +5,12 @@ import torch
 
 import worldsim.models.selective_scan as selective_scan_module
 from worldsim.models.selective_scan import BlockedScan, resolve_backend, selective_scan, selective_scan_step
+from worldsim.models.selective_scan_kernel import KernelScan, cpu_kernel
 from worldsim.models.temporal_layers import KINDS, S6Mixer, TemporalLayer
 
 torch.set_num_threads(1)
+
+needs_kernel = pytest.mark.skipif(cpu_kernel() is None, reason="the C++ CPU kernel could not be built here (no compiler)")
 
 
 def scan_inputs(batch=2, length=13, channels=6, state=4, device="cpu", seed=0):
@@ -26,7 +29,7 @@ def scan_inputs(batch=2, length=13, channels=6, state=4, device="cpu", seed=0):
     }
 
 
-@pytest.mark.parametrize("backend", ["parallel", "blocked"])
+@pytest.mark.parametrize("backend", ["parallel", "blocked", pytest.param("cpp", marks=needs_kernel)])
 @pytest.mark.parametrize("length", [1, 13, 32])
 def test_cpu_scans_match_the_sequential_reference_forward_and_backward(backend, length):
     inputs = {name: value.requires_grad_() for name, value in scan_inputs(length=length).items()}
@@ -73,11 +76,49 @@ def test_the_blocked_scan_from_a_carried_state_matches_the_reference_in_any_bloc
         torch.testing.assert_close(value.grad, value_ref.grad, atol=1e-4, rtol=1e-4)
 
 
-def test_the_blocked_scan_keeps_only_its_inputs_for_backward():
+@needs_kernel
+@pytest.mark.parametrize("threads", [1, 3])
+def test_the_kernel_from_a_carried_state_matches_the_reference_on_any_threads(threads):
+    inputs = scan_inputs(batch=5, length=7, channels=40, state=4)
+    initial = torch.randn(5, 40, 4, generator=torch.Generator().manual_seed(1))
+    values = [inputs[name].clone().requires_grad_() for name in ("u", "delta", "A", "B", "C", "D")] + [initial.clone().requires_grad_()]
+    torch.set_num_threads(threads)  # sequences split among threads, each with its own share of dA and dD
+    try:
+        y, last = KernelScan.apply(*values, False)
+        (y.square().sum() + (last * torch.arange(4.0)).sum()).backward()
+    finally:
+        torch.set_num_threads(1)
+    reference = [value.detach().clone().requires_grad_() for value in values]
+    y_ref, last_ref = selective_scan_module._scan(*reference, backend="sequential")
+    (y_ref.square().sum() + (last_ref * torch.arange(4.0)).sum()).backward()
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(last, last_ref, atol=1e-5, rtol=1e-5)
+    for value, value_ref in zip(values, reference, strict=True):
+        torch.testing.assert_close(value.grad, value_ref.grad, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["sequential", "blocked", pytest.param("cpp", marks=needs_kernel)])
+def test_delta_through_softplus_in_the_scan_equals_softplus_first(backend):
+    inputs = scan_inputs(length=11)
+    raw = torch.randn(2, 11, 6, generator=torch.Generator().manual_seed(2)) * 8  # some past the kernel's cut-off at 20
+    raw[0, 0, 0] = 25.0
+    results = []
+    for fused in (False, True):
+        delta = raw.clone().requires_grad_()
+        given = {**inputs, "delta": delta if fused else torch.nn.functional.softplus(delta)}
+        y = selective_scan(**given, backend=backend if fused else "sequential", delta_softplus=fused)
+        y.square().sum().backward()
+        results.append((y.detach(), delta.grad))
+    torch.testing.assert_close(results[1][0], results[0][0], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(results[1][1], results[0][1], atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["blocked", pytest.param("cpp", marks=needs_kernel)])
+def test_the_fused_cpu_scans_keep_only_their_inputs_for_backward(backend):
     inputs = {name: value.requires_grad_() for name, value in scan_inputs(length=20).items()}
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda tensor: saved.append(tensor.numel()) or tensor, lambda tensor: tensor):
-        selective_scan(**inputs, backend="blocked").sum().backward()
+        selective_scan(**inputs, backend=backend).sum().backward()
     assert sum(saved) == sum(value.numel() for value in inputs.values())  # no float[B, L, D, N] states
 
 
@@ -122,8 +163,14 @@ def test_cuda_kernel_matches_the_sequential_reference():
         torch.testing.assert_close(grads_cuda[name], value.grad, atol=1e-3, rtol=1e-3)
 
 
-def test_backends_resolve_and_refuse_what_cannot_run():
+def test_backends_resolve_and_refuse_what_cannot_run(monkeypatch):
+    built = cpu_kernel() is not None
+    assert resolve_backend("auto", torch.device("cpu")) == ("cpp" if built else "blocked")
+    assert resolve_backend("auto", torch.device("cpu"), torch.float64) == "blocked"  # the kernel is float32 only
+    monkeypatch.setattr(selective_scan_module, "cpu_kernel", lambda: None)  # a machine without a compiler
     assert resolve_backend("auto", torch.device("cpu")) == "blocked"
+    with pytest.raises(ValueError, match="needs float32 CPU tensors and a C\\+\\+ compiler"):
+        resolve_backend("cpp", torch.device("cpu"))
     with pytest.raises(ValueError, match="unknown selective-scan backend"):
         resolve_backend("fast", torch.device("cpu"))
     with pytest.raises(ValueError, match="needs mamba-ssm"):

@@ -10,7 +10,10 @@ negative, so every state decays. Backends, one function:
 
 * ``"cuda"``: mamba-ssm's fused kernel (``selective_scan_fn``), when mamba-ssm imports and the
   tensors are on a CUDA device;
-* ``"blocked"``: the CPU default. A loop over time, run on blocks of sequences (and chunks of
+* ``"cpp"``: the CPU default where a C++ compiler is present: a C++ kernel built at first use
+  (``selective_scan_kernel``), one pass forward and one backward per sequence with the states in
+  the cache, 4x faster than ``"blocked"`` at a video layer's shapes (``benchmarks/temporal_layers.py``);
+* ``"blocked"``: the CPU default where the kernel cannot be built. A loop over time, run on blocks of sequences (and chunks of
   time) small enough to stay in the CPU's cache, with a hand-written backward pass (a reverse-time
   scan) that recomputes the states block by block instead of keeping them, as mamba-ssm's kernel
   does on the GPU: memory ``O(L * D)`` instead of ``O(L * D * N)``, and an S6 layer's training
@@ -20,7 +23,8 @@ negative, so every state decays. Backends, one function:
 * ``"parallel"``: mambapy's pure-PyTorch parallel (Blelloch) scan, ``O(log L)`` sequential depth;
   the default on a GPU without mamba-ssm (where a loop over time is many small launches);
 * ``"sequential"``: a loop over time through autograd, the reference the tests hold the others to;
-* ``"auto"``: ``"cuda"`` where it can run, ``"parallel"`` on other GPUs, ``"blocked"`` on the CPU.
+* ``"auto"``: ``"cuda"`` where it can run, ``"parallel"`` on other GPUs, ``"cpp"`` on the CPU
+  (``"blocked"`` where the kernel cannot be built).
 
 Shapes are batch-first, time second (mambapy's layout): ``u, delta float[B, L, D]``, ``A float[D,
 N]``, ``B, C float[B, L, N]``, ``D float[D]``; the result ``y float[B, L, D]`` and, on request,
@@ -34,7 +38,9 @@ import functools
 import torch
 from torch.utils.checkpoint import checkpoint
 
-BACKENDS = ("auto", "cuda", "blocked", "parallel", "sequential")
+from worldsim.models.selective_scan_kernel import KernelScan, cpu_kernel
+
+BACKENDS = ("auto", "cuda", "cpp", "blocked", "parallel", "sequential")
 
 # States per block of the "blocked" backend: 2^18 float32 = 1 MiB, inside a core's L2 cache.
 BLOCK_ELEMENTS = 1 << 18
@@ -52,17 +58,22 @@ def _cuda_kernel():
     return selective_scan_fn
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
+def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
     """The backend that will run: ``"auto"`` becomes ``"cuda"`` on a CUDA device with mamba-ssm,
-    ``"parallel"`` on other accelerators, ``"blocked"`` on the CPU. Raises ValueError for an
-    unknown name or a ``"cuda"`` that cannot run."""
+    ``"parallel"`` on other accelerators, ``"cpp"`` on the CPU for float32 where the kernel builds,
+    else ``"blocked"``. Raises ValueError for an unknown name, or a ``"cuda"`` or ``"cpp"`` that
+    cannot run."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown selective-scan backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     cuda_ready = device.type == "cuda" and _cuda_kernel() is not None
     if backend == "auto":
-        return "cuda" if cuda_ready else "blocked" if device.type == "cpu" else "parallel"
+        if device.type == "cpu":
+            return "cpp" if dtype == torch.float32 and cpu_kernel() is not None else "blocked"
+        return "cuda" if cuda_ready else "parallel"
     if backend == "cuda" and not cuda_ready:
         raise ValueError("the 'cuda' selective-scan backend needs mamba-ssm (pip install '.[cuda]') and tensors on a CUDA device")
+    if backend == "cpp" and not (device.type == "cpu" and dtype == torch.float32 and cpu_kernel() is not None):
+        raise ValueError("the 'cpp' selective-scan backend needs float32 CPU tensors and a C++ compiler to build its kernel: use 'blocked'")
     return backend
 
 
@@ -76,18 +87,21 @@ def selective_scan(
     backend: str = "auto",
     return_state: bool = False,
     chunk_size: int | None = None,
+    delta_softplus: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``y float[B, L, D]`` (and the last state ``float[B, D, N]`` with ``return_state``) of the
-    scan above, by ``backend``. ``delta`` is used as given (apply softplus and bias before).
+    scan above, by ``backend``. ``delta`` is used as given, or through softplus with
+    ``delta_softplus`` (as mamba-ssm's kernel takes it; the ``"cuda"`` and ``"cpp"`` kernels apply it
+    on the fly, the others first).
 
     ``chunk_size`` (the ``"parallel"`` and ``"sequential"`` backends, when gradients are needed):
     scan ``chunk_size`` frames at a time under gradient checkpointing, carrying the state between
     chunks. The states ``float[B, L, D, N]`` are then never kept for the backward pass, only the
     chunks' inputs and boundary states: memory ``O(L * D)`` instead of ``O(L * D * N)``, for a
-    second forward pass in backward. (mamba-ssm's kernel and the ``"blocked"`` backend recompute
+    second forward pass in backward. (mamba-ssm's kernel and the ``"cpp"`` and ``"blocked"`` backends recompute
     the states in their backward passes by themselves; they ignore it.)
     """
-    backend = resolve_backend(backend, u.device)
+    backend = resolve_backend(backend, u.device, u.dtype)
     if backend == "cuda":
         kernel = _cuda_kernel()
         result = kernel(
@@ -97,12 +111,18 @@ def selective_scan(
             B.transpose(1, 2).contiguous(),
             C.transpose(1, 2).contiguous(),
             D.float(),
+            delta_softplus=delta_softplus,
             return_last_state=return_state,
         )
         if return_state:
             y, state = result
             return y.transpose(1, 2), state
         return result.transpose(1, 2)
+    if backend == "cpp":
+        y, state = KernelScan.apply(u, delta, A, B, C, D, None, delta_softplus)
+        return (y, state) if return_state else y
+    if delta_softplus:
+        delta = torch.nn.functional.softplus(delta)
     if backend == "blocked":
         y, state = BlockedScan.apply(u, delta, A, B, C, D, None)
         return (y, state) if return_state else y

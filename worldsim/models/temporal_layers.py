@@ -59,7 +59,7 @@ class S6Mixer(nn.Module):
         self.inner, self.state_size, self.conv_size, self.backend, self.scan_chunk = inner, state_size, conv_size, backend, scan_chunk
         self.dt_rank = math.ceil(channels / 16)
         self.in_proj = nn.Linear(channels, 2 * inner, bias=False)
-        self.conv = nn.Conv1d(inner, inner, conv_size, groups=inner, padding=conv_size - 1)
+        self.conv = nn.Conv1d(inner, inner, conv_size, groups=inner, padding=conv_size - 1)  # applied by _causal_conv
         self.x_proj = nn.Linear(inner, self.dt_rank + 2 * state_size, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, inner)
         # Mamba's initialisation: time steps log-uniform in [1e-3, 1e-1] (softplus inverted into the
@@ -72,15 +72,28 @@ class S6Mixer(nn.Module):
         self.out_proj = nn.Linear(inner, channels, bias=False)
 
     def _scan_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The scan's ``delta`` before its softplus (the scan applies it), ``B`` and ``C``."""
         delta, B, C = self.x_proj(x).split([self.dt_rank, self.state_size, self.state_size], dim=-1)
-        return F.softplus(self.dt_proj(delta)), B, C
+        return self.dt_proj(delta), B, C
+
+    def _causal_conv(self, u: torch.Tensor) -> torch.Tensor:
+        """``self.conv`` over time on ``float[N, L, E]``, causal (frame ``t`` sees ``t - K + 1 .. t``),
+        as ``K`` shifted multiply-adds: on the CPU 3x faster forward and backward than the
+        depthwise ``Conv1d`` it equals, whose backward is slow for one channel per group."""
+        length, weight = u.shape[1], self.conv.weight.squeeze(1)  # float[E, K]
+        padded = F.pad(u, (0, 0, self.conv_size - 1, 0))  # K - 1 zero frames before the first
+        out = torch.addcmul(self.conv.bias, padded[:, :length], weight[:, 0])
+        for k in range(1, self.conv_size):
+            out = torch.addcmul(out, padded[:, k : k + length], weight[:, k])
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        length = x.shape[1]
         u, gate = self.in_proj(x).chunk(2, dim=-1)
-        u = F.silu(self.conv(u.transpose(1, 2))[..., :length].transpose(1, 2))  # causal: the padding is cut off the end
+        u = F.silu(self._causal_conv(u))
         delta, B, C = self._scan_inputs(u)
-        y = selective_scan(u, delta, -torch.exp(self.A_log), B, C, self.D, backend=self.backend, chunk_size=self.scan_chunk)
+        y = selective_scan(
+            u, delta, -torch.exp(self.A_log), B, C, self.D, backend=self.backend, chunk_size=self.scan_chunk, delta_softplus=True
+        )
         return self.out_proj(y * F.silu(gate))
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> S6State:
@@ -96,7 +109,7 @@ class S6Mixer(nn.Module):
         window = torch.cat([state.conv, u.unsqueeze(-1)], dim=-1)  # float[N, E, K]
         u = F.silu((window * self.conv.weight.squeeze(1)).sum(-1) + self.conv.bias)
         delta, B, C = self._scan_inputs(u)
-        y, scan = selective_scan_step(state.scan, u, delta, -torch.exp(self.A_log), B, C, self.D)
+        y, scan = selective_scan_step(state.scan, u, F.softplus(delta), -torch.exp(self.A_log), B, C, self.D)
         return self.out_proj(y * F.silu(gate)), S6State(window[..., 1:], scan)
 
 
