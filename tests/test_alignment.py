@@ -8,6 +8,7 @@ and the reward nets' training tasks, which use a few hundred real emulator steps
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -19,7 +20,7 @@ from worldsim.agents.policy_gradient_alignment import PolicyGradientAligner
 
 from worldsim.cli import main
 from worldsim.config import load_config
-from worldsim.core.checkpoint import save_checkpoint
+from worldsim.core.checkpoint import save_checkpoint, shipped_checkpoint
 from worldsim.core.frames import degrade, from_uint8
 from worldsim.errors import WorldsimError
 from worldsim.eval.alignment import evaluate_rewards, evaluation_contexts
@@ -553,3 +554,69 @@ def test_the_real_game_scrolls_its_ground_rigidly_and_a_redrawn_ground_scores_lo
     assert redrawn.grad[..., -8:, :].abs().sum() > 0 and redrawn.grad[..., :-8, :].abs().sum() == 0  # only the ground is judged
     with pytest.raises(WorldsimError, match="no network"):
         load_rewards("scroll", {"scroll": "some/folder"})
+
+
+def test_the_shipped_ground_tiles_fit_the_real_game_and_a_blurred_ground_scores_lower(real_dataset):
+    """The ground reward on real emulator frames: 0 for most (the ground is the game's tile); the same
+    frames with the ground blurred (as the dream draws it) score lower, through the ground rows only;
+    a column group that is no ground (a pit) is capped: it neither counts beyond the cap nor pulls."""
+    from worldsim.data.minari_io import load_dataset
+    from worldsim.rewards import load_rewards
+
+    reward = load_rewards("ground").rewards["ground"]
+    frames = from_uint8(torch.from_numpy(np.asarray(load_dataset(real_dataset)[0].observations)))
+    actions = torch.zeros(len(frames), 1, dtype=torch.long)
+
+    def score(next_frame):
+        return reward.score(Transition(frames[:, None], actions, actions[:, 0], next_frame)).values
+
+    real = score(frames)
+    assert real.median() == 0 and (real == 0).float().mean() > 0.5
+    blurred = frames.clone()
+    blurred[..., -8:, :] = (blurred[..., -8:, :] + blurred[..., -8:, :].roll(1, dims=-1) + blurred[..., -8:, :].roll(-1, dims=-1)) / 3
+    blurred.requires_grad_()
+    worse = score(blurred)
+    assert (worse[real == 0] < -1.0).all()
+    worse.sum().backward()
+    assert blurred.grad[..., -8:, :].abs().sum() > 0 and blurred.grad[..., :-8, :].abs().sum() == 0
+    pit = frames[real == 0][:1].clone()
+    pit[..., -8:, :8] = 1.0  # two groups of white: far beyond the cap from every tile
+    pit.requires_grad_()
+    distance = reward.distances(pit)
+    assert distance.item() == pytest.approx(2 * reward.config.cap / 16, abs=1e-3)  # 2 of 16 groups at the cap, the rest exact
+    distance.sum().backward()
+    assert pit.grad[..., :8].abs().sum() == 0  # a capped group does not pull
+    with pytest.raises(WorldsimError, match="holds"):
+        load_rewards("ground", {"ground": str(shipped_checkpoint("presence-mario-v0"))})
+
+
+def test_ground_tiles_are_estimated_saved_and_loaded(tmp_path, real_dataset):
+    """Synthetic frames: one tile at random shifts (and frames whose bottom does not repeat) give that
+    tile back; saved and loaded, a frame tiled with it scores 0. The script writes a folder with its card."""
+    import sys
+
+    from worldsim.rewards.ground import GroundTilesConfig, estimate_ground_tiles, load_ground_reward, save_ground_tiles
+
+    generator = np.random.default_rng(0)
+    tile = generator.integers(0, 256, (8, 4, 3), dtype=np.uint8)
+    frames = generator.integers(0, 256, (30, 64, 64, 3), dtype=np.uint8)
+    for i in range(20):  # 20 frames of ground at random shifts; 10 without
+        frames[i, -8:] = np.tile(np.roll(tile, int(generator.integers(4)), axis=1), (1, 16, 1))
+    config = GroundTilesConfig()
+    tiles, statistics = estimate_ground_tiles(frames, config)
+    assert len(tiles) == 1 and statistics["ground_fraction"] == pytest.approx(20 / 30) and statistics["frames_per_tile"] == [20]
+    assert any((np.roll(tiles[0], shift, axis=1) == tile).all() for shift in range(4))
+    save_ground_tiles(tmp_path / "tiles", tiles, config, {"dataset": "synthetic"}, "# card\n")
+    reward = load_ground_reward(tmp_path / "tiles")
+    assert reward.distances(from_uint8(torch.from_numpy(frames[:20]))).abs().max() < 1e-4
+    with pytest.raises(WorldsimError, match="show no tiled ground"):
+        estimate_ground_tiles(frames[20:], config)
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    try:
+        from estimate_ground_tiles import main as estimate_main
+    finally:
+        sys.path.pop(0)
+    estimate_main(["--dataset", real_dataset, "--out", str(tmp_path / "real"), "--every", "1"])
+    assert "python scripts/estimate_ground_tiles.py --dataset" in (tmp_path / "real" / "README.md").read_text()
+    assert load_ground_reward(tmp_path / "real").tiles.shape[1:] == (3, 8, 4)

@@ -314,7 +314,7 @@ def _cmd_eval(args) -> int:
 
 def _align_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default="mario-dream", help="dream env config (default mario-dream)")
-    parser.add_argument("--reward", required=True, help="rewards joined with +, NAME:WEIGHT for a weight: realism, presence, consistency, scroll")
+    parser.add_argument("--reward", required=True, help="rewards joined with +, NAME:WEIGHT for a weight: realism, presence, consistency, scroll, ground")
     parser.add_argument("--steps", type=int, required=True, help="updates in all; each regenerates and scores aligner.batch_size frames (8)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: adapter/, model/ (merged), curve.csv, report.json; resumes")
     parser.add_argument("--baseline", choices=["policy-gradient"], help="train the gradient-free baseline (DDPO) instead, at the same reward queries")

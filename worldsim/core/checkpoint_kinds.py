@@ -34,6 +34,7 @@ REALISM_CRITIC = "realism_critic"
 PLAYER_DETECTOR = "player_detector"
 VIDEO_DIFFUSION = "video_diffusion"
 PANORAMA_EXPLORER = "panorama_explorer"
+GROUND_TILES = "ground_tiles"
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,12 @@ CHECKPOINT_KINDS: dict[str, CheckpointKind] = {
         "a panorama explorer (GenEx: the panoramas of the next steps forward)",
         f'"kind": "{PANORAMA_EXPLORER}"',
         lambda config: config.get("kind") == PANORAMA_EXPLORER,
+    ),
+    GROUND_TILES: CheckpointKind(
+        GROUND_TILES,
+        "the ground tiles of a game (the ground reward's)",
+        f'"kind": "{GROUND_TILES}"',
+        lambda config: config.get("kind") == GROUND_TILES,
     ),
 }
 

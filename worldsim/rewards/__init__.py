@@ -6,7 +6,9 @@
 * ``consistency`` (``consistency.py``): the shipped inverse-dynamics probe's log-probability of the
   action the step was generated under;
 * ``scroll`` (``scroll.py``, no network): the ground of the generated frame is the previous frame's
-  shifted, as the real game scrolls it.
+  shifted, as the real game scrolls it;
+* ``ground`` (``ground.py``, no network): the ground of the generated frame is drawn with the game's
+  own tile (tiles estimated from real frames, shipped: ground-mario-v0).
 
 Every reward scores a ``Transition`` and returns ``Scores`` (``transition.py``). ``load_rewards``
 builds them from a spec such as ``"realism+presence"`` or ``"realism:0.5+consistency"`` (a weight
@@ -31,6 +33,7 @@ REWARDS: dict[str, str] = {
     "presence": "worldsim.rewards.presence:load_presence_reward",  # shipped: presence-mario-v0
     "consistency": "worldsim.rewards.consistency:load_consistency_reward",  # shipped: idm-mario-v0
     "scroll": "worldsim.rewards.scroll:load_scroll_reward",  # no network
+    "ground": "worldsim.rewards.ground:load_ground_reward",  # no network; shipped tiles: ground-mario-v0
 }
 
 
