@@ -7,7 +7,9 @@ Two measurements behind the alignment section of BENCHMARKS.md:
   seed) against real held-out steps. For each band of 16 rows, the band of both frames of a dreamed
   step is replaced by that band of a real step, and the judge's median logit is reported: the band
   that turns "dreamed" into "real" is what it reads. Then only the dream's own ground is made rigid
-  (its next frame's bottom 8 rows replaced by its previous frame's at the best shift).
+  (its next frame's bottom 8 rows replaced by its previous frame's at the best shift), and last
+  the ground of both frames replaced by the nearest band of the game's own tile (what
+  ``worldsim.rewards.ground`` scores 0).
 * **The ground's rigidity**: Super Mario Bros scrolls its level as one piece, so the bottom 8 rows
   of a real next frame are the previous frame's shifted by 0-4 pixels. Reported: the median mean
   absolute difference (levels of 255) at the best shift, for real steps, for the model's one-step
@@ -36,6 +38,7 @@ from worldsim.agents.dream_driver import dream_engine
 
 import worldsim  # noqa: F401
 from worldsim.core.frames import from_uint8, to_uint8
+from worldsim.rewards.ground import load_ground_reward
 from worldsim.rewards.realism import load_realism_reward
 from worldsim.rewards.scroll import LEVELS, ScrollReward
 
@@ -128,6 +131,9 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"  the dream's own next ground made rigid (its previous frame's, at the best shift): {judge(dream[:, 0], rigid).median():+.2f}"
         )
+        ground = load_ground_reward()
+        tiled = judge(ground.nearest_ground(dream[:, 0]), ground.nearest_ground(dream[:, 1]))
+        print(f"  the ground of both frames replaced by the nearest band of the game's tile (ground-mario-v0): {tiled.median():+.2f}")
 
     print(f"ground (bottom 8 rows) against the previous frame's at the best shift, median levels of 255 (x{LEVELS} of [-1, 1]):")
     previous, predicted, real_next = one_step_predictions(args.heldout, args.contexts, args.seed, None, args.adapter)

@@ -608,7 +608,14 @@ def test_ground_tiles_are_estimated_saved_and_loaded(tmp_path, real_dataset):
     assert any((np.roll(tiles[0], shift, axis=1) == tile).all() for shift in range(4))
     save_ground_tiles(tmp_path / "tiles", tiles, config, {"dataset": "synthetic"}, "# card\n")
     reward = load_ground_reward(tmp_path / "tiles")
-    assert reward.distances(from_uint8(torch.from_numpy(frames[:20]))).abs().max() < 1e-4
+    tiled = from_uint8(torch.from_numpy(frames[:20]))
+    assert reward.distances(tiled).abs().max() < 1e-4
+    torch.testing.assert_close(reward.nearest_ground(tiled), tiled)  # real ground is its own nearest band
+    redrawn = reward.nearest_ground(from_uint8(torch.from_numpy(frames[20:])))
+    assert (
+        reward.distances(redrawn).abs().max() < 1e-4
+        and (redrawn[..., :-8, :] == from_uint8(torch.from_numpy(frames[20:]))[..., :-8, :]).all()
+    )
     with pytest.raises(WorldsimError, match="show no tiled ground"):
         estimate_ground_tiles(frames[20:], config)
 

@@ -91,15 +91,24 @@ class GroundTileReward(nn.Module):
         shifted = torch.stack([self.tiles.roll(shift, dims=-1) for shift in range(self.config.period)], dim=1).flatten(0, 1)
         return shifted.repeat(1, 1, 1, repeats)[..., :width]
 
-    def distances(self, frames: torch.Tensor) -> torch.Tensor:
-        """``float[B, C, H, W]`` -> ``float[B]``: the capped distance (levels of 255) to the nearest tile band."""
+    def _band_distances(self, frames: torch.Tensor) -> torch.Tensor:
+        """``float[B, C, H, W]`` -> ``float[B, P * period]``: the capped distance (levels of 255) to each tile band."""
         band = frames[..., -self.config.rows :, :]
         width = band.shape[-1]
         if width % self.config.period:
             raise WorldsimError(f"the ground reward needs a frame width that is a multiple of {self.config.period}, got {width}")
         difference = (band[:, None] - self.bands(width)[None]).abs() * LEVELS  # [B, P * period, C, rows, W]
         groups = difference.unflatten(-1, (width // self.config.period, self.config.period)).mean(dim=(2, 3, 5))  # [B, K, groups]
-        return groups.clamp(max=self.config.cap).mean(dim=-1).min(dim=1).values
+        return groups.clamp(max=self.config.cap).mean(dim=-1)
+
+    def distances(self, frames: torch.Tensor) -> torch.Tensor:
+        """``float[B, C, H, W]`` -> ``float[B]``: the capped distance (levels of 255) to the nearest tile band."""
+        return self._band_distances(frames).min(dim=1).values
+
+    def nearest_ground(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames`` with their bottom band replaced by the nearest tile band: what the reward's 0 looks like."""
+        nearest = self.bands(frames.shape[-1])[self._band_distances(frames).argmin(dim=1)]
+        return torch.cat([frames[..., : -self.config.rows, :], nearest.to(frames.dtype)], dim=-2)
 
     def score(self, transition: Transition) -> Scores:
         distance = self.distances(transition.next_frame)
