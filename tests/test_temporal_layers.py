@@ -62,32 +62,27 @@ def test_the_blocked_scan_from_a_carried_state_matches_the_reference_in_any_bloc
     monkeypatch.setattr(selective_scan_module, "MIN_STEP_ELEMENTS", min_step)
     blocks, chunk = selective_scan_module._blocks(5, 7, 40, 4, budget)
     assert (len({rows.start for rows, _ in blocks}), len({cols.start for _, cols in blocks}), chunk) == cut
-    inputs = scan_inputs(batch=5, length=7, channels=40, state=4)
-    initial = torch.randn(5, 40, 4, generator=torch.Generator().manual_seed(1))
-    values = [inputs[name].clone().requires_grad_() for name in ("u", "delta", "A", "B", "C", "D")] + [initial.clone().requires_grad_()]
-    y, last = BlockedScan.apply(*values)
-    (y.square().sum() + (last * torch.arange(4.0)).sum()).backward()
-    reference = [value.detach().clone().requires_grad_() for value in values]
-    y_ref, last_ref = selective_scan_module._scan(*reference, backend="sequential")
-    (y_ref.square().sum() + (last_ref * torch.arange(4.0)).sum()).backward()
-    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(last, last_ref, atol=1e-5, rtol=1e-5)
-    for value, value_ref in zip(values, reference, strict=True):
-        torch.testing.assert_close(value.grad, value_ref.grad, atol=1e-4, rtol=1e-4)
+    assert_from_a_carried_state_it_matches_the_reference(BlockedScan.apply)
 
 
 @needs_kernel
 @pytest.mark.parametrize("threads", [1, 3])
 def test_the_kernel_from_a_carried_state_matches_the_reference_on_any_threads(threads):
+    torch.set_num_threads(threads)  # sequences split among threads, each with its own share of dA and dD
+    try:
+        assert_from_a_carried_state_it_matches_the_reference(lambda *values: KernelScan.apply(*values, False))
+    finally:
+        torch.set_num_threads(1)
+
+
+def assert_from_a_carried_state_it_matches_the_reference(scan):
+    """``scan(u, delta, A, B, C, D, initial) -> (y, last state)``: forward, last state and every
+    gradient equal the sequential reference's, from a carried initial state."""
     inputs = scan_inputs(batch=5, length=7, channels=40, state=4)
     initial = torch.randn(5, 40, 4, generator=torch.Generator().manual_seed(1))
     values = [inputs[name].clone().requires_grad_() for name in ("u", "delta", "A", "B", "C", "D")] + [initial.clone().requires_grad_()]
-    torch.set_num_threads(threads)  # sequences split among threads, each with its own share of dA and dD
-    try:
-        y, last = KernelScan.apply(*values, False)
-        (y.square().sum() + (last * torch.arange(4.0)).sum()).backward()
-    finally:
-        torch.set_num_threads(1)
+    y, last = scan(*values)
+    (y.square().sum() + (last * torch.arange(4.0)).sum()).backward()
     reference = [value.detach().clone().requires_grad_() for value in values]
     y_ref, last_ref = selective_scan_module._scan(*reference, backend="sequential")
     (y_ref.square().sum() + (last_ref * torch.arange(4.0)).sum()).backward()

@@ -59,18 +59,7 @@ class KernelScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, initial, delta_softplus):
-        kernel = cpu_kernel()
-        initial_se = None if initial is None else initial.transpose(1, 2).contiguous()  # the kernel's float[B, N, D]
-        y, last = kernel.forward(
-            u.contiguous(),
-            delta.contiguous(),
-            A.t().contiguous(),
-            B.contiguous(),
-            C.contiguous(),
-            D.contiguous(),
-            initial_se,
-            delta_softplus,
-        )
+        y, last = cpu_kernel().forward(*_kernel_layout(u, delta, A, B, C, D, initial), delta_softplus)
         ctx.delta_softplus = delta_softplus
         ctx.save_for_backward(u, delta, A, B, C, D, initial)
         return y, last.transpose(1, 2)
@@ -78,17 +67,14 @@ class KernelScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy, dlast):
         u, delta, A, B, C, D, initial = ctx.saved_tensors
-        initial_se = None if initial is None else initial.transpose(1, 2).contiguous()
         du, ddelta, dAt, dB, dC, dD, dinitial = cpu_kernel().backward(
-            u.contiguous(),
-            delta.contiguous(),
-            A.t().contiguous(),
-            B.contiguous(),
-            C.contiguous(),
-            D.contiguous(),
-            initial_se,
-            ctx.delta_softplus,
-            dy.contiguous(),
-            dlast.transpose(1, 2).contiguous(),
+            *_kernel_layout(u, delta, A, B, C, D, initial), ctx.delta_softplus, dy.contiguous(), dlast.transpose(1, 2).contiguous()
         )
         return du, ddelta, dAt.t(), dB, dC, dD, None if initial is None else dinitial.transpose(1, 2), None
+
+
+def _kernel_layout(u, delta, A, B, C, D, initial) -> tuple:
+    """The inputs as the kernel reads them: contiguous, ``A`` as ``float[N, D]`` and the initial state
+    (or None) as ``float[B, N, D]``, channels innermost."""
+    initial = None if initial is None else initial.transpose(1, 2).contiguous()
+    return u.contiguous(), delta.contiguous(), A.t().contiguous(), B.contiguous(), C.contiguous(), D.contiguous(), initial
