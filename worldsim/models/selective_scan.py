@@ -15,9 +15,9 @@ negative, so every state decays. Backends, one function:
   the cache. The scan alone is 4x faster than ``"blocked"`` at a video layer's shapes, an S6
   layer's training step 1.9-3.6x (``benchmarks/temporal_layers.py``);
 * ``"blocked"``: the CPU default where the kernel cannot be built. A loop over time, run on blocks
-  of sequences (and chunks of time) small enough to stay in the CPU's cache, with a hand-written backward pass (a reverse-time
-  scan) that recomputes the states block by block instead of keeping them, as mamba-ssm's kernel
-  does on the GPU: memory ``O(L * D)`` instead of ``O(L * D * N)``, and an S6 layer's training
+  of sequences (and chunks of time) small enough to stay in the CPU's cache, with a hand-written
+  backward pass (a reverse-time scan) that recomputes the states block by block instead of keeping
+  them, as mamba-ssm's kernel does on the GPU: memory ``O(L * D)`` instead of ``O(L * D * N)``, and an S6 layer's training
   step 2.1-4.8x faster than through the parallel scan on one CPU thread
   (``benchmarks/temporal_layers.py``). Elementwise PyTorch ops on a whole ``float[B, L, D, N]``
   are bound by memory traffic; on a block that fits in cache they are not.
