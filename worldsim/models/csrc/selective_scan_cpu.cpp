@@ -38,13 +38,14 @@ void check(const torch::Tensor& t, const char* name, int64_t dims) {
               "selective scan kernel: ", name, " must be a contiguous float32 CPU tensor of ", dims, " dimensions");
 }
 
-// One sequence's states from h0 (or zeros), written to H[0..L] (H[0] = h0) and the decays to
-// Adecay[0..L); dt is scratch of E floats.
+// One sequence's states from h0 (or zeros), written to H[0..L] (H[0] = h0), the decays to
+// Adecay[0..L) and the time steps (delta, through its softplus if asked) to DT[0..L).
 void states(const float* u, const float* delta, bool apply_softplus, const float* At, const float* B, const float* h0, int64_t L,
-            int64_t S, int64_t E, float* H, float* Adecay, float* dt) {
+            int64_t S, int64_t E, float* H, float* Adecay, float* DT) {
   const int64_t SE = S * E;
   if (h0) std::memcpy(H, h0, SE * sizeof(float)); else std::memset(H, 0, SE * sizeof(float));
   for (int64_t t = 0; t < L; ++t) {
+    float* dt = DT + t * E;
     step_delta(delta + t * E, apply_softplus, E, dt);
     const float* ut = u + t * E; const float* Bt = B + t * S;
     const float* prev = H + t * SE; float* next = H + (t + 1) * SE; float* at = Adecay + t * SE;
@@ -124,19 +125,18 @@ std::vector<torch::Tensor> scan_backward(torch::Tensor u, torch::Tensor delta, t
   float *dup = du.data_ptr<float>(), *ddp = ddelta.data_ptr<float>(), *dBp = dB.data_ptr<float>(), *dCp = dC.data_ptr<float>();
   float *dhp = dh0.data_ptr<float>(), *dAp = dAt_parts.data_ptr<float>(), *dDp = dD_parts.data_ptr<float>();
   at::parallel_for(0, parts, 1, [&](int64_t part_begin, int64_t part_end) {
-    std::vector<float> H((L + 1) * SE), Adecay(L * SE), gdrive(E), gdd(E), dt_buffer(E);
-    float* dt = dt_buffer.data();
+    std::vector<float> H((L + 1) * SE), Adecay(L * SE), DT(L * E), gdrive(E), gdd(E);
     for (int64_t part = part_begin; part < part_end; ++part) {
       float* dA = dAp + part * SE; float* dDl = dDp + part * E;
       for (int64_t n = part * N / parts; n < (part + 1) * N / parts; ++n) {
         const int64_t base = n * L;
         states(up + base * E, dp + base * E, apply_softplus, Ap, Bp + base * S, hp ? hp + n * SE : nullptr, L, S, E, H.data(),
-               Adecay.data(), dt);
+               Adecay.data(), DT.data());
         float* g = dhp + n * SE;  // dL/dh, carried backwards in time; after t = 0 it is dL/dh0
         std::memcpy(g, dlp + n * SE, SE * sizeof(float));
         for (int64_t t = L - 1; t >= 0; --t) {
           const int64_t row = base + t;
-          step_delta(dp + row * E, apply_softplus, E, dt);
+          const float* dt = DT.data() + t * E;
           const float* ut = up + row * E; const float* dyt = dyp + row * E; const float* raw = dp + row * E;
           const float* Bt = Bp + row * S; const float* Ct = Cp + row * S;
           const float* prev = H.data() + t * SE; const float* cur = H.data() + (t + 1) * SE; const float* at = Adecay.data() + t * SE;
