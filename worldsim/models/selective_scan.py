@@ -67,13 +67,17 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = tor
     if backend not in BACKENDS:
         raise ValueError(f"unknown selective-scan backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     cuda_ready = device.type == "cuda" and _cuda_kernel() is not None
+
+    def cpp_ready() -> bool:  # a function: asking builds the kernel, so only where "cpp" could run
+        return device.type == "cpu" and dtype == torch.float32 and cpu_kernel() is not None
+
     if backend == "auto":
         if device.type == "cpu":
-            return "cpp" if dtype == torch.float32 and cpu_kernel() is not None else "blocked"
+            return "cpp" if cpp_ready() else "blocked"
         return "cuda" if cuda_ready else "parallel"
     if backend == "cuda" and not cuda_ready:
         raise ValueError("the 'cuda' selective-scan backend needs mamba-ssm (pip install '.[cuda]') and tensors on a CUDA device")
-    if backend == "cpp" and not (device.type == "cpu" and dtype == torch.float32 and cpu_kernel() is not None):
+    if backend == "cpp" and not cpp_ready():
         raise ValueError("the 'cpp' selective-scan backend needs float32 CPU tensors and a C++ compiler to build its kernel: use 'blocked'")
     return backend
 
