@@ -1,7 +1,7 @@
 """The ground reward: the ground is drawn with the game's own tile. No network; its tiles come from real frames.
 
 Super Mario Bros draws its ground as one repeating tile. At 64x64 the bottom 8 rows of a real frame
-repeat every 4 columns exactly (85% of the real steps of ``worldsim/mario-explore-v0``; the rest
+repeat every 4 columns exactly (89.9% of the frames of ``worldsim/mario-explore-v0``; the rest
 show a pit, a pipe or Mario's feet there), in one of 4 looks: the NES scrolls by its own pixels, a
 quarter of one here, so the area-downscaled tile has 4 sub-pixel phases. The dream draws that band
 blurred and irregular, and it is what a judge of long dreams reads: replacing a long dream's band
@@ -32,10 +32,10 @@ from worldsim.core.checkpoint_kinds import GROUND_TILES, require_kind
 from worldsim.core.frames import from_uint8
 from worldsim.core.serialization import from_dict
 from worldsim.errors import WorldsimError
+from worldsim.rewards.scroll import LEVELS
 from worldsim.rewards.transition import Scores, Transition
 
 SHIPPED_TILES = "ground-mario-v0"
-LEVELS = 127.5  # a difference in [-1, 1] units, in levels of 255
 
 
 @dataclass
