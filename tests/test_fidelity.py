@@ -120,3 +120,56 @@ def test_false_ends_are_counted_only_once_the_end_classifier_is_calibrated(heldo
     model.end_classifier.config.decision_bias = [0.0] * (len(model.config.game.end_classes) - 1)
     report = evaluate_model(model, heldout, horizon=4, rollouts=16, batch_size=16, progress=False)
     assert report.dreamed_steps == 16 * 4 and np.isfinite(report.false_ends_per_1000_dreamed_steps)
+
+
+def test_reports_with_one_seed_are_paired_rollout_by_rollout(heldout, tmp_path):
+    """Each rollout's PSNR is kept, and two reports made with one seed hold the same windows and
+    noise: the table's paired difference of a model with itself is exactly 0, and a model that
+    draws a bar into every frame is measured worse, with an interval that excludes 0."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from worldsim.eval.fidelity import write_json
+
+    copying = evaluate_model(copying_model(), heldout, horizon=4, rollouts=16, batch_size=16, progress=False)
+    assert np.asarray(copying.rollout_psnr).shape == (16, 4)
+    np.testing.assert_allclose(np.mean(copying.rollout_psnr, axis=0), copying.autoregressive_psnr, atol=1e-3)
+    barred_model = copying_model()
+    barred_model.denoiser.denoise = lambda noisy, sigma, frames, actions, context_sigma=None: torch.full_like(noisy, 0.1)
+    barred = evaluate_model(barred_model, heldout, horizon=4, rollouts=16, batch_size=16, progress=False)
+    write_json(copying, tmp_path / "copy.json")
+    write_json(barred, tmp_path / "barred.json")
+    script = Path(__file__).parents[1] / "benchmarks" / "fidelity_table.py"
+    table = subprocess.run(
+        [
+            sys.executable,
+            script,
+            f"copy={tmp_path / 'copy.json'}",
+            f"again={tmp_path / 'copy.json'}",
+            f"barred={tmp_path / 'barred.json'}",
+            "--paired",
+            "copy",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    again, worse = table[-2], table[-1]
+    assert again.startswith("| again | +0.00 [+0.00, +0.00] / +0.00 [+0.00, +0.00] / n/a | 16 |")
+    step1 = worse.split("|")[2].split("/")[0]  # "-x.xx [low, high]"
+    mean, low, high = (float(v) for v in step1.replace("[", " ").replace("]", " ").replace(",", " ").split())
+    assert high < 0 and low < mean < high
+
+    # A report from another seed holds other windows: refused, in one line.
+    other = evaluate_model(copying_model(), heldout, horizon=4, rollouts=16, batch_size=16, seed=1, progress=False)
+    write_json(other, tmp_path / "other.json")
+    refused = subprocess.run(
+        [sys.executable, script, f"copy={tmp_path / 'copy.json'}", f"other={tmp_path / 'other.json'}", "--paired", "copy"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0 and "not evaluated on the same windows" in refused.stderr
+    assert json.loads((tmp_path / "copy.json").read_text())["rollout_psnr"] == copying.rollout_psnr

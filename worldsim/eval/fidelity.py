@@ -118,6 +118,10 @@ class FidelityReport:
     copy_changed_autoregressive_psnr: list[float] = field(default_factory=list)
     random_action_psnr: list[float] = field(default_factory=list)  # same contexts and noise, random actions
     delta_psnr: list[float] = field(default_factory=list)  # true minus random actions
+    # Each rollout's PSNR per step, float[rollouts][horizon]: the windows and the sampling noise
+    # depend only on the seed, so two models evaluated with one seed can be compared rollout by
+    # rollout (benchmarks/fidelity_table.py --paired), a far tighter test than two means.
+    rollout_psnr: list[list[float]] = field(default_factory=list)
     agent_delta_psnr: dict[str, list[float]] = field(default_factory=dict)  # per agent: only its actions random
     deaths: int = 0
     death_precision: float = float("nan")
@@ -362,6 +366,7 @@ def summarize(teacher: dict[str, np.ndarray], rollouts: dict[str, np.ndarray] | 
     if rollouts is not None:
         report.rollouts = len(rollouts["psnr"])
         report.autoregressive_psnr = [float(v) for v in rollouts["psnr"].mean(axis=0)]
+        report.rollout_psnr = [[round(float(v), 4) for v in row] for row in rollouts["psnr"]]
         report.copy_autoregressive_psnr = [float(v) for v in rollouts["copy_psnr"].mean(axis=0)]
         report.changed_autoregressive_psnr = [pooled_psnr(e, int(c)) for e, c, _, _ in rollouts["changed"]]
         report.copy_changed_autoregressive_psnr = [pooled_psnr(e, int(c)) for _, _, e, c in rollouts["changed"]]
