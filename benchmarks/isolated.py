@@ -44,6 +44,14 @@ def saved_tensor_bytes() -> Iterator[dict[int, int]]:
         yield saved
 
 
+def limit_memory(gib: float) -> None:
+    """Cap this process's data memory (heap and anonymous mappings, ``RLIMIT_DATA``) at ``gib``: an
+    allocation past it fails with an error instead of the machine swapping or its OOM killer
+    taking another process. What "does not fit in G GiB" means in a memory benchmark."""
+    limit = int(gib * 2**30)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
 def run_isolated(script: str, config: dict) -> tuple[dict | None, subprocess.CompletedProcess]:
     """Run ``python SCRIPT --single CONFIG_JSON``; its last stdout line parsed as the result (None
     if the process failed), and the finished process for the failure's reason."""

@@ -14,7 +14,8 @@ Each configuration runs in a fresh process, so that its peak memory is its own: 
 bytes autograd keeps for the backward pass (distinct storages, from
 ``torch.autograd.graph.saved_tensors_hooks``), ``peak RSS`` the process's high-water mark above
 its memory before the step (on CUDA: ``torch.cuda.max_memory_allocated``). Time: median of
-``--repeats`` steps after a warm-up. A configuration that runs out of memory is reported as such.
+``--repeats`` steps after a warm-up. A configuration that runs out of memory (on the CPU: past
+``--memory-limit-gib``, where given) is reported as such: where attention stops fitting.
 The last lines fit ``saved ~ a * F^b`` per layer: b near 1 is linear, near 2 quadratic.
 
 Usage::
@@ -31,7 +32,7 @@ import time
 
 import numpy as np
 import torch
-from isolated import peak_rss_mib, rss_mib, run_isolated, saved_tensor_bytes
+from isolated import limit_memory, peak_rss_mib, rss_mib, run_isolated, saved_tensor_bytes
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
@@ -40,6 +41,8 @@ def measure(config: dict) -> dict:
     from worldsim.models.temporal_layers import TemporalLayer
 
     torch.set_num_threads(config["threads"])
+    if config.get("memory_limit_gib"):
+        limit_memory(config["memory_limit_gib"])
     device = torch.device(config["device"])
     torch.manual_seed(0)
     kind, _, backend = config["kind"].partition(":")
@@ -132,6 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--memory-limit-gib", type=float, help="cap each configuration's CPU memory: beyond it a row reads 'out of memory' (CPU only)"
+    )
     parser.add_argument("--plot", help="write a log-log plot of saved memory against frames to this PNG")
     parser.add_argument("--single", help=argparse.SUPPRESS)  # one configuration as JSON, run in this process
     args = parser.parse_args(argv)
@@ -139,10 +145,18 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(measure(json.loads(args.single))))
         return
 
-    shared = {"channels": args.channels, "size": args.size, "threads": args.threads, "repeats": args.repeats, "device": args.device}
+    shared = {
+        "channels": args.channels,
+        "size": args.size,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "device": args.device,
+        "memory_limit_gib": args.memory_limit_gib,
+    }
     print(
         f"one training step (forward + backward) of one temporal layer over float[1, {args.channels}, F, {args.size}, {args.size}], "
         f"{args.device}, {args.threads} thread(s), median of {args.repeats} (torch {torch.__version__})"
+        + (f", at most {args.memory_limit_gib:g} GiB each" if args.memory_limit_gib else "")
     )
     print("| layer | frames | s/step | saved for backward MiB | peak MiB |")
     print("|---|---:|---:|---:|---:|")
