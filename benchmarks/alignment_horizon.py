@@ -1,7 +1,8 @@
 """How long a dream stays realistic, with and without an alignment adapter (VADER's "3x longer" claim).
 
-Two measures, each for the shipped world model alone and with ``--adapter`` merged, on the same
-starts with the same sampling noise:
+Two measures, each for the shipped world model alone and with ``--adapter`` merged (at each of
+``--adapter-scale``'s scales: 1 as trained, less keeps less of it), on the same starts with the
+same sampling noise:
 
 * **realistic horizon** (no real frames needed): ``--dreams`` dreams of ``--steps`` steps from the
   model's start states, the scripted runner (``--epsilon`` random actions) playing, never reset (a
@@ -14,7 +15,8 @@ starts with the same sampling noise:
   fails every dreamed step against it). A dream's horizon is
   the steps before the first stretch of ``--window`` (25) steps of which fewer than half were
   realistic (0 if the first stretch fails; ``--steps`` if none does). Reported: the median horizon,
-  the mean logit and realistic fraction per stretch of steps;
+  the median count of realistic steps per dream, the mean logit and realistic fraction per stretch
+  of steps;
 * **copy margin along whole episodes**: held-out real episodes dreamed open-loop from their first
   K frames under their recorded actions to their end (at most ``--steps``); PSNR against the real
   frame minus the PSNR of holding the last real context frame, per stretch of steps.
@@ -75,10 +77,11 @@ def one_step_logits(critic, dataset_id: str, count: int, seed: int) -> np.ndarra
 
 
 @torch.no_grad()
-def dream_logits(critic, adapter: str | None, dreams: int, steps: int, epsilon: float, seed: int) -> np.ndarray:
+def dream_logits(critic, adapter: str | None, dreams: int, steps: int, epsilon: float, seed: int, adapter_scale: float = 1.0) -> np.ndarray:
     """``float[dreams, steps]``: the critic's logit of each dreamed step, never resetting."""
     logits = np.zeros((dreams, steps), np.float32)
-    for step, (_, previous, dreamed) in enumerate(scripted_dreams(adapter, dreams, steps, epsilon, seed)):
+    dreamer = scripted_dreams(adapter, dreams, steps, epsilon, seed, adapter_scale=adapter_scale)
+    for step, (_, previous, dreamed) in enumerate(dreamer):
         logits[:, step] = critic(previous, dreamed.frames).numpy()
     return logits
 
@@ -103,10 +106,12 @@ def horizons(realistic: np.ndarray, window: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def episode_margins(adapter: str | None, dataset_id: str, episodes: int, steps: int, seed: int) -> dict[tuple[int, int], list[float]]:
+def episode_margins(
+    adapter: str | None, dataset_id: str, episodes: int, steps: int, seed: int, adapter_scale: float = 1.0
+) -> dict[tuple[int, int], list[float]]:
     """Open-loop dreams of whole held-out episodes: per stretch of steps, the PSNR margins over
     holding the last real context frame (one value per dreamed step)."""
-    env = gym.make("worldsim/Mario-v0", adapter=adapter)
+    env = gym.make("worldsim/Mario-v0", adapter=adapter, adapter_scale=adapter_scale)
     model = dream_engine(env).model
     k = model.context_length
     dataset = load_dataset(dataset_id)
@@ -134,6 +139,9 @@ def main(argv: list[str] | None = None) -> None:
         "--critic", default=None, help="a realism critic (worldsim train --model realism-mario's OUT/model; default: the shipped one)"
     )
     parser.add_argument("--adapter", action="append", default=[], help="an adapter folder (repeatable); the base model is always measured")
+    parser.add_argument(
+        "--adapter-scale", type=float, nargs="+", default=[1.0], help="measure each adapter merged at each of these scales (default 1)"
+    )
     parser.add_argument("--heldout", required=True, help="Minari dataset of real held-out episodes")
     parser.add_argument("--dreams", type=int, default=8)
     parser.add_argument("--steps", type=int, default=1000)
@@ -172,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         "models": {},
     }
     header = (
-        "| model | median horizon (steps) | horizons | "
+        "| model | median horizon (steps) | horizons | realistic steps per dream (median) | "
         + " | ".join(f"realistic {a}-{b}" for a, b in STRETCHES)
         + " | "
         + " | ".join(f"logit {a}-{b}" for a, b in STRETCHES)
@@ -181,18 +189,21 @@ def main(argv: list[str] | None = None) -> None:
         + " |"
     )
     rows = [header, "|" + "---|" * (header.count("|") - 1)]
-    for adapter in [None, *args.adapter]:
-        name = adapter or "base (no adapter)"
-        logits = dream_logits(critic, adapter, args.dreams, args.steps, args.epsilon, args.seed)
+    measured = [(None, 1.0)] + [(adapter, scale) for adapter in args.adapter for scale in args.adapter_scale]
+    for adapter, scale in measured:
+        name = "base (no adapter)" if adapter is None else adapter if scale == 1.0 else f"{adapter} at scale {scale:g}"
+        logits = dream_logits(critic, adapter, args.dreams, args.steps, args.epsilon, args.seed, scale)
         realistic = logits >= threshold
         per_dream = horizons(realistic, args.window)
-        margins = episode_margins(adapter, args.heldout, args.episodes, args.steps, args.seed)
+        realistic_steps = realistic.sum(axis=1)
+        margins = episode_margins(adapter, args.heldout, args.episodes, args.steps, args.seed, scale)
         stretch_realistic = [float(realistic[:, a - 1 : b].mean()) if a <= args.steps else float("nan") for a, b in STRETCHES]
         stretch_logit = [float(logits[:, a - 1 : b].mean()) if a <= args.steps else float("nan") for a, b in STRETCHES]
         stretch_margin = [float(np.mean(margins[s])) if margins[s] else float("nan") for s in STRETCHES]
         results["models"][name] = {
             "horizons": per_dream.tolist(),
             "median_horizon": float(np.median(per_dream)),
+            "realistic_steps": realistic_steps.tolist(),
             "realistic": stretch_realistic,
             "logit": stretch_logit,
             "copy_margin": stretch_margin,
@@ -200,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
             "logits": logits.round(3).tolist(),  # [dream][step]: other thresholds can be applied afterwards
         }
         rows.append(
-            f"| {name} | {np.median(per_dream):.0f} | {' '.join(map(str, per_dream.tolist()))} | "
+            f"| {name} | {np.median(per_dream):.0f} | {' '.join(map(str, per_dream.tolist()))} | {np.median(realistic_steps):g} | "
             + " | ".join(cell(v, ".2f") for v in stretch_realistic)
             + " | "
             + " | ".join(cell(v, "+.2f") for v in stretch_logit)

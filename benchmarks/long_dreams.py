@@ -33,15 +33,16 @@ def scripted_dreams(
     epsilon: float,
     seed: int,
     edit: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    adapter_scale: float = 1.0,
 ) -> Iterator[tuple[np.ndarray, torch.Tensor, DreamStep]]:
-    """``steps`` steps of ``dreams`` dreams of ``worldsim/Mario-v0`` (with ``adapter`` merged, if
-    any) from its start states, the scripted runner with ``epsilon`` random actions playing each,
+    """``steps`` steps of ``dreams`` dreams of ``worldsim/Mario-v0`` (with ``adapter`` merged at
+    ``adapter_scale``, if any) from its start states, the scripted runner with ``epsilon`` random actions playing each,
     never reset (a predicted death or flag is dreamed past). Yields per step the frame each dream
     continued from (``uint8[N, H, W, C]`` and ``float[N, C, H, W]``) and the engine's step. The same
     seed gives the same starts and sampling noise with and without an adapter. With ``edit``
     (previous frames, dreamed frames -> frames, all ``float[N, C, H, W]``), every dreamed frame is
     replaced by its edit, which the dreams go on from and the step yields."""
-    env = gym.make_vec("worldsim/Mario-v0", num_envs=dreams, adapter=adapter)
+    env = gym.make_vec("worldsim/Mario-v0", num_envs=dreams, adapter=adapter, adapter_scale=adapter_scale)
     engine = dream_engine(env)
     env.reset(seed=seed)
     agents = [make_agent("scripted", SingleDreamView(env), epsilon=epsilon) for _ in range(dreams)]

@@ -54,16 +54,19 @@ def dream_spaces(config) -> tuple[spaces.Box, spaces.Discrete | spaces.MultiDisc
     return spaces.Box(0, 255, frame_shape, np.uint8), spaces.Discrete(config.num_actions)
 
 
-def build_engine(checkpoint, device, sampling_steps, num_dreams: int, shipped: str = SHIPPED_CHECKPOINT, adapter=None) -> DreamEngine:
+def build_engine(
+    checkpoint, device, sampling_steps, num_dreams: int, shipped: str = SHIPPED_CHECKPOINT, adapter=None, adapter_scale: float = 1.0
+) -> DreamEngine:
     """The engine behind a dream front-end: ``checkpoint=None`` is the shipped model ``shipped``;
-    ``adapter``: a LoRA adapter folder (``worldsim align``), checked against that model and merged."""
+    ``adapter``: a LoRA adapter folder (``worldsim align``), checked against that model and merged
+    at ``adapter_scale`` (1: as trained)."""
     model, start_states, device = load_engine_model(
         checkpoint if checkpoint is not None else shipped_checkpoint(shipped), device, sampling_steps
     )
     if adapter is not None:
         from worldsim.models.lora import apply_adapter
 
-        apply_adapter(model, adapter)
+        apply_adapter(model, adapter, scale=adapter_scale)
     return DreamEngine(model, start_states, num_dreams, device)
 
 
@@ -127,6 +130,8 @@ class WorldModelEnv(gym.Env):
         sampling_steps: Euler steps per frame, overriding the checkpoint's sampler.
         adapter: a LoRA adapter folder written by ``worldsim align`` for this checkpoint, merged into
             its weights (an adapter of another model is an error).
+        adapter_scale: how much of the adapter's update to merge (diffusers' ``lora_scale``): 1 as
+            trained, 0 the base model.
         shipped: the shipped model used when ``checkpoint`` is None (``worldsim/CoopPong-dream-v0``
             registers this class with ``shipped="coop-pong-v3"``). The spaces, info keys and labels
             come from the checkpoint's game: for a game of several agents the action is a
@@ -148,9 +153,12 @@ class WorldModelEnv(gym.Env):
         sampling_steps: int | None = None,
         shipped: str = SHIPPED_CHECKPOINT,
         adapter: str | os.PathLike | None = None,
+        adapter_scale: float = 1.0,
     ):
         check_render_mode(render_mode, self.metadata["render_modes"])
-        self.engine = build_engine(checkpoint, device, sampling_steps, num_dreams=1, shipped=shipped, adapter=adapter)
+        self.engine = build_engine(
+            checkpoint, device, sampling_steps, num_dreams=1, shipped=shipped, adapter=adapter, adapter_scale=adapter_scale
+        )
         self.model, self.device, self.game = self.engine.model, self.engine.device, self.engine.game
         self.context_length = self.engine.context_length
         self.observation_space, self.action_space = dream_spaces(self.model.config)

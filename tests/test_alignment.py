@@ -187,6 +187,33 @@ def test_adapter_round_trip_merge_and_env_loading(checkpoints, tmp_path):
         dream.close()
 
 
+def test_an_adapter_merged_at_a_scale_moves_the_weights_that_fraction_of_the_way(checkpoints, tmp_path):
+    """``scale`` (diffusers' ``lora_scale``): 0 is the base model, 1 the adapter, 0.5 exactly half of
+    each weight's update; the envs pass it through; a negative scale is one error."""
+    model, _, _ = load_world_model(checkpoints["base"])
+    fingerprint = weights_fingerprint(model)
+    add_lora(model, LoraSettings(rank=4))
+    perturb_lora(model)
+    save_adapter(tmp_path / "adapter", model, LoraSettings(rank=4), fingerprint)
+
+    def merged(scale: float) -> dict[str, torch.Tensor]:
+        loaded, _, _ = load_world_model(checkpoints["base"])
+        apply_adapter(loaded, tmp_path / "adapter", scale=scale)
+        return loaded.state_dict()
+
+    base, full, half, none = load_world_model(checkpoints["base"])[0].state_dict(), merged(1.0), merged(0.5), merged(0.0)
+    changed = [name for name in base if not torch.equal(base[name], full[name])]
+    assert changed  # the adapter moves some weights
+    for name in changed:
+        torch.testing.assert_close(half[name], base[name] + 0.5 * (full[name] - base[name]), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(none[name], base[name], atol=1e-7, rtol=0)
+    env = gym.make("worldsim/Mario-v0", checkpoint=checkpoints["base"], adapter=tmp_path / "adapter", adapter_scale=0.5, device="cpu")
+    assert all(torch.equal(env.unwrapped.engine.model.state_dict()[name], half[name]) for name in changed)
+    env.close()
+    with pytest.raises(WorldsimError, match="adapter scale must be a number >= 0"):
+        apply_adapter(load_world_model(checkpoints["base"])[0], tmp_path / "adapter", scale=-1.0)
+
+
 def test_an_adapter_on_another_base_is_one_error(checkpoints, tmp_path):
     model, _, _ = load_world_model(checkpoints["base"])
     fingerprint = weights_fingerprint(model)

@@ -280,6 +280,8 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probe", type=Path, default=None, help="inverse-dynamics probe checkpoint (default: the shipped idm-mario-v0)")
     parser.add_argument("--agent-episodes", type=int, default=10, help="scripted episodes played in the dream and the real game (0: skip)")
     parser.add_argument("--held-action-starts", type=int, default=3, help="starts per action held 20 steps, dream vs real (0: skip)")
+    parser.add_argument("--adapter", type=Path, help="a LoRA adapter folder (worldsim align) to merge into the checkpoint first")
+    parser.add_argument("--adapter-scale", type=float, default=1.0, help="how much of the adapter to merge (1: as trained, 0: the base)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     _dream_options(parser)
 
@@ -302,6 +304,8 @@ def _cmd_eval(args) -> int:
         probe=args.probe,
         agent_episodes=args.agent_episodes,
         held_action_starts=args.held_action_starts,
+        adapter=args.adapter,
+        adapter_scale=args.adapter_scale,
     )
     print(report.table())
     if args.json:

@@ -109,11 +109,15 @@ def evaluate_heldout(
     probe: str | os.PathLike | None = None,
     agent_episodes: int = 10,
     held_action_starts: int = 3,
+    adapter: str | os.PathLike | None = None,
+    adapter_scale: float = 1.0,
 ) -> HeldoutEvaluation:
     """The evaluation (see the module) of ``checkpoint`` (default: the shipped model) on ``dataset``
     (default: ``default_heldout_dataset()``); ``probe``: an inverse-dynamics checkpoint (default:
     the shipped one); ``agent_episodes`` scripted episodes from seeds 30000+ and
-    ``held_action_starts`` starts per held action (0: skip). Written to ``json_path`` if given."""
+    ``held_action_starts`` starts per held action (0: skip); ``adapter``: a LoRA adapter folder
+    (``worldsim align``) merged into the checkpoint at ``adapter_scale`` for every part. Written to
+    ``json_path`` if given."""
     from worldsim.data.minari_io import check_dataset_id, dataset_dir, datasets_root
 
     heldout = default_heldout_dataset()
@@ -136,6 +140,12 @@ def evaluate_heldout(
     checkpoint = checkpoint or shipped_checkpoint()
     # One model and one read of the held-out episodes serve the fidelity report and the probe.
     model, _, device = load_engine_model(checkpoint, device, sampling_steps)
+    if adapter is not None:
+        from worldsim.models.lora import apply_adapter
+
+        if model.config.game.agents and agent_episodes:
+            raise WorldsimError("--adapter: the rally comparison of a game of several agents dreams without it: pass --agent-episodes 0")
+        apply_adapter(model, adapter, scale=adapter_scale)
     k = model.context_length
     episodes = SequenceDataset(load_dataset(dataset), k + 1, model.config.game.label_keys, pad_start=k - 1)
     report = evaluate_model(
@@ -161,7 +171,14 @@ def evaluate_heldout(
         from worldsim.eval.progress import constant_action_progress, dream_vs_real_progress
 
         real = make_env("mario")
-        dream = gym.make("worldsim/Mario-v0", checkpoint=checkpoint, device=device, sampling_steps=sampling_steps)
+        dream = gym.make(
+            "worldsim/Mario-v0",
+            checkpoint=checkpoint,
+            device=device,
+            sampling_steps=sampling_steps,
+            adapter=adapter,
+            adapter_scale=adapter_scale,
+        )
         if agent_episodes:
             agent = make_agent("scripted", real)
             result.progress = dream_vs_real_progress(dream, real, agent, range(30_000, 30_000 + agent_episodes))

@@ -30,6 +30,7 @@ wrong model; a training run adds the optimizer and its step (``training.*``) to 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -262,15 +263,23 @@ def check_base(adapter: Adapter, model: nn.Module, fingerprint: str | None = Non
         )
 
 
-def apply_adapter(model: nn.Module, path: str | os.PathLike, *, merge: bool = True) -> Adapter:
+def apply_adapter(model: nn.Module, path: str | os.PathLike, *, merge: bool = True, scale: float = 1.0) -> Adapter:
     """Load the adapter at ``path`` into ``model`` (a ``WorldModel`` without LoRA, in place): its
     base is checked first; ``merge=True`` folds it into the weights (inference speed), ``False``
-    keeps the LoRA layers (to train further)."""
+    keeps the LoRA layers (to train further).
+
+    ``scale`` multiplies the update (diffusers' ``lora_scale``): 0 is the base model, 1 the adapter
+    as trained; in between, a model between the two (how much of what alignment changed to keep)."""
+    if not math.isfinite(scale) or scale < 0:
+        raise WorldsimError(f"adapter scale must be a number >= 0 (1: as trained, 0: the base model), got {scale}")
     device = next(model.parameters()).device
     adapter = read_adapter(path, device)
     check_base(adapter, model)
     add_lora(model, adapter.settings, adapter.target_names)
     load_lora_weights(model, adapter.weights, where=f"adapter {adapter.checkpoint.path}")
+    if scale != 1.0:
+        for _, layer in _lora_layers(model):
+            layer.set_scale(ADAPTER_NAME, scale)  # peft: scaling = scale * alpha / rank
     if merge:
         merge_lora(model)
         model.requires_grad_(False)  # a merged model is an env's: nothing of it trains
