@@ -36,8 +36,8 @@ def scripted_dreams(
     adapter_scale: float = 1.0,
 ) -> Iterator[tuple[np.ndarray, torch.Tensor, DreamStep]]:
     """``steps`` steps of ``dreams`` dreams of ``worldsim/Mario-v0`` (with ``adapter`` merged at
-    ``adapter_scale``, if any) from its start states, the scripted runner with ``epsilon`` random actions playing each,
-    never reset (a predicted death or flag is dreamed past). Yields per step the frame each dream
+    ``adapter_scale``, if any) from its start states, the scripted runner with ``epsilon`` random
+    actions playing each, never reset (a predicted death or flag is dreamed past). Yields per step the frame each dream
     continued from (``uint8[N, H, W, C]`` and ``float[N, C, H, W]``) and the engine's step. The same
     seed gives the same starts and sampling noise with and without an adapter. With ``edit``
     (previous frames, dreamed frames -> frames, all ``float[N, C, H, W]``), every dreamed frame is

@@ -143,9 +143,15 @@ def evaluate_heldout(
     if adapter is not None:
         from worldsim.models.lora import apply_adapter
 
-        if model.config.game.agents and agent_episodes:
-            raise WorldsimError("--adapter: the rally comparison of a game of several agents dreams without it: pass --agent-episodes 0")
         apply_adapter(model, adapter, scale=adapter_scale)
+    # the dream envs of the agents' parts: the same model, loaded by the env
+    dream_options = {
+        "checkpoint": checkpoint,
+        "device": device,
+        "sampling_steps": sampling_steps,
+        "adapter": adapter,
+        "adapter_scale": adapter_scale,
+    }
     k = model.context_length
     episodes = SequenceDataset(load_dataset(dataset), k + 1, model.config.game.label_keys, pad_start=k - 1)
     report = evaluate_model(
@@ -155,7 +161,7 @@ def evaluate_heldout(
     # the shipped probe, the scripted runner and the held actions are Mario's: other games get the fidelity part (and their own parts)
     mario = model.config.game.real_env.get("id") == MARIO_REAL_ENV
     if model.config.game.agents:
-        result.rallies = _rallies(model.config.game, checkpoint, device, sampling_steps, agent_episodes) if agent_episodes else None
+        result.rallies = _rallies(model.config.game, dream_options, agent_episodes) if agent_episodes else None
     elif probe is None and mario:
         try:
             probe = shipped(SHIPPED_PROBE)
@@ -171,14 +177,7 @@ def evaluate_heldout(
         from worldsim.eval.progress import constant_action_progress, dream_vs_real_progress
 
         real = make_env("mario")
-        dream = gym.make(
-            "worldsim/Mario-v0",
-            checkpoint=checkpoint,
-            device=device,
-            sampling_steps=sampling_steps,
-            adapter=adapter,
-            adapter_scale=adapter_scale,
-        )
+        dream = gym.make("worldsim/Mario-v0", **dream_options)
         if agent_episodes:
             agent = make_agent("scripted", real)
             result.progress = dream_vs_real_progress(dream, real, agent, range(30_000, 30_000 + agent_episodes))
@@ -192,8 +191,9 @@ def evaluate_heldout(
     return result
 
 
-def _rallies(game, checkpoint, device, sampling_steps, episodes: int) -> list:
-    """The game's scripted players, ``episodes`` episodes from seeds 30000+ in the real game and in the dream."""
+def _rallies(game, dream_options: dict, episodes: int) -> list:
+    """The game's scripted players, ``episodes`` episodes from seeds 30000+ in the real game and in the
+    dream (``dream_options``: the dream env's checkpoint, device, sampling steps and adapter)."""
     import gymnasium as gym
 
     from worldsim.agents import make_agent
@@ -205,11 +205,11 @@ def _rallies(game, checkpoint, device, sampling_steps, episodes: int) -> list:
         raise WorldsimError(f"no rally comparison for the game of {real_id!r}: pass --agent-episodes 0")
     known = MULTI_AGENT_GAMES[real_id]
     real = real_game_env(game)
-    dream = gym.make(known["dream"], checkpoint=checkpoint, device=device, sampling_steps=sampling_steps)
+    dream = gym.make(known["dream"], **dream_options)
     agent = make_agent(known["agent"], real)
     return [
         rally_lengths(real, agent, episodes, 30_000, name=f"{real_id} (real), {known['agent']}"),
-        rally_lengths(dream, agent, episodes, 30_000, name=f"{known['dream']} ({checkpoint}), {known['agent']}"),
+        rally_lengths(dream, agent, episodes, 30_000, name=f"{known['dream']} ({dream_options['checkpoint']}), {known['agent']}"),
     ]
 
 
