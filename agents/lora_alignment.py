@@ -11,7 +11,8 @@ was given) and everything an aligner needs besides its gradient estimate:
   rewards (``worldsim.rewards``) and steps only the LoRA parameters (AdamW, gradient clipping);
   then the dreams advance under the updated adapter; with ``anchor_weight``, the world model's own
   denoising loss on real steps joins the loss (``worldsim.agents.denoising_anchor``: ReFL's guard
-  against an adapter that games a fixed reward network); with ``critic_steps``, the realism critic
+  against an adapter that games a fixed reward network; with ``anchor_rollout``, on contexts the
+  adapted model dreamed itself); with ``critic_steps``, the realism critic
   trains on the adapter's fresh dreams against real steps (``worldsim.agents.critic_refresh``);
 * resuming: with ``run_dir``, the adapter, the optimizer and the update count are written atomically
   to ``run_dir/adapter`` every ``checkpoint_every`` updates and at the end (with ``curve.csv``, one
@@ -83,6 +84,7 @@ class AlignmentSettings:
     dream_horizon: int = 32  # every dream restarts from a real context after this many steps (0: only when it ends)
     checkpoint_every: int = 50  # updates between resumable checkpoints (with run_dir)
     anchor_weight: float = 0.0  # weight of the denoising loss on real steps (ReFL's guard against gaming a reward; 0: none)
+    anchor_rollout: int = 0  # the anchor's windows are first dreamed 0..N steps by the adapted model (0: always real contexts)
     critic_steps: int = 0  # realism critic steps per update on real steps against the adapter's dreams (0: a fixed critic)
     critic_lr: float = 1e-4
     real_dataset: str | None = None  # real steps of the game (Minari id, the model's training data): the anchor's and the critic's
@@ -102,6 +104,12 @@ class AlignmentSettings:
         if not self.anchor_weight >= 0 or int(self.critic_steps) != self.critic_steps or self.critic_steps < 0 or not self.critic_lr > 0:
             raise WorldsimError(
                 f"anchor_weight and critic_steps must be >= 0 and critic_lr > 0, got {self.anchor_weight!r}, {self.critic_steps!r}, {self.critic_lr!r}"
+            )
+        if int(self.anchor_rollout) != self.anchor_rollout or self.anchor_rollout < 0:
+            raise WorldsimError(f"anchor_rollout must be an integer >= 0, got {self.anchor_rollout!r}")
+        if self.anchor_rollout > 0 and not self.anchor_weight > 0:
+            raise WorldsimError(
+                f"anchor_rollout={self.anchor_rollout} rolls out the anchor's windows, and anchor_weight is 0: set anchor_weight > 0"
             )
         if (self.anchor_weight > 0 or self.critic_steps > 0) and not self.real_dataset:
             raise WorldsimError(
@@ -135,9 +143,15 @@ class LoraAligner:
             module.requires_grad_(False).eval()
         self.behaviour = self._make_behaviour(behaviour_env(env))
         if self.settings.critic_steps > 0 and "realism" not in self.rewards.rewards:
-            raise WorldsimError(f"critic_steps > 0 trains the realism critic, and the rewards ({'+'.join(self.rewards.rewards)}) have none: add realism")
+            raise WorldsimError(
+                f"critic_steps > 0 trains the realism critic, and the rewards ({'+'.join(self.rewards.rewards)}) have none: add realism"
+            )
         real_steps = RealSteps(self.model, self.settings.real_dataset, self.settings.seed) if self.settings.real_dataset else None
-        self.anchor = DenoisingAnchor(self.model, real_steps, self.settings.batch_size) if self.settings.anchor_weight > 0 else None
+        self.anchor = (
+            DenoisingAnchor(self.model, real_steps, self.settings.batch_size, self.settings.anchor_rollout)
+            if self.settings.anchor_weight > 0
+            else None
+        )
         self.critic_refresh = (
             CriticRefresh(self.rewards.rewards["realism"].critic, real_steps, self.settings.critic_steps, self.settings.critic_lr)
             if self.settings.critic_steps > 0
@@ -249,6 +263,7 @@ class LoraAligner:
             anchor = self.anchor.loss(self.updates, generator)
             loss = loss + self.settings.anchor_weight * anchor
             stats["anchor_loss"] = float(anchor.detach())
+            stats["anchor_dreamed_steps"] = self.anchor.rollout_steps(self.updates)
         if not torch.isfinite(loss):
             raise WorldsimError(
                 f"the alignment loss is {loss.item()} at update {self.updates}: lower the learning rate or check the rewards"

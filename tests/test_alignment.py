@@ -475,6 +475,83 @@ def test_the_anchor_pulls_the_adapter_towards_real_steps(real_dataset, checkpoin
     env.close()
 
 
+def test_the_rolled_out_anchor_denoises_the_real_step_after_the_models_own_frames(real_dataset, checkpoints, monkeypatch):
+    """anchor_rollout=N: each update's windows are dreamed r ~ U{0..N} steps (a draw fixed by the
+    update) by the model under the recorded actions; the loss is the denoising loss of the real
+    frame after them, given the context whose last r frames are the dream's."""
+    from worldsim.agents.denoising_anchor import DenoisingAnchor
+    from worldsim.agents.real_steps import RealSteps
+
+    env = gym.make("worldsim/Mario-v0", checkpoint=checkpoints["base"], device="cpu")
+    model = env.unwrapped.engine.model
+    real_steps, k = RealSteps(model, real_dataset, seed=1), model.context_length
+    anchor = DenoisingAnchor(model, real_steps, batch_size=4, rollout=3)
+    draws = [anchor.rollout_steps(update) for update in range(40)]
+    assert set(draws) == {0, 1, 2, 3}
+    assert draws == [DenoisingAnchor(model, real_steps, 4, rollout=3).rollout_steps(update) for update in range(40)]
+    assert DenoisingAnchor(model, real_steps, 4).rollout_steps(5) == 0
+
+    update = draws.index(2)
+    seen = {}
+    monkeypatch.setattr(
+        model.denoiser, "loss", lambda target, context, actions, **_: seen.update(target=target, context=context, actions=actions)
+    )
+    anchor.loss(update, torch.Generator().manual_seed(3))
+    real = real_steps.batch(update, 4, stream=0, steps_after=2)
+    frames, actions = real["frames"], real["actions"]
+    generator = torch.Generator().manual_seed(3)  # the dream's noise comes first from the update's generator
+    with torch.no_grad():
+        first = model.sampler.sample(model.denoiser, frames[:, :k], actions[:, 1 : k + 1], generator=generator)
+        context = torch.cat([frames[:, 1:k], first[:, None]], dim=1)
+        second = model.sampler.sample(model.denoiser, context, actions[:, 2 : k + 2], generator=generator)
+    assert torch.equal(seen["target"], frames[:, k + 2])
+    assert torch.equal(seen["context"][:, : k - 2], frames[:, 2:k])
+    assert torch.equal(seen["context"][:, -2], first) and torch.equal(seen["context"][:, -1], second)
+    assert not torch.equal(seen["context"][:, -1], frames[:, k + 1])  # dreamed, not the real frame
+    assert torch.equal(seen["actions"], actions[:, 3 : k + 3])
+    env.close()
+
+
+def test_the_rolled_out_anchor_trains_the_adapter(real_dataset, checkpoints):
+    """With the reward weighted 0, the rolled-out anchor alone lowers its own loss on fixed windows
+    (the dreamed contexts are the adapted model's, so they move with it); the curve records each
+    update's dreamed steps."""
+    from worldsim.agents.denoising_anchor import DenoisingAnchor
+    from worldsim.agents.real_steps import RealSteps
+
+    env = gym.make("worldsim/Mario-v0", checkpoint=checkpoints["base"], device="cpu")
+    model = env.unwrapped.engine.model
+    rewards = RewardSet({"brightness": Brightness()}, {"brightness": 0.0})
+    aligner = RewardGradientAligner(
+        env,
+        reward_set=rewards,
+        behaviour="random",
+        batch_size=4,
+        lr=1e-2,
+        lora={"rank": 4},
+        anchor_weight=1.0,
+        anchor_rollout=2,
+        real_dataset=real_dataset,
+    )
+    probe = DenoisingAnchor(model, RealSteps(model, real_dataset, seed=1), batch_size=16, rollout=2)
+    update = next(u for u in range(100) if probe.rollout_steps(u) == 2)
+
+    def probe_loss():
+        with torch.no_grad():
+            return float(probe.loss(update, torch.Generator().manual_seed(0)))
+
+    before = probe_loss()
+    aligner.learn(env, 12)
+    assert {row["anchor_dreamed_steps"] for row in aligner.curve} <= {0, 1, 2}
+    assert len({row["anchor_dreamed_steps"] for row in aligner.curve}) > 1
+    assert probe_loss() < 0.9 * before
+    with pytest.raises(WorldsimError, match="anchor_weight is 0: set anchor_weight > 0"):
+        RewardGradientAligner(env, reward_set=rewards, behaviour="random", anchor_rollout=2, real_dataset=real_dataset)
+    with pytest.raises(WorldsimError, match="anchor_rollout must be an integer >= 0"):
+        RewardGradientAligner(env, reward_set=rewards, behaviour="random", anchor_weight=1.0, anchor_rollout=-1, real_dataset=real_dataset)
+    env.close()
+
+
 def test_an_anchor_or_a_critic_refresh_without_real_steps_is_one_error(checkpoints):
     env = gym.make("worldsim/Mario-v0", checkpoint=checkpoints["base"], device="cpu")
     rewards = RewardSet({"brightness": Brightness()}, {"brightness": 1.0})
