@@ -28,7 +28,8 @@ independent critic (``--critic`` another run's) can be named.
 Usage::
 
     python benchmarks/alignment_horizon.py [--critic runs/align-realism/model] --adapter runs/align-rg/adapter \\
-        --heldout worldsim/mario-video-heldout-v0 [--reference dreamed|real] [--dreams 8] [--steps 1000] [--threads 1]
+        --heldout worldsim/mario-video-heldout-v0 [--reference dreamed|real] [--dreams 8] [--steps 1000] [--threads 1] \\
+        [--strip strip.png]   # the first dream of each model at steps 10, 50, 150, 300, 600 and the last
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 from long_dreams import real_contexts, real_pairs, scripted_dreams  # benchmarks/, this script's folder
+from PIL import Image
 from worldsim.agents.dream_driver import dream_engine
 
 import worldsim  # noqa: F401
-from worldsim.core.frames import from_uint8
+from worldsim.core.frames import from_uint8, to_uint8
 from worldsim.data.minari_io import load_dataset
 from worldsim.eval.fidelity import frame_psnr, rollout
 from worldsim.rewards.realism import load_realism_reward
@@ -77,13 +79,37 @@ def one_step_logits(critic, dataset_id: str, count: int, seed: int) -> np.ndarra
 
 
 @torch.no_grad()
-def dream_logits(critic, adapter: str | None, dreams: int, steps: int, epsilon: float, seed: int, adapter_scale: float = 1.0) -> np.ndarray:
-    """``float[dreams, steps]``: the critic's logit of each dreamed step, never resetting."""
-    logits = np.zeros((dreams, steps), np.float32)
+def dream_logits(
+    critic, adapter: str | None, dreams: int, steps: int, epsilon: float, seed: int, adapter_scale: float = 1.0, keep: tuple[int, ...] = ()
+) -> tuple[np.ndarray, list[torch.Tensor]]:
+    """``float[dreams, steps]``: the critic's logit of each dreamed step, never resetting; and the
+    first dream's frames (``float[C, H, W]``) at the steps in ``keep`` (1-based, for the strip)."""
+    logits, kept = np.zeros((dreams, steps), np.float32), []
     dreamer = scripted_dreams(adapter, dreams, steps, epsilon, seed, adapter_scale=adapter_scale)
     for step, (_, previous, dreamed) in enumerate(dreamer):
         logits[:, step] = critic(previous, dreamed.frames).numpy()
-    return logits
+        if step + 1 in keep:
+            kept.append(dreamed.frames[0])
+    return logits, kept
+
+
+def strip_steps(steps: int) -> tuple[int, ...]:
+    """The steps a strip shows: early, the stretches' ends, and the last."""
+    return tuple(sorted({s for s in (10, 50, 150, 300, 600, steps) if s <= steps}))
+
+
+def write_strip(path: Path, rows: dict[str, list[torch.Tensor]], scale: int = 3) -> None:
+    """A PNG: one row per model (the same dream: same start, actions drawn the same way, same noise
+    until the models' frames differ), one column per step of ``strip_steps``; a 2-pixel gap between."""
+    tiles = [[to_uint8(frame).numpy() for frame in frames] for frames in rows.values()]
+    height, width, channels = tiles[0][0].shape
+    gap = 2
+    canvas = np.full((len(tiles) * (height + gap) - gap, len(tiles[0]) * (width + gap) - gap, channels), 255, np.uint8)
+    for r, row in enumerate(tiles):
+        for c, tile in enumerate(row):
+            canvas[r * (height + gap) : r * (height + gap) + height, c * (width + gap) : c * (width + gap) + width] = tile
+    image = Image.fromarray(canvas.squeeze())
+    image.resize((image.width * scale, image.height * scale), Image.NEAREST).save(path)
 
 
 def cell(value: float, spec: str) -> str:
@@ -153,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--strip", type=Path, default=None, help="write a PNG: the first dream at a few steps, one row per model")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -190,9 +217,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     rows = [header, "|" + "---|" * (header.count("|") - 1)]
     measured = [(None, 1.0)] + [(adapter, scale) for adapter in args.adapter for scale in args.adapter_scale]
+    strip_rows: dict[str, list[torch.Tensor]] = {}
     for adapter, scale in measured:
         name = "base (no adapter)" if adapter is None else adapter if scale == 1.0 else f"{adapter} at scale {scale:g}"
-        logits = dream_logits(critic, adapter, args.dreams, args.steps, args.epsilon, args.seed, scale)
+        logits, strip_rows[name] = dream_logits(
+            critic, adapter, args.dreams, args.steps, args.epsilon, args.seed, scale, strip_steps(args.steps)
+        )
         realistic = logits >= threshold
         per_dream = horizons(realistic, args.window)
         realistic_steps = realistic.sum(axis=1)
@@ -224,6 +254,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"(copy-margin steps per stretch, last model: {results['models'][name]['copy_margin_steps']})")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+    if args.strip:
+        write_strip(args.strip, strip_rows)
+        print(f"wrote {args.strip}: rows {', '.join(strip_rows)}; columns steps {', '.join(map(str, strip_steps(args.steps)))}")
 
 
 if __name__ == "__main__":
