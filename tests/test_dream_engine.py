@@ -1,7 +1,7 @@
 """The dream engine under the Gymnasium front-ends: same frames as before the refactor, subsets
 reset, model state carried and reset per dream, gradients on request, clear errors."""
 
-import hashlib
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -15,26 +15,34 @@ from worldsim.errors import WorldsimError
 
 torch.set_num_threads(1)
 
-# Frames (md5, first 12 hex digits) of the shipped model from fixed seeds and actions: they pin
-# that a refactor changes no frame. Shipping a new model changes them on purpose (re-recorded with
-# the same code when mario-v0 was replaced by the 9000-step recurrent-end-model world model).
-PINNED_SINGLE = ["a759625015fb", "02e10057ff7f", "766dfc92b38f", "f00a14b54117", "874c25d229a3"]
-PINNED_VECTOR = ["8027b9d89a3d", "afe8aafd6cd5", "462ccbfa0657", "c882bb2c2333"]
+# Frames of the shipped model from fixed seeds and actions (tests/data/pinned_dream_frames.npz): they
+# pin that a refactor changes no frame. Shipping a new model changes them on purpose: re-record with
+# `python tests/test_dream_engine.py` and the same code. They were md5 hashes until a new machine
+# (AMD EPYC, AVX2) drew a handful of the batched dreams' pixels one level off: the CPU's kernels
+# round differently, so the pin allows that (at most 0.1% of values, at most 2 levels) and nothing
+# more; a refactor that changes the noise, the context or the actions changes most pixels.
+PINNED_FRAMES = Path(__file__).parent / "data" / "pinned_dream_frames.npz"
 
 
-def _md5(array: np.ndarray) -> str:
-    return hashlib.md5(array.tobytes()).hexdigest()[:12]
+def _dream_frames() -> dict[str, np.ndarray]:
+    """``single uint8[5, 64, 64, 3]``: one dream, seed 7; ``vector uint8[4, 3, 64, 64, 3]``: three, seed 11."""
+    env = gym.make("worldsim/Mario-v0")
+    observation, _ = env.reset(seed=7)
+    single = [observation] + [env.step(action)[0] for action in (3, 3, 0, 4)]
+    envs = gym.make_vec("worldsim/Mario-v0", num_envs=3)
+    observations, _ = envs.reset(seed=11)
+    vector = [observations] + [envs.step(np.array(actions))[0] for actions in ([3, 0, 1], [4, 4, 2], [6, 5, 0])]
+    return {"single": np.stack(single), "vector": np.stack(vector)}
 
 
 def test_same_model_and_seed_give_the_pinned_frames():
-    env = gym.make("worldsim/Mario-v0")
-    observation, _ = env.reset(seed=7)
-    frames = [_md5(observation)] + [_md5(env.step(action)[0]) for action in (3, 3, 0, 4)]
-    assert frames == PINNED_SINGLE
-    envs = gym.make_vec("worldsim/Mario-v0", num_envs=3)
-    observations, _ = envs.reset(seed=11)
-    frames = [_md5(observations)] + [_md5(envs.step(np.array(actions))[0]) for actions in ([3, 0, 1], [4, 4, 2], [6, 5, 0])]
-    assert frames == PINNED_VECTOR
+    pinned = np.load(PINNED_FRAMES)
+    for name, frames in _dream_frames().items():
+        assert frames.shape == pinned[name].shape and frames.dtype == np.uint8
+        difference = np.abs(frames.astype(np.int16) - pinned[name].astype(np.int16))
+        assert difference.max() <= 2 and (difference > 0).mean() <= 1e-3, (
+            f"{name}: {(difference > 0).mean():.2%} of values differ, by up to {difference.max()} levels"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +152,8 @@ def test_an_end_is_confirmed_on_consecutive_calls_only():
     model.end_classifier.config.confirm_steps = 0
     with pytest.raises(WorldsimError, match="confirm_steps is 0"):
         type(model.config).from_dict(model.config.to_dict())
+
+
+if __name__ == "__main__":  # re-record the pinned frames (after shipping a new model, with unchanged code)
+    np.savez_compressed(PINNED_FRAMES, **_dream_frames())
+    print(f"wrote {PINNED_FRAMES}")
