@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import worldsim.models.selective_scan as selective_scan_module
+from worldsim.models.s6_block_ops import causal_conv, causal_conv_silu, gated_projection
 from worldsim.models.selective_scan import BlockedScan, resolve_backend, selective_scan, selective_scan_step
 from worldsim.models.selective_scan_kernel import KernelScan, cpu_kernel
 from worldsim.models.temporal_layers import KINDS, S6Mixer, TemporalLayer
@@ -246,6 +247,53 @@ def test_s6_trains_with_the_parallel_scan():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.6, losses[::10]
+
+
+def test_the_s6_blocks_convolution_and_gate_have_autograds_gradients_and_keep_only_their_inputs():
+    generator = torch.Generator().manual_seed(0)
+    u, gate = (torch.randn(2, 9, 5, generator=generator, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    conv_weight, conv_bias = (torch.randn(*shape, generator=generator, dtype=torch.float64, requires_grad=True) for shape in ((5, 4), (5,)))
+    out_weight = torch.randn(3, 5, generator=generator, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(causal_conv_silu, (u, conv_weight, conv_bias))
+    assert torch.autograd.gradcheck(gated_projection, (u, gate, out_weight))
+    # The convolution is causal: frame t reads frames t - 3 .. t (against torch's padded Conv1d).
+    reference = torch.nn.functional.conv1d(u.transpose(1, 2), conv_weight.unsqueeze(1), conv_bias, padding=3, groups=5)[..., :9]
+    torch.testing.assert_close(causal_conv(u, conv_weight, conv_bias), reference.transpose(1, 2))
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda tensor: saved.append(tensor) or tensor, lambda tensor: tensor):
+        causal_conv_silu(u, conv_weight, conv_bias)
+        gated_projection(u, gate, out_weight)
+    assert [tensor.shape for tensor in saved] == [u.shape, conv_weight.shape, conv_bias.shape, u.shape, gate.shape, out_weight.shape]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_recomputed_layer_gives_the_same_values_and_gradients_and_keeps_only_its_inputs(kind):
+    torch.manual_seed(0)
+    video = torch.randn(2, 8, 24, 2, 3, requires_grad=True)
+    plain = trained_looking(TemporalLayer(kind, 8))
+    recomputed = TemporalLayer(kind, 8, recompute=True)
+    recomputed.load_state_dict(plain.state_dict())
+    results = []
+    for layer in (plain, recomputed):
+        saved: dict[int, int] = {}
+
+        def pack(tensor, saved=saved):
+            saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            out = layer(video)
+        grads = torch.autograd.grad(out.square().sum(), [video, *layer.parameters()])
+        results.append((out.detach(), grads, sum(saved.values())))
+    (out, grads, kept), (out_again, grads_again, kept_again) = results
+    assert torch.equal(out_again, out)
+    for grad, grad_again in zip(grads, grads_again, strict=True):
+        torch.testing.assert_close(grad_again, grad, atol=1e-5, rtol=1e-5)
+    # What a recomputed layer keeps: the layer norm's input and output (and the reversed copy of a
+    # bi-S6's), not the mixer's activations: a few float[N, F, C] against a dozen float[N, F, 2C].
+    assert kept_again <= 4 * video.numel() * 4 < kept / 2, (kept_again, kept)
+    with torch.no_grad():  # without gradients there is nothing to keep: the plain forward pass
+        torch.testing.assert_close(recomputed(video), out)
 
 
 def test_unknown_kind_and_bad_attention_width_are_refused():

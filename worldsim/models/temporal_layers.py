@@ -17,7 +17,9 @@ Mixers, over sequences ``float[N, L, C]``:
 * ``AttentionMixer``: multi-head self-attention over frames with rotary position embeddings
   (diffusers' ``get_1d_rotary_pos_embed`` / ``apply_rotary_emb``), the baseline; optionally causal.
 
-Memory and time: attention's are quadratic in the number of frames, the scans' linear.
+Memory and time: attention's are quadratic in the number of frames, the scans' linear. The S6
+block's convolution and gate keep only their inputs for backward (``s6_block_ops``); with
+``recompute=True`` a mixer keeps only its own input and runs again in the backward pass.
 """
 
 from __future__ import annotations
@@ -29,10 +31,20 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.embeddings import apply_rotary_emb, get_1d_rotary_pos_embed
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
+from worldsim.models.s6_block_ops import causal_conv_silu, gated_projection
 from worldsim.models.selective_scan import selective_scan, selective_scan_step
 
 KINDS = ("attn", "s6", "bi-s6")
+
+
+def _recomputed(mix, x: torch.Tensor) -> torch.Tensor:
+    """``mix(x)`` under gradient checkpointing: only ``x`` kept for the backward pass, the mixer's
+    activations recomputed there (one direction of a bi-S6 at a time). The time of a second
+    forward pass for the memory of the activations: for S6 they are what its memory is made of; for
+    attention the F x F matrix comes back in the backward pass, so its peak stays."""
+    return checkpoint(mix, x, use_reentrant=False)
 
 
 @dataclass
@@ -49,17 +61,26 @@ class S6Mixer(nn.Module):
     ``E = expand * C``; ``state_size`` is the scan's ``N``; ``backend`` the selective scan's;
     ``scan_chunk`` the checkpointed chunk length of the ``"parallel"`` and ``"sequential"`` scans
     (None: keep every state for backward, ``state_size`` times the memory; the ``"blocked"`` CPU
-    default and mamba-ssm's kernel recompute the states by themselves)."""
+    default and mamba-ssm's kernel recompute the states by themselves). ``recompute``: keep only
+    the block's input for the backward pass and run the block again there (``_recomputed``)."""
 
     def __init__(
-        self, channels: int, state_size: int = 16, expand: int = 2, conv_size: int = 4, backend: str = "auto", scan_chunk: int | None = 64
+        self,
+        channels: int,
+        state_size: int = 16,
+        expand: int = 2,
+        conv_size: int = 4,
+        backend: str = "auto",
+        scan_chunk: int | None = 64,
+        recompute: bool = False,
     ):
         super().__init__()
         inner = expand * channels
         self.inner, self.state_size, self.conv_size, self.backend, self.scan_chunk = inner, state_size, conv_size, backend, scan_chunk
+        self.recompute = recompute
         self.dt_rank = math.ceil(channels / 16)
         self.in_proj = nn.Linear(channels, 2 * inner, bias=False)
-        self.conv = nn.Conv1d(inner, inner, conv_size, groups=inner, padding=conv_size - 1)  # applied by _causal_conv
+        self.conv = nn.Conv1d(inner, inner, conv_size, groups=inner, padding=conv_size - 1)  # applied by causal_conv_silu
         self.x_proj = nn.Linear(inner, self.dt_rank + 2 * state_size, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, inner)
         # Mamba's initialisation: time steps log-uniform in [1e-3, 1e-1] (softplus inverted into the
@@ -76,25 +97,17 @@ class S6Mixer(nn.Module):
         delta, B, C = self.x_proj(x).split([self.dt_rank, self.state_size, self.state_size], dim=-1)
         return self.dt_proj(delta), B, C
 
-    def _causal_conv(self, u: torch.Tensor) -> torch.Tensor:
-        """``self.conv`` over time on ``float[N, L, E]``, causal (frame ``t`` sees ``t - K + 1 .. t``),
-        as ``K`` shifted multiply-adds: on the CPU 3x faster forward and backward than the
-        depthwise ``Conv1d`` it equals, whose backward is slow for one channel per group."""
-        length, weight = u.shape[1], self.conv.weight.squeeze(1)  # float[E, K]
-        padded = F.pad(u, (0, 0, self.conv_size - 1, 0))  # K - 1 zero frames before the first
-        out = torch.addcmul(self.conv.bias, padded[:, :length], weight[:, 0])
-        for k in range(1, self.conv_size):
-            out = torch.addcmul(out, padded[:, k : k + length], weight[:, k])
-        return out
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _recomputed(self._mix, x) if self.recompute and torch.is_grad_enabled() else self._mix(x)
+
+    def _mix(self, x: torch.Tensor) -> torch.Tensor:
         u, gate = self.in_proj(x).chunk(2, dim=-1)
-        u = F.silu(self._causal_conv(u))
+        u = causal_conv_silu(u, self.conv.weight.squeeze(1), self.conv.bias)
         delta, B, C = self._scan_inputs(u)
         y = selective_scan(
             u, delta, -torch.exp(self.A_log), B, C, self.D, backend=self.backend, chunk_size=self.scan_chunk, delta_softplus=True
         )
-        return self.out_proj(y * F.silu(gate))
+        return gated_projection(y, gate, self.out_proj.weight)
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> S6State:
         return S6State(
@@ -130,18 +143,24 @@ class AttentionMixer(nn.Module):
     """Multi-head self-attention over ``float[N, L, C]`` with rotary position embeddings.
 
     ``expand`` widens queries, keys and values to ``E = expand * C`` (as ``S6Mixer``'s ``expand``
-    widens its inner channels): the way to compare the two at equal parameters."""
+    widens its inner channels): the way to compare the two at equal parameters. ``recompute`` as
+    ``S6Mixer``'s."""
 
-    def __init__(self, channels: int, heads: int = 4, causal: bool = False, theta: float = 10000.0, expand: int = 1):
+    def __init__(
+        self, channels: int, heads: int = 4, causal: bool = False, theta: float = 10000.0, expand: int = 1, recompute: bool = False
+    ):
         super().__init__()
         inner = expand * channels
         if inner % heads or (inner // heads) % 2:
             raise ValueError(f"attention needs its width ({inner}) divisible by heads ({heads}) into an even head size")
-        self.heads, self.causal, self.theta, self.inner = heads, causal, theta, inner
+        self.heads, self.causal, self.theta, self.inner, self.recompute = heads, causal, theta, inner, recompute
         self.qkv = nn.Linear(channels, 3 * inner, bias=False)
         self.out_proj = nn.Linear(inner, channels, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _recomputed(self._mix, x) if self.recompute and torch.is_grad_enabled() else self._mix(x)
+
+    def _mix(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape
         q, k, v = self.qkv(x).reshape(batch, length, 3, self.heads, self.inner // self.heads).permute(2, 0, 3, 1, 4)
         rotary = get_1d_rotary_pos_embed(self.inner // self.heads, length, theta=self.theta, use_real=True)
@@ -156,7 +175,7 @@ class TemporalLayer(nn.Module):
 
     ``kind``: ``"attn"`` (rotary attention), ``"s6"`` (causal S6) or ``"bi-s6"``; ``options`` go to
     the mixer (``state_size``, ``expand``, ``conv_size``, ``backend`` for the scans; ``heads``,
-    ``causal``, ``expand`` for attention). Pre-norm residual, zero-initialised output: the identity at first.
+    ``causal``, ``expand`` for attention; ``recompute`` for both: gradient checkpointing per mixer). Pre-norm residual, zero-initialised output: the identity at first.
     """
 
     def __init__(self, kind: str, channels: int, **options):
