@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -52,10 +53,21 @@ def limit_memory(gib: float) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
 
-def run_isolated(script: str, config: dict) -> tuple[dict | None, subprocess.CompletedProcess]:
+# glibc serves allocations above its mmap threshold from fresh mappings and returns them on free,
+# but it raises that threshold to the largest block freed so far (up to 32 MiB); after that, large
+# tensors come from its heap, and freed heap memory is often kept. Resident memory then records the
+# allocator's history, not the tensors alive. A fixed threshold keeps the two the same.
+LIVE_RSS_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+
+
+def run_isolated(script: str, config: dict, live_rss: bool = False) -> tuple[dict | None, subprocess.CompletedProcess]:
     """Run ``python SCRIPT --single CONFIG_JSON``; its last stdout line parsed as the result (None
-    if the process failed), and the finished process for the failure's reason."""
-    run = subprocess.run([sys.executable, script, "--single", json.dumps(config)], capture_output=True, text=True, check=False)
+    if the process failed), and the finished process for the failure's reason. ``live_rss``: run
+    it with ``LIVE_RSS_ENVIRONMENT``, so that its peak resident memory is its tensors' peak."""
+    environment = os.environ | LIVE_RSS_ENVIRONMENT if live_rss else None
+    run = subprocess.run(
+        [sys.executable, script, "--single", json.dumps(config)], capture_output=True, text=True, check=False, env=environment
+    )
     if run.returncode != 0:
         return None, run
     return json.loads(run.stdout.strip().splitlines()[-1]), run

@@ -8,12 +8,16 @@ PyTorch's ``scaled_dot_product_attention`` as it chooses (a fused kernel that ne
 F x F attention matrix); ``attn-math`` is the same layer forced to its plain kernel
 (``SDPBackend.MATH``), attention as the SSM-VDM paper measured it. A scan's kind may name its
 selective-scan backend after a colon (``s6:parallel``, ``bi-s6:blocked``); plain ``s6`` runs the
-default (``"auto"``).
+default (``"auto"``). A ``+recompute`` suffix (``bi-s6+recompute``, ``attn-math+recompute``) builds
+the layer with ``recompute=True``: each mixer keeps only its input for the backward pass and runs
+again there (gradient checkpointing).
 
 Each configuration runs in a fresh process, so that its peak memory is its own: ``saved`` is the
 bytes autograd keeps for the backward pass (distinct storages, from
 ``torch.autograd.graph.saved_tensors_hooks``), ``peak RSS`` the process's high-water mark above
-its memory before the step (on CUDA: ``torch.cuda.max_memory_allocated``). Time: median of
+its memory before the step (on CUDA: ``torch.cuda.max_memory_allocated``), with glibc's mmap
+threshold fixed so that resident memory follows the tensors alive (``isolated.LIVE_RSS_ENVIRONMENT``;
+``--allocator-history`` leaves glibc's default, as the tables before 2026-12-02 were measured). Time: median of
 ``--repeats`` steps after a warm-up. A configuration that runs out of memory (on the CPU: past
 ``--memory-limit-gib``, where given) is reported as such: where attention stops fitting.
 The last lines fit ``saved ~ a * F^b`` per layer: b near 1 is linear, near 2 quadratic.
@@ -45,8 +49,13 @@ def measure(config: dict) -> dict:
         limit_memory(config["memory_limit_gib"])
     device = torch.device(config["device"])
     torch.manual_seed(0)
-    kind, _, backend = config["kind"].partition(":")
+    name, _, suffix = config["kind"].partition("+")
+    kind, _, backend = name.partition(":")
     options = {"backend": backend} if backend else {}
+    if suffix:
+        if suffix != "recompute":
+            raise ValueError(f"unknown layer suffix +{suffix}: the one suffix is +recompute")
+        options["recompute"] = True
     layer = TemporalLayer("attn" if kind == "attn-math" else kind, config["channels"], **options).to(device)
     video = torch.randn(1, config["channels"], config["frames"], config["size"], config["size"], device=device)
 
@@ -82,13 +91,13 @@ def measure(config: dict) -> dict:
 COLOURS = {"attn": (30, 90, 230), "attn-math": (240, 140, 20), "s6": (150, 60, 200), "bi-s6": (20, 160, 60)}  # RGB
 
 
-def plot_memory(points: dict[str, list[tuple[int, float]]], file: str, size: tuple[int, int] = (640, 420)) -> None:
-    """A log-log PNG of saved memory (MiB) against frames, one line per layer (OpenCV: no
-    plotting library is a dependency)."""
+def plot_memory(points: dict[str, list[tuple[int, float]]], file: str, label: str, size: tuple[int, int] = (720, 420)) -> None:
+    """A log-log PNG of memory (MiB, named by ``label``) against frames, one line per layer
+    (OpenCV: no plotting library is a dependency)."""
     import cv2
 
     width, height = size
-    left, right, top, bottom = 70, 130, 20, 50
+    left, right, top, bottom = 70, 210, 20, 50
     image = np.full((height, width, 3), 255, np.uint8)
     all_points = [p for line in points.values() for p in line]
     if not all_points:
@@ -111,10 +120,10 @@ def plot_memory(points: dict[str, list[tuple[int, float]]], file: str, size: tup
         cv2.line(image, (x, top), (x, height - bottom), grey, 1)
         cv2.putText(image, str(frames), (x - 12, height - bottom + 18), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(image, "frames", (width // 2 - 40, height - 8), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(image, "MiB saved for backward", (left, top - 6), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, label, (left, top - 6), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     for i, (kind, line) in enumerate(points.items()):
-        colour = COLOURS.get(kind.split(":")[0], (0, 0, 0))
-        if ":" in kind:  # a named scan backend: its layer's colour, paler
+        colour = COLOURS.get(kind.split(":")[0].split("+")[0], (0, 0, 0))
+        if ":" in kind or "+" in kind:  # a named scan backend, or recomputed: its layer's colour, paler
             colour = tuple(v // 2 + 100 for v in colour)
         pixels = np.array([to_pixel(f, m) for f, m in line], np.int32)
         cv2.polylines(image, [pixels], False, colour, 2, cv2.LINE_AA)
@@ -138,7 +147,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--memory-limit-gib", type=float, help="cap each configuration's CPU memory: beyond it a row reads 'out of memory' (CPU only)"
     )
-    parser.add_argument("--plot", help="write a log-log plot of saved memory against frames to this PNG")
+    parser.add_argument("--plot", help="write a log-log plot of memory against frames to this PNG")
+    parser.add_argument(
+        "--plot-metric", choices=["peak", "saved"], default="peak", help="plot peak memory (default) or the memory saved for backward"
+    )
+    parser.add_argument(
+        "--allocator-history", action="store_true", help="leave glibc's dynamic mmap threshold: peak RSS then includes freed memory it kept"
+    )
     parser.add_argument("--single", help=argparse.SUPPRESS)  # one configuration as JSON, run in this process
     args = parser.parse_args(argv)
     if args.single:
@@ -157,14 +172,16 @@ def main(argv: list[str] | None = None) -> None:
         f"one training step (forward + backward) of one temporal layer over float[1, {args.channels}, F, {args.size}, {args.size}], "
         f"{args.device}, {args.threads} thread(s), median of {args.repeats} (torch {torch.__version__})"
         + (f", at most {args.memory_limit_gib:g} GiB each" if args.memory_limit_gib else "")
+        + ("" if args.allocator_history else ", glibc mmap threshold fixed (peak RSS = live tensors)")
     )
     print("| layer | frames | s/step | saved for backward MiB | peak MiB |")
     print("|---|---:|---:|---:|---:|")
     fits: dict[str, list[tuple[int, float]]] = {kind: [] for kind in args.kinds}
+    peaks: dict[str, list[tuple[int, float]]] = {kind: [] for kind in args.kinds}
     for kind in args.kinds:
         for frames in args.frames:
             config = shared | {"kind": kind, "frames": frames}
-            result, run = run_isolated(__file__, config)
+            result, run = run_isolated(__file__, config, live_rss=not args.allocator_history)
             if result is None:
                 lines = run.stderr.strip().splitlines()
                 reason = (
@@ -173,10 +190,14 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"| {kind} | {frames} | {reason} | | |", flush=True)
                 continue
             fits[kind].append((frames, result["saved_mib"]))
+            peaks[kind].append((frames, result["peak_mib"]))
             print(f"| {kind} | {frames} | {result['seconds']:.3f} | {result['saved_mib']:.1f} | {result['peak_mib']:.0f} |", flush=True)
     print()
     if args.plot:
-        plot_memory(fits, args.plot)
+        if args.plot_metric == "peak":
+            plot_memory(peaks, args.plot, "peak MiB of one training step")
+        else:
+            plot_memory(fits, args.plot, "MiB saved for backward")
         print(f"wrote {args.plot}")
     for kind, points in fits.items():
         if len(points) >= 2:
