@@ -1,8 +1,9 @@
 """How long a dream stays realistic, with and without an alignment adapter (VADER's "3x longer" claim).
 
 Two measures, each for the shipped world model alone and with ``--adapter`` merged (at each of
-``--adapter-scale``'s scales: 1 as trained, less keeps less of it), on the same starts with the
-same sampling noise:
+``--adapter-scale``'s scales: 1 as trained, less keeps less of it; and with
+``--adapter-sigma-max S``, acting only at the sampler's noise levels <= S), on the same starts with
+the same sampling noise:
 
 * **realistic horizon** (no real frames needed): ``--dreams`` dreams of ``--steps`` steps from the
   model's start states, the scripted runner (``--epsilon`` random actions) playing, never reset (a
@@ -80,12 +81,20 @@ def one_step_logits(critic, dataset_id: str, count: int, seed: int) -> np.ndarra
 
 @torch.no_grad()
 def dream_logits(
-    critic, adapter: str | None, dreams: int, steps: int, epsilon: float, seed: int, adapter_scale: float = 1.0, keep: tuple[int, ...] = ()
+    critic,
+    adapter: str | None,
+    dreams: int,
+    steps: int,
+    epsilon: float,
+    seed: int,
+    adapter_scale: float = 1.0,
+    keep: tuple[int, ...] = (),
+    adapter_sigma_max: float | None = None,
 ) -> tuple[np.ndarray, list[torch.Tensor]]:
     """``float[dreams, steps]``: the critic's logit of each dreamed step, never resetting; and the
     first dream's frames (``float[C, H, W]``) at the steps in ``keep`` (1-based, for the strip)."""
     logits, kept = np.zeros((dreams, steps), np.float32), []
-    dreamer = scripted_dreams(adapter, dreams, steps, epsilon, seed, adapter_scale=adapter_scale)
+    dreamer = scripted_dreams(adapter, dreams, steps, epsilon, seed, adapter_scale=adapter_scale, adapter_sigma_max=adapter_sigma_max)
     for step, (_, previous, dreamed) in enumerate(dreamer):
         logits[:, step] = critic(previous, dreamed.frames).numpy()
         if step + 1 in keep:
@@ -133,11 +142,17 @@ def horizons(realistic: np.ndarray, window: int) -> np.ndarray:
 
 @torch.no_grad()
 def episode_margins(
-    adapter: str | None, dataset_id: str, episodes: int, steps: int, seed: int, adapter_scale: float = 1.0
+    adapter: str | None,
+    dataset_id: str,
+    episodes: int,
+    steps: int,
+    seed: int,
+    adapter_scale: float = 1.0,
+    adapter_sigma_max: float | None = None,
 ) -> dict[tuple[int, int], list[float]]:
     """Open-loop dreams of whole held-out episodes: per stretch of steps, the PSNR margins over
     holding the last real context frame (one value per dreamed step)."""
-    env = gym.make("worldsim/Mario-v0", adapter=adapter, adapter_scale=adapter_scale)
+    env = gym.make("worldsim/Mario-v0", adapter=adapter, adapter_scale=adapter_scale, adapter_sigma_max=adapter_sigma_max)
     model = dream_engine(env).model
     k = model.context_length
     dataset = load_dataset(dataset_id)
@@ -167,6 +182,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adapter", action="append", default=[], help="an adapter folder (repeatable); the base model is always measured")
     parser.add_argument(
         "--adapter-scale", type=float, nargs="+", default=[1.0], help="measure each adapter merged at each of these scales (default 1)"
+    )
+    parser.add_argument(
+        "--adapter-sigma-max",
+        type=float,
+        nargs="+",
+        default=[None],
+        help="measure each adapter acting only at noise levels <= each of these (default: at every level)",
     )
     parser.add_argument("--heldout", required=True, help="Minari dataset of real held-out episodes")
     parser.add_argument("--dreams", type=int, default=8)
@@ -216,17 +238,21 @@ def main(argv: list[str] | None = None) -> None:
         + " |"
     )
     rows = [header, "|" + "---|" * (header.count("|") - 1)]
-    measured = [(None, 1.0)] + [(adapter, scale) for adapter in args.adapter for scale in args.adapter_scale]
+    measured = [(None, 1.0, None)] + [
+        (adapter, scale, sigma_max) for adapter in args.adapter for scale in args.adapter_scale for sigma_max in args.adapter_sigma_max
+    ]
     strip_rows: dict[str, list[torch.Tensor]] = {}
-    for adapter, scale in measured:
+    for adapter, scale, sigma_max in measured:
         name = "base (no adapter)" if adapter is None else adapter if scale == 1.0 else f"{adapter} at scale {scale:g}"
+        if adapter is not None and sigma_max is not None:
+            name += f" at levels <= {sigma_max:g}"
         logits, strip_rows[name] = dream_logits(
-            critic, adapter, args.dreams, args.steps, args.epsilon, args.seed, scale, strip_steps(args.steps)
+            critic, adapter, args.dreams, args.steps, args.epsilon, args.seed, scale, strip_steps(args.steps), sigma_max
         )
         realistic = logits >= threshold
         per_dream = horizons(realistic, args.window)
         realistic_steps = realistic.sum(axis=1)
-        margins = episode_margins(adapter, args.heldout, args.episodes, args.steps, args.seed, scale)
+        margins = episode_margins(adapter, args.heldout, args.episodes, args.steps, args.seed, scale, sigma_max)
         stretch_realistic = [float(realistic[:, a - 1 : b].mean()) if a <= args.steps else float("nan") for a, b in STRETCHES]
         stretch_logit = [float(logits[:, a - 1 : b].mean()) if a <= args.steps else float("nan") for a, b in STRETCHES]
         stretch_margin = [float(np.mean(margins[s])) if margins[s] else float("nan") for s in STRETCHES]

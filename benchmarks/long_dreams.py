@@ -34,15 +34,18 @@ def scripted_dreams(
     seed: int,
     edit: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     adapter_scale: float = 1.0,
+    adapter_sigma_max: float | None = None,
 ) -> Iterator[tuple[np.ndarray, torch.Tensor, DreamStep]]:
     """``steps`` steps of ``dreams`` dreams of ``worldsim/Mario-v0`` (with ``adapter`` merged at
-    ``adapter_scale``, if any) from its start states, the scripted runner with ``epsilon`` random
+    ``adapter_scale``, at levels ``<= adapter_sigma_max`` if given) from its start states, the scripted runner with ``epsilon`` random
     actions playing each, never reset (a predicted death or flag is dreamed past). Yields per step the frame each dream
     continued from (``uint8[N, H, W, C]`` and ``float[N, C, H, W]``) and the engine's step. The same
     seed gives the same starts and sampling noise with and without an adapter. With ``edit``
     (previous frames, dreamed frames -> frames, all ``float[N, C, H, W]``), every dreamed frame is
     replaced by its edit, which the dreams go on from and the step yields."""
-    env = gym.make_vec("worldsim/Mario-v0", num_envs=dreams, adapter=adapter, adapter_scale=adapter_scale)
+    env = gym.make_vec(
+        "worldsim/Mario-v0", num_envs=dreams, adapter=adapter, adapter_scale=adapter_scale, adapter_sigma_max=adapter_sigma_max
+    )
     engine = dream_engine(env)
     env.reset(seed=seed)
     agents = [make_agent("scripted", SingleDreamView(env), epsilon=epsilon) for _ in range(dreams)]

@@ -55,18 +55,25 @@ def dream_spaces(config) -> tuple[spaces.Box, spaces.Discrete | spaces.MultiDisc
 
 
 def build_engine(
-    checkpoint, device, sampling_steps, num_dreams: int, shipped: str = SHIPPED_CHECKPOINT, adapter=None, adapter_scale: float = 1.0
+    checkpoint,
+    device,
+    sampling_steps,
+    num_dreams: int,
+    shipped: str = SHIPPED_CHECKPOINT,
+    adapter=None,
+    adapter_scale: float = 1.0,
+    adapter_sigma_max: float | None = None,
 ) -> DreamEngine:
     """The engine behind a dream front-end: ``checkpoint=None`` is the shipped model ``shipped``;
     ``adapter``: a LoRA adapter folder (``worldsim align``), checked against that model and merged
-    at ``adapter_scale`` (1: as trained)."""
+    at ``adapter_scale`` (1: as trained), at the noise levels ``<= adapter_sigma_max`` only when given."""
     model, start_states, device = load_engine_model(
         checkpoint if checkpoint is not None else shipped_checkpoint(shipped), device, sampling_steps
     )
     if adapter is not None:
         from worldsim.models.lora import apply_adapter
 
-        apply_adapter(model, adapter, scale=adapter_scale)
+        apply_adapter(model, adapter, scale=adapter_scale, sigma_max=adapter_sigma_max)
     return DreamEngine(model, start_states, num_dreams, device)
 
 
@@ -132,6 +139,8 @@ class WorldModelEnv(gym.Env):
             its weights (an adapter of another model is an error).
         adapter_scale: how much of the adapter's update to merge (diffusers' ``lora_scale``): 1 as
             trained, 0 the base model.
+        adapter_sigma_max: the adapter acts only at the sampler's noise levels <= this (None: at
+            all); 1.0 keeps it to the shipped model's last step, the one alignment trains through.
         shipped: the shipped model used when ``checkpoint`` is None (``worldsim/CoopPong-dream-v0``
             registers this class with ``shipped="coop-pong-v3"``). The spaces, info keys and labels
             come from the checkpoint's game: for a game of several agents the action is a
@@ -154,10 +163,18 @@ class WorldModelEnv(gym.Env):
         shipped: str = SHIPPED_CHECKPOINT,
         adapter: str | os.PathLike | None = None,
         adapter_scale: float = 1.0,
+        adapter_sigma_max: float | None = None,
     ):
         check_render_mode(render_mode, self.metadata["render_modes"])
         self.engine = build_engine(
-            checkpoint, device, sampling_steps, num_dreams=1, shipped=shipped, adapter=adapter, adapter_scale=adapter_scale
+            checkpoint,
+            device,
+            sampling_steps,
+            num_dreams=1,
+            shipped=shipped,
+            adapter=adapter,
+            adapter_scale=adapter_scale,
+            adapter_sigma_max=adapter_sigma_max,
         )
         self.model, self.device, self.game = self.engine.model, self.engine.device, self.engine.game
         self.context_length = self.engine.context_length

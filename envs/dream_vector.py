@@ -52,12 +52,20 @@ class WorldModelVectorEnv(VectorEnv):
         shipped: str = SHIPPED_CHECKPOINT,
         adapter: str | os.PathLike | None = None,
         adapter_scale: float = 1.0,
+        adapter_sigma_max: float | None = None,
     ):
         if num_envs < 1:
             raise WorldsimError(f"num_envs must be >= 1, got {num_envs}")
         check_render_mode(render_mode, self.metadata["render_modes"])
         self.engine = build_engine(
-            checkpoint, device, sampling_steps, num_dreams=num_envs, shipped=shipped, adapter=adapter, adapter_scale=adapter_scale
+            checkpoint,
+            device,
+            sampling_steps,
+            num_dreams=num_envs,
+            shipped=shipped,
+            adapter=adapter,
+            adapter_scale=adapter_scale,
+            adapter_sigma_max=adapter_sigma_max,
         )
         self.model, self.device, self.game = self.engine.model, self.engine.device, self.engine.game
         self.num_envs = num_envs

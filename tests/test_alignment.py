@@ -214,6 +214,49 @@ def test_an_adapter_merged_at_a_scale_moves_the_weights_that_fraction_of_the_way
         apply_adapter(load_world_model(checkpoints["base"])[0], tmp_path / "adapter", scale=-1.0)
 
 
+def test_an_adapter_limited_to_low_noise_levels_acts_only_there(checkpoints, tmp_path):
+    """``sigma_max``: above it the base network denoises, at or below it the adapter merged as
+    usual; a batch across the switch takes each sample's own; the envs pass it through."""
+    model, _, _ = load_world_model(checkpoints["base"])
+    fingerprint = weights_fingerprint(model)
+    add_lora(model, LoraSettings(rank=4))
+    perturb_lora(model)
+    save_adapter(tmp_path / "adapter", model, LoraSettings(rank=4), fingerprint)
+    base, _, _ = load_world_model(checkpoints["base"])
+    merged, _, _ = load_world_model(checkpoints["base"])
+    apply_adapter(merged, tmp_path / "adapter")
+    late, _, _ = load_world_model(checkpoints["base"])
+    apply_adapter(late, tmp_path / "adapter", sigma_max=1.0)
+    frames, actions = tiny_batch(2, 4)
+    noisy = torch.randn((2, 3, 64, 64), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for level, expected in ((5.0, base), (1.0, merged), (0.25, merged)):
+            sigma = torch.full((2,), level)
+            torch.testing.assert_close(
+                late.denoiser.denoise(noisy, sigma, frames, actions),
+                expected.denoiser.denoise(noisy, sigma, frames, actions),
+                atol=0,
+                rtol=0,
+            )
+        across = torch.tensor([5.0, 0.25])
+        out = late.denoiser.denoise(noisy, across, frames, actions)
+        torch.testing.assert_close(out[0], base.denoiser.denoise(noisy, across, frames, actions)[0], atol=1e-6, rtol=0)
+        torch.testing.assert_close(out[1], merged.denoiser.denoise(noisy, across, frames, actions)[1], atol=1e-6, rtol=0)
+    assert weights_fingerprint(late.denoiser.network) == weights_fingerprint(base.denoiser.network)  # the base network is untouched
+    options = {"checkpoint": checkpoints["base"], "adapter": tmp_path / "adapter", "adapter_sigma_max": 1.0, "device": "cpu"}
+    for dream in (gym.make("worldsim/Mario-v0", **options), gym.make_vec("worldsim/Mario-v0", num_envs=2, **options)):
+        denoiser = dream.unwrapped.engine.model.denoiser
+        assert denoiser.low_noise_sigma_max == 1.0 and denoiser.low_noise_network is not None
+        dream.reset(seed=0)
+        dream.step(dream.action_space.sample())
+        dream.close()
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(WorldsimError, match="adapter sigma_max must be a noise level > 0"):
+            apply_adapter(load_world_model(checkpoints["base"])[0], tmp_path / "adapter", sigma_max=bad)
+    with pytest.raises(WorldsimError, match="use merge=True"):
+        apply_adapter(load_world_model(checkpoints["base"])[0], tmp_path / "adapter", sigma_max=1.0, merge=False)
+
+
 def test_an_adapter_on_another_base_is_one_error(checkpoints, tmp_path):
     model, _, _ = load_world_model(checkpoints["base"])
     fingerprint = weights_fingerprint(model)

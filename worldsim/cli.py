@@ -282,6 +282,9 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--held-action-starts", type=int, default=3, help="starts per action held 20 steps, dream vs real (0: skip)")
     parser.add_argument("--adapter", type=Path, help="a LoRA adapter folder (worldsim align) to merge into the checkpoint first")
     parser.add_argument("--adapter-scale", type=float, default=1.0, help="how much of the adapter to merge (1: as trained, 0: the base)")
+    parser.add_argument(
+        "--adapter-sigma-max", type=float, help="the adapter acts only at sampler noise levels <= this (1.0: the shipped model's last step)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     _dream_options(parser)
 
@@ -306,6 +309,7 @@ def _cmd_eval(args) -> int:
         held_action_starts=args.held_action_starts,
         adapter=args.adapter,
         adapter_scale=args.adapter_scale,
+        adapter_sigma_max=args.adapter_sigma_max,
     )
     print(report.table())
     if args.json:

@@ -111,12 +111,14 @@ def evaluate_heldout(
     held_action_starts: int = 3,
     adapter: str | os.PathLike | None = None,
     adapter_scale: float = 1.0,
+    adapter_sigma_max: float | None = None,
 ) -> HeldoutEvaluation:
     """The evaluation (see the module) of ``checkpoint`` (default: the shipped model) on ``dataset``
     (default: ``default_heldout_dataset()``); ``probe``: an inverse-dynamics checkpoint (default:
     the shipped one); ``agent_episodes`` scripted episodes from seeds 30000+ and
     ``held_action_starts`` starts per held action (0: skip); ``adapter``: a LoRA adapter folder
-    (``worldsim align``) merged into the checkpoint at ``adapter_scale`` for every part. Written to
+    (``worldsim align``) merged into the checkpoint at ``adapter_scale`` for every part (at noise
+    levels ``<= adapter_sigma_max`` only, when given). Written to
     ``json_path`` if given."""
     from worldsim.data.minari_io import check_dataset_id, dataset_dir, datasets_root
 
@@ -143,7 +145,7 @@ def evaluate_heldout(
     if adapter is not None:
         from worldsim.models.lora import apply_adapter
 
-        apply_adapter(model, adapter, scale=adapter_scale)
+        apply_adapter(model, adapter, scale=adapter_scale, sigma_max=adapter_sigma_max)
     # the dream envs of the agents' parts: the same model, loaded by the env
     dream_options = {
         "checkpoint": checkpoint,
@@ -151,6 +153,7 @@ def evaluate_heldout(
         "sampling_steps": sampling_steps,
         "adapter": adapter,
         "adapter_scale": adapter_scale,
+        "adapter_sigma_max": adapter_sigma_max,
     }
     k = model.context_length
     episodes = SequenceDataset(load_dataset(dataset), k + 1, model.config.game.label_keys, pad_start=k - 1)

@@ -4,6 +4,10 @@
 formulas are ``worldsim.diffusion.edm``'s. With a ``FrameMemory`` (``worldsim.models.frame_memory``)
 it also reads the dream's long memory: ``memory float[B, D]``, the scan's output after the last
 context frame, whose readouts join the context's channels and conditioning vector.
+
+A second inner network may take the low noise levels (``use_low_noise_network``; eDiff-I's
+denoisers by noise level): how an alignment adapter acts only at the sampling steps it was trained
+through (``worldsim.models.lora.apply_adapter(..., sigma_max=)``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class FrameDenoiser(nn.Module):
         self.context = context
         self.network = network
         self.memory = memory
+        self.low_noise_network: nn.Module | None = None  # see use_low_noise_network
+        self.low_noise_sigma_max = 0.0
         self.training_config = training or EDMTraining()
         # Only its preconditioning formulas are used here; the sampler steps with its own instance.
         self.preconditioning = EDMEulerScheduler(sigma_data=self.training_config.sigma_data, prediction_type="epsilon")
@@ -42,7 +48,21 @@ class FrameDenoiser(nn.Module):
             memory_map, memory_vector = self.memory.readout(memory)
             channels, embedding = torch.cat([channels, memory_map], dim=1), embedding + memory_vector
         c_noise = self.preconditioning.precondition_noise(sigma.flatten())
-        return self.network(self.preconditioning.precondition_inputs(noisy, sigma), c_noise, channels, embedding)
+        inputs = self.preconditioning.precondition_inputs(noisy, sigma)
+        if self.low_noise_network is None:
+            return self.network(inputs, c_noise, channels, embedding)
+        low = sigma.flatten() <= self.low_noise_sigma_max
+        if bool(low.all()):  # the sampler's batches share one level: one network runs
+            return self.low_noise_network(inputs, c_noise, channels, embedding)
+        if not bool(low.any()):
+            return self.network(inputs, c_noise, channels, embedding)
+        high_output = self.network(inputs, c_noise, channels, embedding)
+        return torch.where(low.reshape(-1, 1, 1, 1), self.low_noise_network(inputs, c_noise, channels, embedding), high_output)
+
+    def use_low_noise_network(self, network: nn.Module | None, sigma_max: float = 0.0) -> None:
+        """Denoise at noise levels ``<= sigma_max`` with ``network`` (the same architecture as
+        ``self.network``) and above it with ``self.network``; ``None``: one network at every level."""
+        self.low_noise_network, self.low_noise_sigma_max = network, float(sigma_max)
 
     def target(self, next_frame: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """What is denoised for ``next_frame float[B, C, H, W]`` after context ``frames float[B, K, C, H, W]``."""

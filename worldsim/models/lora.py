@@ -29,6 +29,7 @@ wrong model; a training run adds the optimizer and its step (``training.*``) to 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import os
@@ -263,15 +264,34 @@ def check_base(adapter: Adapter, model: nn.Module, fingerprint: str | None = Non
         )
 
 
-def apply_adapter(model: nn.Module, path: str | os.PathLike, *, merge: bool = True, scale: float = 1.0) -> Adapter:
+def apply_adapter(
+    model: nn.Module, path: str | os.PathLike, *, merge: bool = True, scale: float = 1.0, sigma_max: float | None = None
+) -> Adapter:
     """Load the adapter at ``path`` into ``model`` (a ``WorldModel`` without LoRA, in place): its
     base is checked first; ``merge=True`` folds it into the weights (inference speed), ``False``
     keeps the LoRA layers (to train further).
 
     ``scale`` multiplies the update (diffusers' ``lora_scale``): 0 is the base model, 1 the adapter
-    as trained; in between, a model between the two (how much of what alignment changed to keep)."""
+    as trained; in between, a model between the two (how much of what alignment changed to keep).
+
+    ``sigma_max``: the adapter acts only at the sampler's noise levels ``<= sigma_max``; above, the
+    base network denoises. The aligner puts gradients through the last sampling step only (at the
+    shipped model's levels 5.0 and 0.25, ``sigma_max=1`` is that step); the earlier steps, which
+    decide where things move, were never trained to change. The adapter is merged into a copy of
+    the denoiser's network (``FrameDenoiser.use_low_noise_network``): the speed of the base model,
+    the memory of two networks."""
     if not math.isfinite(scale) or scale < 0:
         raise WorldsimError(f"adapter scale must be a number >= 0 (1: as trained, 0: the base model), got {scale}")
+    if sigma_max is not None:
+        if not (math.isfinite(sigma_max) and sigma_max > 0):
+            raise WorldsimError(f"adapter sigma_max must be a noise level > 0 (the adapter acts at levels <= it), got {sigma_max}")
+        if not merge:
+            raise WorldsimError("an adapter limited to low noise levels (sigma_max) is merged into a copy of the network: use merge=True")
+        adapted = copy.deepcopy(model)
+        adapter = apply_adapter(adapted, path, scale=scale)
+        model.denoiser.use_low_noise_network(adapted.denoiser.network, sigma_max)
+        model.requires_grad_(False)
+        return adapter
     device = next(model.parameters()).device
     adapter = read_adapter(path, device)
     check_base(adapter, model)
