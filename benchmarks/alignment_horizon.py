@@ -20,7 +20,8 @@ the same sampling noise:
   of steps;
 * **copy margin along whole episodes**: held-out real episodes dreamed open-loop from their first
   K frames under their recorded actions to their end (at most ``--steps``); PSNR against the real
-  frame minus the PSNR of holding the last real context frame, per stretch of steps.
+  frame minus the PSNR of holding the last real context frame, per stretch of steps; and each
+  adapter's margin minus the base's on the same episodes and noise, with a 95% interval.
 
 The critic is a learned judge and a fixed one: an adapter trained on the same critic can please it
 without looking more real, so the copy margin (which needs no network) stands beside it, and an
@@ -174,6 +175,17 @@ def episode_margins(
     return margins
 
 
+def paired_margin_difference(margins: list[float], base: list[float], block: int = 16, draws: int = 2000) -> tuple[float, float, float]:
+    """Mean of ``margins - base`` (the same episodes, steps and noise) and its 95% interval, from a
+    bootstrap over blocks of ``block`` consecutive steps (neighbouring steps of a dream are not
+    independent)."""
+    difference = np.asarray(margins) - np.asarray(base)
+    blocks = [difference[i : i + block] for i in range(0, len(difference), block)]
+    rng = np.random.default_rng(0)
+    means = [np.concatenate([blocks[j] for j in rng.integers(0, len(blocks), len(blocks))]).mean() for _ in range(draws)]
+    return float(difference.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -242,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
         (adapter, scale, sigma_max) for adapter in args.adapter for scale in args.adapter_scale for sigma_max in args.adapter_sigma_max
     ]
     strip_rows: dict[str, list[torch.Tensor]] = {}
+    base_margins, paired_rows = None, []
     for adapter, scale, sigma_max in measured:
         name = "base (no adapter)" if adapter is None else adapter if scale == 1.0 else f"{adapter} at scale {scale:g}"
         if adapter is not None and sigma_max is not None:
@@ -256,6 +269,14 @@ def main(argv: list[str] | None = None) -> None:
         stretch_realistic = [float(realistic[:, a - 1 : b].mean()) if a <= args.steps else float("nan") for a, b in STRETCHES]
         stretch_logit = [float(logits[:, a - 1 : b].mean()) if a <= args.steps else float("nan") for a, b in STRETCHES]
         stretch_margin = [float(np.mean(margins[s])) if margins[s] else float("nan") for s in STRETCHES]
+        if base_margins is None:
+            base_margins = margins
+        else:
+            paired = [paired_margin_difference(margins[s], base_margins[s]) if margins[s] else None for s in STRETCHES]
+            results.setdefault("copy_margin_minus_base", {})[name] = paired
+            paired_rows.append(
+                f"| {name} | " + " | ".join("n/a" if p is None else f"{p[0]:+.2f} [{p[1]:+.2f}, {p[2]:+.2f}]" for p in paired) + " |"
+            )
         results["models"][name] = {
             "horizons": per_dream.tolist(),
             "median_horizon": float(np.median(per_dream)),
@@ -278,6 +299,11 @@ def main(argv: list[str] | None = None) -> None:
         print(rows[-1], flush=True)
     print("\n" + "\n".join(rows))
     print(f"(copy-margin steps per stretch, last model: {results['models'][name]['copy_margin_steps']})")
+    if paired_rows:
+        print("\ncopy margin along episodes minus the base's (the same episodes and noise; 95% interval, bootstrap over 16-step blocks)")
+        print("| model | " + " | ".join(f"steps {a}-{b}" for a, b in STRETCHES) + " |")
+        print("|---|" + "---|" * len(STRETCHES))
+        print("\n".join(paired_rows))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     if args.strip:
