@@ -44,7 +44,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 from long_dreams import real_contexts, real_pairs, scripted_dreams  # benchmarks/, this script's folder
-from PIL import Image
 from worldsim.agents.dream_driver import dream_engine
 
 import worldsim  # noqa: F401
@@ -52,6 +51,7 @@ from worldsim.core.frames import from_uint8, to_uint8
 from worldsim.data.minari_io import load_dataset
 from worldsim.eval.fidelity import frame_psnr, rollout
 from worldsim.rewards.realism import load_realism_reward
+from worldsim.video import write_frame_grid
 
 STRETCHES = ((1, 16), (17, 64), (65, 256), (257, 1000))
 
@@ -108,18 +108,10 @@ def strip_steps(steps: int) -> tuple[int, ...]:
     return tuple(sorted({s for s in (10, 50, 150, 300, 600, steps) if s <= steps}))
 
 
-def write_strip(path: Path, rows: dict[str, list[torch.Tensor]], scale: int = 3) -> None:
+def write_strip(path: Path, rows: dict[str, list[torch.Tensor]]) -> None:
     """A PNG: one row per model (the same dream: same start, actions drawn the same way, same noise
-    until the models' frames differ), one column per step of ``strip_steps``; a 2-pixel gap between."""
-    tiles = [[to_uint8(frame).numpy() for frame in frames] for frames in rows.values()]
-    height, width, channels = tiles[0][0].shape
-    gap = 2
-    canvas = np.full((len(tiles) * (height + gap) - gap, len(tiles[0]) * (width + gap) - gap, channels), 255, np.uint8)
-    for r, row in enumerate(tiles):
-        for c, tile in enumerate(row):
-            canvas[r * (height + gap) : r * (height + gap) + height, c * (width + gap) : c * (width + gap) + width] = tile
-    image = Image.fromarray(canvas.squeeze())
-    image.resize((image.width * scale, image.height * scale), Image.NEAREST).save(path)
+    until the models' frames differ), one column per step of ``strip_steps``; 3x, a 6-pixel gap between."""
+    write_frame_grid([[to_uint8(frame).numpy() for frame in frames] for frames in rows.values()], path, scale=3, gap=6)
 
 
 def cell(value: float, spec: str) -> str:

@@ -34,13 +34,13 @@ import time
 import gymnasium as gym
 import numpy as np
 import torch
-from PIL import Image
 
 import worldsim  # noqa: F401  (registers the envs)
 from worldsim.core.frames import from_uint8
 from worldsim.engine.panorama_engine import MOVE_FORWARD, TURN_LEFT, TURN_RIGHT, PanoramaEngine
 from worldsim.eval.fidelity import frame_psnr, frame_ssim
 from worldsim.models.panorama_explorer import load_explorer
+from worldsim.video import write_frame_grid
 
 HORIZONS = (1, 4, 8)
 LOOP_OUT = 4
@@ -173,13 +173,13 @@ def env_speed(explorer: str, sampling_steps: int, steps: int, repeats: int, seed
 
 
 def write_strip(path: str, real: dict[str, np.ndarray], dream: dict[str, np.ndarray], episodes: int = 3) -> None:
-    """Per episode, two rows: real (start, 1, 4, 8 forward, loop end) above the dream's."""
+    """Per episode, two rows: real (start, 1, 4, 8 forward, loop end) above the dream's; 2x."""
     rows = []
+    steps = [h - 1 for h in HORIZONS]
     for e in range(min(episodes, len(real["start"]))):
-        steps = [h - 1 for h in HORIZONS]
-        rows.append(np.concatenate([real["start"][e], *real["forward"][e, steps], real["loop_end"][e]], axis=1))
-        rows.append(np.concatenate([real["start"][e], *dream["forward"][e, steps], dream["loop_end"][e]], axis=1))
-    Image.fromarray(np.concatenate(rows, axis=0)).resize((rows[0].shape[1] * 2, len(rows) * rows[0].shape[0] * 2), Image.NEAREST).save(path)
+        rows.append([real["start"][e], *real["forward"][e, steps], real["loop_end"][e]])
+        rows.append([real["start"][e], *dream["forward"][e, steps], dream["loop_end"][e]])
+    write_frame_grid(rows, path, scale=2)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,6 +37,7 @@ import worldsim  # noqa: F401  (registers the envs)
 from worldsim.core.frames import from_uint8, to_uint8
 from worldsim.engine import load_engine_model
 from worldsim.eval.fidelity import frame_psnr, frame_ssim, rollout
+from worldsim.video import write_frame_grid
 
 TURN_LEFT, TURN_RIGHT = 0, 1
 
@@ -85,14 +86,10 @@ def dream_speed(model, frames: torch.Tensor, actions: torch.Tensor, repeats: int
 
 
 def write_strip(path: str, real: torch.Tensor, dreams: dict[str, torch.Tensor], turns: int, episode: int = 0) -> None:
-    """Rows: the real room, then each dream; columns: the way back, every other step, left to right."""
-    import cv2
-
+    """Rows: the real room, then each dream; columns: the way back, every other step, left to right; 3x."""
     columns = list(range(turns + 1, 2 * turns + 1, 2))
     rows = [real[episode, columns]] + [dream[episode, columns] for dream in dreams.values()]
-    tiles = [np.concatenate(list(to_uint8(row).numpy()), axis=1) for row in rows]
-    strip = np.concatenate(tiles, axis=0)
-    cv2.imwrite(path, cv2.resize(strip[..., ::-1], None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST))
+    write_frame_grid([list(to_uint8(row).numpy()) for row in rows], path, scale=3)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,6 +31,7 @@ from worldsim.data.minari_io import load_dataset
 from worldsim.data.sequences import SequenceDataset
 from worldsim.eval.video_quality import SIGMAS, denoising_report, heldout_clips
 from worldsim.models.video_model import VideoModel, load_video_model
+from worldsim.video import write_frame_grid
 
 
 def training_figures(run: Path) -> tuple[int, float]:
@@ -41,8 +42,6 @@ def training_figures(run: Path) -> tuple[int, float]:
 def strip(models: dict[str, VideoModel], frames: np.ndarray, out: Path, seed: int) -> None:
     """One row per model (a clip continued from the real clip's first ``overlap`` frames) and the
     real clip last; 2x upscaled, a 2-pixel gap between frames."""
-    from PIL import Image
-
     rows, names = [], []
     for name, model in models.items():
         real = model.clips(torch.from_numpy(frames[None]))
@@ -51,21 +50,16 @@ def strip(models: dict[str, VideoModel], frames: np.ndarray, out: Path, seed: in
         names.append(name)
     rows.append(to_uint8(real[0].transpose(0, 1)).numpy())
     names.append("real")
-    size = rows[0].shape[1] * 2
-    gap = 2
-    canvas = np.full((len(rows) * (size + gap), rows[0].shape[0] * (size + gap), 3), 255, np.uint8)
-    for r, row in enumerate(rows):
-        for f, frame in enumerate(row):
-            canvas[r * (size + gap) : r * (size + gap) + size, f * (size + gap) : f * (size + gap) + size] = frame.repeat(2, 0).repeat(2, 1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas).save(out)
+    write_frame_grid([list(row) for row in rows], out, scale=2, gap=2)
     print(f"strip rows, top to bottom: {', '.join(names)}; written to {out}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders of `worldsim train --model video-<arch>`")
-    parser.add_argument("--dataset", default="worldsim/mario-video-heldout-v0", help="held-out Minari dataset (episodes no model trained on)")
+    parser.add_argument(
+        "--dataset", default="worldsim/mario-video-heldout-v0", help="held-out Minari dataset (episodes no model trained on)"
+    )
     parser.add_argument("--clips", type=int, default=64)
     parser.add_argument("--context", type=int, default=8, help="frames given in the continuation setting")
     parser.add_argument("--seed", type=int, default=0)
@@ -83,7 +77,13 @@ def main() -> None:
     torch.manual_seed(0)
     untrained = VideoModel(first.config).eval()  # its output convolution starts at zero: D = c_skip * noisy
 
-    header = "| model | parameters | steps | CPU min | setting | " + " | ".join(f"loss σ={s}" for s in SIGMAS) + " | mean loss | " + " | ".join(f"PSNR σ={s}" for s in SIGMAS) + " |"
+    header = (
+        "| model | parameters | steps | CPU min | setting | "
+        + " | ".join(f"loss σ={s}" for s in SIGMAS)
+        + " | mean loss | "
+        + " | ".join(f"PSNR σ={s}" for s in SIGMAS)
+        + " |"
+    )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for name, model in [("untrained (c_skip x)", untrained), *models.items()]:
@@ -93,7 +93,10 @@ def main() -> None:
             report = denoising_report(model, frames, context=context, seed=args.seed)
             losses = " | ".join(f"{value:.4f}" for value in report.loss)
             psnrs = " | ".join(f"{value:.2f}" for value in report.psnr)
-            print(f"| {name} | {parameters / 1e6:.2f} M | {steps} | {minutes:.1f} | {setting} | {losses} | {report.mean_loss:.4f} | {psnrs} |", flush=True)
+            print(
+                f"| {name} | {parameters / 1e6:.2f} M | {steps} | {minutes:.1f} | {setting} | {losses} | {report.mean_loss:.4f} | {psnrs} |",
+                flush=True,
+            )
     if args.strip:
         strip(models, frames[args.strip_window].numpy(), args.strip, args.seed)
 

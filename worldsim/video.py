@@ -1,4 +1,4 @@
-"""Writing frames to mp4/gif with moviepy, atomically."""
+"""Writing frames to mp4/gif with moviepy, and to a PNG grid (a strip to look at), atomically."""
 
 from __future__ import annotations
 
@@ -68,3 +68,31 @@ def count_video_frames(path: str | os.PathLike) -> int:
     finally:
         capture.release()
     return count
+
+
+def write_frame_grid(rows: Sequence[Sequence[np.ndarray]], path: str | os.PathLike, scale: int = 1, gap: int = 0) -> Path:
+    """Write rows of ``uint8[H, W, C]`` frames (every frame the same shape; rows may differ in
+    length) as one PNG: each frame upscaled ``scale`` times (nearest), ``gap`` white pixels between
+    neighbours. Written to a temporary name, then renamed."""
+    from PIL import Image
+
+    rows = [[np.asarray(frame) for frame in row] for row in rows]
+    if not rows or not all(rows):
+        raise WorldsimError("no frames to lay out: every row of a frame grid needs at least one frame")
+    height, width = rows[0][0].shape[0] * scale, rows[0][0].shape[1] * scale
+    channels = rows[0][0].shape[2] if rows[0][0].ndim == 3 else 1
+    columns = max(len(row) for row in rows)
+    canvas = np.full((len(rows) * (height + gap) - gap, columns * (width + gap) - gap, channels), 255, np.uint8)
+    for r, row in enumerate(rows):
+        for c, frame in enumerate(row):
+            tile = frame.repeat(scale, axis=0).repeat(scale, axis=1).reshape(height, width, channels)
+            canvas[r * (height + gap) : r * (height + gap) + height, c * (width + gap) : c * (width + gap) + width] = tile
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    try:
+        Image.fromarray(canvas.squeeze(-1) if channels == 1 else canvas).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
