@@ -40,6 +40,14 @@ from isolated import limit_memory, peak_rss_mib, rss_mib, run_isolated, saved_te
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
+def parse_kind(kind: str) -> tuple[str, str, str]:
+    """``"bi-s6:blocked+recompute"`` -> ``("bi-s6", "blocked", "recompute")``: the layer
+    (``attn-math`` included), its scan backend and its suffix (``""`` where not named)."""
+    name, _, suffix = kind.partition("+")
+    layer, _, backend = name.partition(":")
+    return layer, backend, suffix
+
+
 def measure(config: dict) -> dict:
     """One configuration in this process: ``{seconds, saved_mib, peak_mib}``."""
     from worldsim.models.temporal_layers import TemporalLayer
@@ -49,13 +57,10 @@ def measure(config: dict) -> dict:
         limit_memory(config["memory_limit_gib"])
     device = torch.device(config["device"])
     torch.manual_seed(0)
-    name, _, suffix = config["kind"].partition("+")
-    kind, _, backend = name.partition(":")
-    options = {"backend": backend} if backend else {}
-    if suffix:
-        if suffix != "recompute":
-            raise ValueError(f"unknown layer suffix +{suffix}: the one suffix is +recompute")
-        options["recompute"] = True
+    kind, backend, suffix = parse_kind(config["kind"])
+    if suffix not in ("", "recompute"):
+        raise ValueError(f"unknown layer suffix +{suffix}: the one suffix is +recompute")
+    options = ({"backend": backend} if backend else {}) | ({"recompute": True} if suffix else {})
     layer = TemporalLayer("attn" if kind == "attn-math" else kind, config["channels"], **options).to(device)
     video = torch.randn(1, config["channels"], config["frames"], config["size"], config["size"], device=device)
 
@@ -122,8 +127,9 @@ def plot_memory(points: dict[str, list[tuple[int, float]]], file: str, label: st
     cv2.putText(image, "frames", (width // 2 - 40, height - 8), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(image, label, (left, top - 6), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     for i, (kind, line) in enumerate(points.items()):
-        colour = COLOURS.get(kind.split(":")[0].split("+")[0], (0, 0, 0))
-        if ":" in kind or "+" in kind:  # a named scan backend, or recomputed: its layer's colour, paler
+        layer, backend, suffix = parse_kind(kind)
+        colour = COLOURS.get(layer, (0, 0, 0))
+        if backend or suffix:  # a named scan backend, or recomputed: its layer's colour, paler
             colour = tuple(v // 2 + 100 for v in colour)
         pixels = np.array([to_pixel(f, m) for f, m in line], np.int32)
         cv2.polylines(image, [pixels], False, colour, 2, cv2.LINE_AA)

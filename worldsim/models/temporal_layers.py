@@ -39,12 +39,13 @@ from worldsim.models.selective_scan import selective_scan, selective_scan_step
 KINDS = ("attn", "s6", "bi-s6")
 
 
-def _recomputed(mix, x: torch.Tensor) -> torch.Tensor:
-    """``mix(x)`` under gradient checkpointing: only ``x`` kept for the backward pass, the mixer's
-    activations recomputed there (one direction of a bi-S6 at a time). The time of a second
-    forward pass for the memory of the activations: for S6 they are what its memory is made of; for
-    attention the F x F matrix comes back in the backward pass, so its peak stays."""
-    return checkpoint(mix, x, use_reentrant=False)
+def _mixed(mix, x: torch.Tensor, recompute: bool) -> torch.Tensor:
+    """``mix(x)``; with ``recompute`` (and gradients on) under gradient checkpointing: only ``x``
+    kept for the backward pass, the mixer's activations recomputed there (one direction of a bi-S6
+    at a time). The time of a second forward pass for the memory of the activations: for S6 they
+    are what its memory is made of; for attention the F x F matrix comes back in the backward pass,
+    so its peak stays."""
+    return checkpoint(mix, x, use_reentrant=False) if recompute and torch.is_grad_enabled() else mix(x)
 
 
 @dataclass
@@ -62,7 +63,7 @@ class S6Mixer(nn.Module):
     ``scan_chunk`` the checkpointed chunk length of the ``"parallel"`` and ``"sequential"`` scans
     (None: keep every state for backward, ``state_size`` times the memory; the ``"blocked"`` CPU
     default and mamba-ssm's kernel recompute the states by themselves). ``recompute``: keep only
-    the block's input for the backward pass and run the block again there (``_recomputed``)."""
+    the block's input for the backward pass and run the block again there (``_mixed``)."""
 
     def __init__(
         self,
@@ -98,7 +99,7 @@ class S6Mixer(nn.Module):
         return self.dt_proj(delta), B, C
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _recomputed(self._mix, x) if self.recompute and torch.is_grad_enabled() else self._mix(x)
+        return _mixed(self._mix, x, self.recompute)
 
     def _mix(self, x: torch.Tensor) -> torch.Tensor:
         u, gate = self.in_proj(x).chunk(2, dim=-1)
@@ -158,7 +159,7 @@ class AttentionMixer(nn.Module):
         self.out_proj = nn.Linear(inner, channels, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _recomputed(self._mix, x) if self.recompute and torch.is_grad_enabled() else self._mix(x)
+        return _mixed(self._mix, x, self.recompute)
 
     def _mix(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape
