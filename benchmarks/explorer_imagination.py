@@ -3,8 +3,10 @@
 Each agent plays the same held-out episodes of the real ``worldsim/MiniWorldPanorama-v0`` (reset
 seeds ``seed ..``; 250 steps at most): random play, the seeker choosing blind where it sees no red,
 and the seeker imagining a walk in each of four directions first (GenEx's imagination-augmented
-policy), in two forms: going where it imagines red, else at random as blind (``red only``), and
-where no imagined walk shows red, the way its imagination shows open (the agent's default).
+policy), in four forms: going where it imagines red, else at random as blind (``red only``);
+where no imagined walk shows red, the way its imagination shows open (the agent's default); at
+random among the ways it shows open, ignoring imagined red (``no red``); and that, after imagined
+red where none is in view now (``red unseen``).
 Reported: success (the box reached: MiniWorld's termination) with its 95% Wilson interval, the
 median steps of the successful episodes, the imagined walks per episode, and for each imagining
 seeker against the blind one on the same seeds, the episodes only one of them won and the exact
@@ -12,7 +14,10 @@ two-sided McNemar p-value of that split.
 
 The ceiling of imagination for this seeker (``--real-lookahead``): the same imagining seekers with
 the real simulator in the explorer's place (each imagined walk is walked in a second copy of the
-episode's rooms from the agent's true pose), i.e. what a perfect explorer would show them.
+episode's rooms from the agent's true pose): an oracle, since it also shows what is out of sight
+from here (the box past a doorway), which no explorer of the current panorama can know; and three
+more rules with it: a random open way (blind's random choice without the walls) after the red,
+the random open way alone, and after red only where none is in view now.
 
 Also measured, the premise of the open way: does the explorer know walls? From the reset of each of
 ``--wall-starts`` seeds, in each quarter direction, the real distance 4 steps forward move the agent
@@ -92,8 +97,8 @@ class SimulatorWalks:
 class RealLookaheadSeeker(PanoramaSeeker):
     """The imagining seeker with ``SimulatorWalks`` for its explorer: a perfect imagination."""
 
-    def __init__(self, env: gym.Env, open_ways: bool):
-        super().__init__(env, open_ways=open_ways)
+    def __init__(self, env: gym.Env, open_ways: str, follow_red: str = "always"):
+        super().__init__(env, open_ways=open_ways, follow_red=follow_red)
         self.engine = SimulatorWalks(self.walk_steps)
 
     def reset(self, seed: int | None = None) -> None:
@@ -177,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         "--sampling-steps", type=int, default=4, help="the explorer's Euler steps per imagined walk (Explorer-v0's default)"
     )
     parser.add_argument("--real-lookahead", action="store_true", help="also the imagining seekers with the real rooms for imagination")
+    parser.add_argument("--agents", nargs="+", help="play only these agents (and blind, the reference), by their printed names")
     parser.add_argument("--wall-starts", type=int, default=40, help="starts of the wall-knowledge check (0: skip)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="write the results here")
@@ -189,13 +195,31 @@ def main(argv: list[str] | None = None) -> None:
         "seeker, blind": make_agent("panorama-seeker", env),
     }
     if args.explorer:
-        for name, open_ways in (("seeker, imagining red", False), ("seeker, imagining", True)):
+        for name, open_ways, follow_red in (
+            ("seeker, imagining red", "off", "always"),
+            ("seeker, imagining", "widest", "always"),
+            ("seeker, imagining, random open way, no red", "random", "never"),
+            ("seeker, imagining, random open way, red unseen", "random", "unseen"),
+        ):
             agents[name] = make_agent(
-                "panorama-seeker", env, explorer=args.explorer, sampling_steps=args.sampling_steps, open_ways=open_ways
+                "panorama-seeker",
+                env,
+                explorer=args.explorer,
+                sampling_steps=args.sampling_steps,
+                open_ways=open_ways,
+                follow_red=follow_red,
             )
     if args.real_lookahead:
-        agents["seeker, real lookahead red"] = RealLookaheadSeeker(env, open_ways=False)
-        agents["seeker, real lookahead"] = RealLookaheadSeeker(env, open_ways=True)
+        agents["seeker, real lookahead red"] = RealLookaheadSeeker(env, open_ways="off")
+        agents["seeker, real lookahead"] = RealLookaheadSeeker(env, open_ways="widest")
+        agents["seeker, real lookahead, random open way"] = RealLookaheadSeeker(env, open_ways="random")
+        agents["seeker, real lookahead, random open way, no red"] = RealLookaheadSeeker(env, open_ways="random", follow_red="never")
+        agents["seeker, real lookahead, random open way, red unseen"] = RealLookaheadSeeker(env, open_ways="random", follow_red="unseen")
+    if args.agents:
+        unknown = sorted(set(args.agents) - set(agents))
+        if unknown:
+            parser.error(f"--agents: no agent named {', '.join(map(repr, unknown))} here; choose from {', '.join(map(repr, agents))}")
+        agents = {name: agent for name, agent in agents.items() if name in args.agents or name == "seeker, blind"}
     results = {name: play(env, agent, seeds) for name, agent in agents.items()}
     print(f"the red box in MiniWorld's four rooms, {args.episodes} real episodes (seeds {args.seed}+), at most 250 steps")
     print(f"{'agent':<28} {'success':>8} {'95% interval':>13} {'median steps (found)':>21} {'imagined walks/episode':>23}")

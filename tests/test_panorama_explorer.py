@@ -266,8 +266,28 @@ def test_seeker_faces_the_red_it_sees_and_imagines_four_ways_when_it_sees_none(w
     assert imagining._imagined_best_quarter(np.full((64, 128, 3), 120, np.uint8)) == 1
     changes[3] = 20
     assert imagining._imagined_best_quarter(np.full((64, 128, 3), 120, np.uint8)) == -1
-    imagining.open_ways = False
+    imagining.open_ways, changes[1] = "random", 12  # left (12) and right (20) change the view at least half the most: either
+    assert {imagining._imagined_best_quarter(np.full((64, 128, 3), 120, np.uint8)) for _ in range(32)} == {1, -1}
+    imagining.open_ways = "off"
     assert imagining._imagined_best_quarter(np.full((64, 128, 3), 120, np.uint8)) is None
+    plain_step = imagining.engine.step
+
+    def red_behind(actions):  # the walk about (quarter 2) shows red
+        frames = plain_step(actions)
+        frames[2, 30:34, 60:64] = (200, 10, 10)
+        return frames
+
+    imagining.engine.step, imagining.open_ways = red_behind, "widest"
+    assert imagining._imagined_best_quarter(np.full((64, 128, 3), 120, np.uint8)) == 2  # red followed
+    imagining.follow_red = "never"
+    assert imagining._imagined_best_quarter(np.full((64, 128, 3), 120, np.uint8)) == -1  # red ignored: the widest way
+    imagining.follow_red = "unseen"
+    assert imagining._imagined_best_quarter(np.full((64, 128, 3), 120, np.uint8)) == 2  # none in view: followed
+    in_view = np.full((64, 128, 3), 120, np.uint8)
+    in_view[30:34, 62:66] = (200, 10, 10)  # red ahead already (a detour): the imagined red tells nothing new
+    assert imagining._imagined_best_quarter(in_view) == -1
+    with pytest.raises(WorldsimError, match="open_ways must be one of 'widest', 'random', 'off', got 'sometimes'"):
+        make_agent("panorama-seeker", env, open_ways="sometimes")
     env.close()
 
 
