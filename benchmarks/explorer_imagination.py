@@ -95,7 +95,7 @@ class SimulatorWalks:
 
 
 class RealLookaheadSeeker(PanoramaSeeker):
-    """The imagining seeker with ``SimulatorWalks`` for its explorer: a perfect imagination."""
+    """The imagining seeker with ``SimulatorWalks`` for its explorer: an oracle (it sees past walls)."""
 
     def __init__(self, env: gym.Env, open_ways: str, follow_red: str = "always"):
         super().__init__(env, open_ways=open_ways, follow_red=follow_red)
@@ -190,9 +190,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     env = gym.make("worldsim/MiniWorldPanorama-v0")
     seeds = range(args.seed, args.seed + args.episodes)
-    agents = {
-        "random": make_agent("random", env),
-        "seeker, blind": make_agent("panorama-seeker", env),
+    # Each agent is built only if played: an imagining seeker loads the explorer, a real-lookahead one a second env.
+    builders = {
+        "random": lambda: make_agent("random", env),
+        "seeker, blind": lambda: make_agent("panorama-seeker", env),
     }
     if args.explorer:
         for name, open_ways, follow_red in (
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
             ("seeker, imagining, random open way, no red", "random", "never"),
             ("seeker, imagining, random open way, red unseen", "random", "unseen"),
         ):
-            agents[name] = make_agent(
+            builders[name] = lambda open_ways=open_ways, follow_red=follow_red: make_agent(
                 "panorama-seeker",
                 env,
                 explorer=args.explorer,
@@ -210,16 +211,20 @@ def main(argv: list[str] | None = None) -> None:
                 follow_red=follow_red,
             )
     if args.real_lookahead:
-        agents["seeker, real lookahead red"] = RealLookaheadSeeker(env, open_ways="off")
-        agents["seeker, real lookahead"] = RealLookaheadSeeker(env, open_ways="widest")
-        agents["seeker, real lookahead, random open way"] = RealLookaheadSeeker(env, open_ways="random")
-        agents["seeker, real lookahead, random open way, no red"] = RealLookaheadSeeker(env, open_ways="random", follow_red="never")
-        agents["seeker, real lookahead, random open way, red unseen"] = RealLookaheadSeeker(env, open_ways="random", follow_red="unseen")
+        for name, open_ways, follow_red in (
+            ("seeker, real lookahead red", "off", "always"),
+            ("seeker, real lookahead", "widest", "always"),
+            ("seeker, real lookahead, random open way", "random", "always"),
+            ("seeker, real lookahead, random open way, no red", "random", "never"),
+            ("seeker, real lookahead, random open way, red unseen", "random", "unseen"),
+        ):
+            builders[name] = lambda open_ways=open_ways, follow_red=follow_red: RealLookaheadSeeker(env, open_ways, follow_red)
     if args.agents:
-        unknown = sorted(set(args.agents) - set(agents))
+        unknown = sorted(set(args.agents) - set(builders))
         if unknown:
-            parser.error(f"--agents: no agent named {', '.join(map(repr, unknown))} here; choose from {', '.join(map(repr, agents))}")
-        agents = {name: agent for name, agent in agents.items() if name in args.agents or name == "seeker, blind"}
+            parser.error(f"--agents: no agent named {', '.join(map(repr, unknown))} here; choose from {', '.join(map(repr, builders))}")
+        builders = {name: build for name, build in builders.items() if name in args.agents or name == "seeker, blind"}
+    agents = {name: build() for name, build in builders.items()}
     results = {name: play(env, agent, seeds) for name, agent in agents.items()}
     print(f"the red box in MiniWorld's four rooms, {args.episodes} real episodes (seeds {args.seed}+), at most 250 steps")
     print(f"{'agent':<28} {'success':>8} {'95% interval':>13} {'median steps (found)':>21} {'imagined walks/episode':>23}")
