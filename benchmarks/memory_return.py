@@ -2,9 +2,18 @@
 
 In the real MiniWorld room (``worldsim/MiniWorldRoom-v0``), turning left ``N`` steps then right
 ``N`` steps returns through exactly the views of the way out: the real frame ``2N - j`` equals
-frame ``j``. Each dream starts from the first K real frames and plays the same turns. On the way
-back it has to draw views it last saw long ago: views of the real context (the last K steps of the
-way back), and views it drew itself on the way out. Scored on the way back (steps ``N+1 .. 2N``):
+frame ``j``. Two protocols (``--observe``):
+
+* ``start`` (the issue's test): each dream starts from the first K real frames and dreams the whole
+  turn script. On the way back it has to draw views it last saw long ago: views of the real context
+  (the last K steps of the way back), and views it drew itself on the way out.
+* ``way-out``: each dream watches the real way out (frames ``0 .. N``; a memory reads them all, a
+  frame stack keeps the last K) and dreams only the way back. Every view of the way back was seen,
+  for real, 2 to 2N steps before: memory is tested without the drift of a long dream in between.
+  Beside each dream, its ablation: the same dream whose way out, but for the last K frames, was
+  another room's (a frame stack scores the same; a memory that is used scores less).
+
+Scored on the way back (steps ``N+1 .. 2N``):
 
 * against the real game (PSNR to the real frame, the same view);
 * against itself: PSNR to what the same dream drew at the same heading on the way out (or to the
@@ -59,7 +68,7 @@ def real_turns(episodes: int, turns: int, seed: int) -> tuple[torch.Tensor, torc
     return from_uint8(torch.from_numpy(np.stack(all_frames))), actions
 
 
-def return_scores(dreamed: torch.Tensor, real: torch.Tensor, k: int, turns: int) -> dict[str, list[float]]:
+def return_scores(dreamed: torch.Tensor, real: torch.Tensor, turns: int) -> dict[str, list[float]]:
     """Mean PSNR (and SSIM) per step of the way back (steps ``N+1 .. 2N``): to the real frame, and to the
     dream's own frame at the same heading on the way out. ``dreamed`` holds the full ``2N + 1`` frames
     (real context first). SSIM is there because PSNR pays a blur: a grey smear can outscore a sharp
@@ -97,6 +106,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", action="append", required=True, help="NAME=PATH of a room world model (repeatable)")
     parser.add_argument("--episodes", type=int, default=32, help="rooms (reset seeds seed .. seed + episodes - 1)")
     parser.add_argument("--turns", type=int, default=12, help="N: turns away (15 degrees each), then N back")
+    parser.add_argument(
+        "--observe",
+        choices=("start", "way-out"),
+        default="start",
+        help="real frames a dream starts from: the first K, or the whole way out",
+    )
     parser.add_argument("--seed", type=int, default=100_000, help="first reset seed (the held-out dataset's range)")
     parser.add_argument("--sampling-steps", type=int, help="Euler steps per frame instead of the models' own")
     parser.add_argument("--threads", type=int, default=1)
@@ -112,31 +127,45 @@ def main(argv: list[str] | None = None) -> None:
         name, path = spec.split("=", 1)
         model, _, _ = load_engine_model(path, "cpu", args.sampling_steps)
         k = model.context_length
-        generated, _ = rollout(model, real, actions, horizon=2 * args.turns + 1 - k, generator=torch.Generator().manual_seed(0))
-        dreamed = torch.cat([real[:, :k], generated], dim=1)
+        observed = k if args.observe == "start" else args.turns + 1
+        generated, _ = rollout(
+            model, real, actions, horizon=2 * args.turns + 1 - observed, generator=torch.Generator().manual_seed(0), observed=observed
+        )
+        dreamed = torch.cat([real[:, :observed], generated], dim=1)
         dreams[name] = dreamed
-        scores = return_scores(dreamed, real, k, args.turns)
+        scores = return_scores(dreamed, real, args.turns)
         results[name] = scores | {"steps_per_second": dream_speed(model, real, actions)}
-    # Trivial predictors beside the dreams: the last real context frame held, and the blur of the context (its mean, held).
-    held = real[:, k - 1 : k].expand_as(real)
-    results["hold last context frame"] = return_scores(torch.cat([real[:, :k], held[:, k:]], dim=1), real, k, args.turns)
-    blur = real[:, :k].mean(dim=1, keepdim=True).expand_as(real)
-    results["hold mean of the context"] = return_scores(torch.cat([real[:, :k], blur[:, k:]], dim=1), real, k, args.turns)
+        if observed > k:
+            # The ablation: the same dream, same noise, but the way out before its last K frames is
+            # another room's. What changes is what the memory contributes; a frame stack is unmoved.
+            misled = torch.cat([real.roll(1, dims=0)[:, : observed - k], real[:, observed - k :]], dim=1)
+            generated, _ = rollout(
+                model, misled, actions, horizon=2 * args.turns + 1 - observed, generator=torch.Generator().manual_seed(0), observed=observed
+            )
+            results[f"{name}, another room's past"] = return_scores(torch.cat([real[:, :observed], generated], dim=1), real, args.turns)
+    # Trivial predictors beside the dreams: the last real frame seen held, and the blur of the frames seen (their mean, held).
+    held = real[:, observed - 1 : observed].expand_as(real)
+    results["hold last real frame"] = return_scores(torch.cat([real[:, :observed], held[:, observed:]], dim=1), real, args.turns)
+    blur = real[:, :observed].mean(dim=1, keepdim=True).expand_as(real)
+    results["hold mean of real frames"] = return_scores(torch.cat([real[:, :observed], blur[:, observed:]], dim=1), real, args.turns)
 
     back = range(args.turns + 1, 2 * args.turns + 1)
-    print(f"return test: {args.episodes} rooms, {args.turns} turns left then {args.turns} right; PSNR (dB) on the way back")
     print(
-        f"{'dream':<26} {'to real, mean':>14} {'to real, last K':>16} {'to itself, mean':>16} {'SSIM to real':>13} {'steps/s (batch 1)':>18}"
+        f"return test: {args.episodes} rooms, {args.turns} turns left then {args.turns} right, the dreams start from "
+        f"{'the first K real frames' if args.observe == 'start' else 'the real way out'}; PSNR (dB) on the way back"
+    )
+    print(
+        f"{'dream':<36} {'to real, mean':>14} {'to real, last K':>16} {'to itself, mean':>16} {'SSIM to real':>13} {'steps/s (batch 1)':>18}"
     )
     for name, scores in results.items():
         speed = scores.get("steps_per_second", float("nan"))
         print(
-            f"{name:<26} {np.mean(scores['to_real']):>14.2f} {np.mean(scores['to_real'][-k:]):>16.2f} "
+            f"{name:<36} {np.mean(scores['to_real']):>14.2f} {np.mean(scores['to_real'][-k:]):>16.2f} "
             f"{np.mean(scores['to_itself']):>16.2f} {np.mean(scores['ssim_to_real']):>13.3f} {speed:>18.1f}"
         )
     print("per step of the way back (step: " + " ".join(f"{t:>5}" for t in back) + ")")
     for name, scores in results.items():
-        print(f"{name:<26} to real " + " ".join(f"{value:5.1f}" for value in scores["to_real"]))
+        print(f"{name:<36} to real " + " ".join(f"{value:5.1f}" for value in scores["to_real"]))
     if args.strip:
         write_strip(args.strip, real, dreams, args.turns)
         print(f"wrote {args.strip}: rows real, {', '.join(dreams)}; the way back, every other step")

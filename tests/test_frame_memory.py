@@ -1,6 +1,10 @@
 """The remembering dream: the MiniWorld room, its explorer, and a world model with a causal-S6 memory."""
 
 import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -13,7 +17,7 @@ from worldsim.core.frames import from_uint8
 from worldsim.eval.fidelity import rollout
 from worldsim.models.frame_memory import FrameMemory, FrameMemoryConfig
 from worldsim.models.world_model import WorldModel, WorldModelConfig
-from worldsim.train.world_model_training import DenoiserObjective, train_world_model
+from worldsim.train.world_model_training import DenoiserObjective, return_frames, train_world_model
 
 torch.set_num_threads(1)
 # not importorskip: importing MiniWorld before the env sets pyglet headless would look for a display
@@ -142,6 +146,26 @@ def test_the_dream_carries_its_memory_and_what_it_saw_long_ago_changes_the_frame
     assert {"memory_conv", "memory_scan", "h", "c"} <= set(state) and all(value.shape[0] == 2 for value in state.values())
 
 
+def test_a_dream_that_watched_a_way_out_recalls_it_and_a_frame_stack_only_its_last_frames():
+    frames = torch.rand(2, 14, 3, 64, 64) * 2 - 1
+    actions = torch.randint(4, (2, 14))
+    changed = frames.clone()
+    changed[:, 1] = -changed[:, 1]  # seen among the 10 real frames, long before the last 4
+    model = tiny_memory_model()
+    first, _ = rollout(model, frames, actions, horizon=4, generator=torch.Generator().manual_seed(0), observed=10)
+    second, _ = rollout(model, changed, actions, horizon=4, generator=torch.Generator().manual_seed(0), observed=10)
+    assert first.shape == (2, 4, 3, 64, 64) and not torch.equal(first, second)
+    values = load_config("model", "room-memory", TINY_ROOM)
+    torch.manual_seed(0)
+    stack = WorldModel(WorldModelConfig.from_dict({**values, "memory": None})).eval()
+    first, _ = rollout(stack, frames, actions, horizon=4, generator=torch.Generator().manual_seed(0), observed=10)
+    second, _ = rollout(stack, changed, actions, horizon=4, generator=torch.Generator().manual_seed(0), observed=10)
+    # the frame stack starts from the last 4 of the 10 frames, frame 1 is not among them
+    assert torch.equal(first, second)
+    with pytest.raises(ValueError, match="at least the model's K=4"):
+        rollout(stack, frames, actions, horizon=4, observed=3)
+
+
 @pytest.fixture(scope="module")
 def room_dataset(tmp_path_factory):
     with collected(
@@ -163,6 +187,7 @@ def test_remembering_objective_trains_memory_and_a_run_exports_a_dream(room_data
             "train.denoiser.batch_size=2",
             "train.denoiser.memory_frames=12",
             "train.denoiser.memory_targets=3",
+            "train.denoiser.memory_return_targets=0.5",
             "train.end_model.steps=2",
             "train.end_model.batch_size=2",
         ],
@@ -175,6 +200,14 @@ def test_remembering_objective_trains_memory_and_a_run_exports_a_dream(room_data
         observation, _, terminated, _, _ = env.step(action)
     assert observation.shape == (64, 64, 3) and not terminated
     env.close()
+    # the return test on it, the dream watching the real way out, with its ablation beside it
+    script = Path(__file__).parents[1] / "benchmarks" / "memory_return.py"
+    report = tmp_path / "return.json"
+    command = [sys.executable, script, f"--checkpoint=memory={path}", "--episodes=2", "--turns=5", "--observe=way-out", f"--json={report}"]
+    subprocess.run(command, check=True, capture_output=True)
+    results = json.loads(report.read_text())["results"]
+    assert set(results) == {"memory", "memory, another room's past", "hold last real frame", "hold mean of real frames"}
+    assert all(len(scores["to_real"]) == 5 and np.isfinite(scores["to_real"]).all() for scores in results.values())
     # the loss reaches the memory's scan: gradients flow from the denoised targets into it
     model = tiny_memory_model()
     objective = DenoiserObjective(model, memory_targets=3)
@@ -195,3 +228,22 @@ def test_recall_loss_trains_the_memory_to_redraw_old_frames():
     losses["memory_recall"].backward()
     assert model.memory.scan.in_proj.weight.grad.abs().sum() > 0 and model.memory.recall_heads[0].weight.grad.abs().sum() > 0
     assert model.memory.recall_heads[3].weight.grad is None  # lag 16: longer than the window
+
+
+def test_return_targets_are_the_views_only_a_memory_can_know_and_are_drawn_first():
+    k = 4
+    views = torch.rand(6, 3, 64, 64) * 2 - 1
+    # a look away and back: views 0 1 2 3 4 5 4 3 2 1 0, then 0 again (in its context) and a new view
+    order = [0, 1, 2, 3, 4, 5, 4, 3, 2, 1, 0, 0]
+    frames = torch.stack([views[i] for i in order])[None]
+    returns = return_frames(frames, k)[0].tolist()
+    # t=6 (view 4) and t=7 (view 3) are in their context; t=8 (view 2, last at t=2, lag 6) onward return from beyond it
+    assert returns == [False] * 8 + [True, True, True, False]
+    model = tiny_memory_model()
+    objective = DenoiserObjective(model, memory_targets=2, memory_return_targets=1.0)
+    torch.manual_seed(0)
+    draws = torch.cat([objective._draw_targets(frames.expand(64, -1, -1, -1, -1)) for _ in range(4)])
+    assert set(draws.flatten().tolist()) == {8, 9, 10}
+    half = DenoiserObjective(model, memory_targets=2, memory_return_targets=0.5)._draw_targets(frames.expand(256, -1, -1, -1, -1))
+    assert ((half >= 8) & (half <= 10)).any(dim=1).all()  # one return in every window, the other drawn from all
+    assert (half < 8).any()

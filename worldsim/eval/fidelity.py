@@ -78,20 +78,24 @@ def pooled_psnr(squared_error: float, count: int) -> float:
 
 
 @torch.no_grad()
-def rollout(model: WorldModel, frames: torch.Tensor, actions: torch.Tensor, horizon: int, generator=None):
+def rollout(model: WorldModel, frames: torch.Tensor, actions: torch.Tensor, horizon: int, generator=None, observed: int | None = None):
     """Open-loop dream under given actions.
 
-    ``frames float[B, K + horizon, C, H, W]`` (only the first K are given to the model) and
-    ``actions int64[B, K + horizon]`` (``actions[:, i]`` produced ``frames[:, i]``). Returns the
-    generated frames ``float[B, horizon, C, H, W]`` and the end model's outputs per step (each
-    ``[B, horizon, ...]``).
+    ``frames float[B, S + horizon, C, H, W]`` (only the first S are given to the model) and
+    ``actions int64[B, S + horizon]`` (``actions[:, i]`` produced ``frames[:, i]``), where S is
+    ``observed`` (at least K; K by default): the dream starts from S real frames, which a memory
+    reads all of and a frame stack only the last K of. Returns the generated frames ``float[B,
+    horizon, C, H, W]`` and the end model's outputs per step (each ``[B, horizon, ...]``).
     """
     k = model.context_length
-    context = frames[:, :k]
-    state = model.start(context, actions[:, :k])
+    observed = k if observed is None else observed
+    if observed < k:
+        raise ValueError(f"observed={observed}: a dream starts from at least the model's K={k} frames")
+    context = frames[:, observed - k : observed]
+    state = model.start(frames[:, :observed], actions[:, :observed])
     generated, outputs = [], []
     for h in range(horizon):
-        t = k + h
+        t = observed + h
         next_frame, out, state = model.predict_step(context, actions[:, t - k + 1 : t + 1], state, generator=generator)
         generated.append(next_frame)
         outputs.append(out)

@@ -69,6 +69,10 @@ class DenoiserPhase(LoopConfig):
     end_weight: float = 1.0  # windows that end an episode drawn this many times more often
     memory_frames: int = 32  # with model.memory: frames per window, all read by the memory (no unroll)
     memory_targets: int = 4  # with model.memory: frames of each window denoised, after at least K
+    # With model.memory: the share of those drawn from the window's returns, frames that show again a
+    # view older than their K-frame context (bit for bit), where only the memory knows the answer;
+    # 0 draws them all uniformly (in the room explorer's windows 29% of frames are returns).
+    memory_return_targets: float = 0.0
     # The context blur (model.edm.context_blur_max) only from this step on: the denoiser first learns
     # sharp frames, then to re-sharpen blurred ones (Pong: blurred from step 0, the dream lost its
     # ball in 62% of 64 episodes; from step 3000 of 4500, in 31%; BENCHMARKS.md).
@@ -128,12 +132,15 @@ class DenoiserObjective(nn.Module):
     that many steps back.
     """
 
-    def __init__(self, world_model: WorldModel, memory_targets: int = 4, context_blur_from_step: int = 0):
+    def __init__(
+        self, world_model: WorldModel, memory_targets: int = 4, context_blur_from_step: int = 0, memory_return_targets: float = 0.0
+    ):
         super().__init__()
         self.denoiser = world_model.denoiser  # the only trained weights; names match the world model's
         self._sampler = world_model.sampler
         self._context_length = world_model.context_length
         self._memory_targets = memory_targets
+        self._memory_return_targets = memory_return_targets
         self._blur_from_step = context_blur_from_step
         self._step = 0  # steps taken, as the loop last told (one it never tells is at the start)
 
@@ -166,13 +173,12 @@ class DenoiserObjective(nn.Module):
         return {"denoiser": loss}
 
     def _remembering_losses(self, frames: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
-        k, (batch, length) = self._context_length, actions.shape
+        k, batch = self._context_length, actions.shape[0]
         sigma_max = self.denoiser.training_config.context_sigma_max
         noise_level = sigma_max * torch.rand(batch, 1, 1, 1, 1, device=frames.device)
         seen = frames[:, :-1] + noise_level * torch.randn_like(frames[:, :-1])
         memory = self.denoiser.memory(seen, actions[:, 1:])  # entry s: frames 0..s, each with the action taken at it
-        # targets t in [k, length): each window's own draw, without repeats
-        targets = torch.rand(batch, length - k, device=frames.device).argsort(dim=1)[:, : self._memory_targets] + k
+        targets = self._draw_targets(frames)
         rows = torch.arange(batch, device=frames.device)[:, None].expand_as(targets)
         offsets = torch.arange(-k, 0, device=frames.device)
         context = frames[rows[..., None], targets[..., None] + offsets]  # [B, P, K, C, H, W]
@@ -191,6 +197,33 @@ class DenoiserObjective(nn.Module):
             # weighed by train.denoiser.loss_weights.memory_recall (1 by default)
             losses["memory_recall"] = self.denoiser.memory.recall_loss(memory, frames[:, :-1])
         return losses
+
+    def _draw_targets(self, frames: torch.Tensor) -> torch.Tensor:
+        """``int64[B, memory_targets]``: the frames of each window to denoise, in ``[K, L)``, without
+        repeats; up to ``memory_return_targets`` of them returns (``return_frames``), the rest uniform."""
+        k, (batch, length) = self._context_length, frames.shape[:2]
+        keys = torch.rand(batch, length - k, device=frames.device)
+        wanted = round(self._memory_return_targets * self._memory_targets)
+        if wanted:
+            returns = return_frames(frames, k)[:, k:]
+            # a random order of each window's returns first; the first `wanted` of them go ahead of every other frame
+            rank = torch.where(returns, keys, 2.0).argsort(dim=1).argsort(dim=1)
+            keys = torch.where(returns & (rank < wanted), keys - 1.0, keys)
+        return keys.argsort(dim=1)[:, : self._memory_targets] + k
+
+
+def return_frames(frames: torch.Tensor, k: int) -> torch.Tensor:
+    """``bool[B, L]`` for windows ``float[B, L, C, H, W]``: frame ``t`` equals, bit for bit, a frame
+    before its K-frame context (``s < t - K``) and none in it: a view the dream shows again, which a
+    frame stack cannot know and a memory can."""
+    flat = frames.flatten(2)
+    # exact distances (not the matrix-product shortcut), so equal frames are exactly 0 apart
+    same = torch.cdist(flat, flat, compute_mode="donot_use_mm_for_euclid_dist") == 0  # [B, L, L]
+    t = torch.arange(frames.shape[1], device=frames.device)
+    lag = t[:, None] - t[None, :]  # [t, s]
+    older = (same & (lag > k)).any(dim=2)
+    in_context = (same & (lag >= 1) & (lag <= k)).any(dim=2)
+    return older & ~in_context
 
 
 class EndModelObjective(nn.Module):
@@ -352,11 +385,17 @@ def train_world_model(
                         f"train.denoiser.memory_targets is {settings.memory_targets}: windows of {length} frames have "
                         f"{length - k} frames after the K={k} context frames to denoise, so 1..{length - k}"
                     )
+                if not 0.0 <= settings.memory_return_targets <= 1.0:
+                    raise WorldsimError(
+                        f"train.denoiser.memory_return_targets is {settings.memory_return_targets}: a share of the denoised frames, so 0..1"
+                    )
             if length <= k:
                 raise WorldsimError(f"train.{phase}: windows need at least one step after the K={k} context frames")
             windows = SequenceDataset(episodes, length, label_keys if phase == "denoiser" else game.label_keys, pad_start=k - 1)
             if phase == "denoiser":
-                objective = DenoiserObjective(world_model, settings.memory_targets, settings.context_blur_from_step)
+                objective = DenoiserObjective(
+                    world_model, settings.memory_targets, settings.context_blur_from_step, settings.memory_return_targets
+                )
             else:
                 objective = EndModelObjective(world_model)
         evaluate = heldout_evaluator(world_model, cfg, out) if phase == "denoiser" and heldout_evaluator and cfg.data.heldout else None
@@ -559,6 +598,11 @@ def model_card(
     parameters = sum(p.numel() for p in WorldModel(config).parameters()) / 1e6
     shapes = {
         "denoiser": f"windows of {cfg.denoiser.memory_frames} frames read by the memory, {cfg.denoiser.memory_targets} of each denoised"
+        + (
+            f" ({cfg.denoiser.memory_return_targets:.0%} of them returns where the window has them)"
+            if cfg.denoiser.memory_return_targets
+            else ""
+        )
         if config.memory
         else f"windows of {config.context_length} + {cfg.denoiser.unroll_steps} steps",
         "end_model": f"windows of {config.context_length} + {cfg.end_model.scored_steps} steps",
