@@ -147,10 +147,11 @@ def test_the_dream_carries_its_memory_and_what_it_saw_long_ago_changes_the_frame
 
 
 def test_a_dream_that_watched_a_way_out_recalls_it_and_a_frame_stack_only_its_last_frames():
+    torch.manual_seed(2)
     frames = torch.rand(2, 14, 3, 64, 64) * 2 - 1
     actions = torch.randint(4, (2, 14))
     changed = frames.clone()
-    changed[:, 1] = -changed[:, 1]  # seen among the 10 real frames, long before the last 4
+    changed[:, :6] = -changed[:, :6]  # seen among the 10 real frames, before the last 4
     model = tiny_memory_model()
     first, _ = rollout(model, frames, actions, horizon=4, generator=torch.Generator().manual_seed(0), observed=10)
     second, _ = rollout(model, changed, actions, horizon=4, generator=torch.Generator().manual_seed(0), observed=10)
@@ -160,7 +161,7 @@ def test_a_dream_that_watched_a_way_out_recalls_it_and_a_frame_stack_only_its_la
     stack = WorldModel(WorldModelConfig.from_dict({**values, "memory": None})).eval()
     first, _ = rollout(stack, frames, actions, horizon=4, generator=torch.Generator().manual_seed(0), observed=10)
     second, _ = rollout(stack, changed, actions, horizon=4, generator=torch.Generator().manual_seed(0), observed=10)
-    # the frame stack starts from the last 4 of the 10 frames, frame 1 is not among them
+    # the frame stack starts from the last 4 of the 10 frames, the changed ones are not among them
     assert torch.equal(first, second)
     with pytest.raises(ValueError, match="at least the model's K=4"):
         rollout(stack, frames, actions, horizon=4, observed=3)
