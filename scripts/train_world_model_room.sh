@@ -33,3 +33,6 @@ mkdir -p runs/room
 python benchmarks/memory_return.py "${models[@]}" --episodes 32 --turns 12 --threads 2 --strip "runs/room/return_$minutes.png" \
   --json "runs/room/memory_return_$minutes.json"
 python benchmarks/memory_return.py "${models[@]}" --episodes 32 --turns 6 --threads 2
+# ... and with the dream watching the real way out, each memory beside its ablation (another room's past).
+python benchmarks/memory_return.py "${models[@]}" --episodes 32 --turns 12 --threads 2 --observe way-out \
+  --strip "runs/room/wayout_$minutes.png" --json "runs/room/wayout_$minutes.json"
