@@ -82,6 +82,14 @@ def return_scores(dreamed: torch.Tensor, real: torch.Tensor, turns: int) -> dict
     return {"to_real": to_real, "to_itself": to_itself, "ssim_to_real": ssim_to_real}
 
 
+def dream_after_watching(model, frames: torch.Tensor, actions: torch.Tensor, real: torch.Tensor, observed: int) -> torch.Tensor:
+    """The whole script as scored, ``float[E, 2N + 1, C, H, W]``: the real frames watched
+    (``real[:, :observed]``), then the dream ``model`` continues from ``frames[:, :observed]``. The
+    noise is seeded 0 in every call, so a dream and its ablation draw the same."""
+    generated, _ = rollout(model, frames, actions, frames.shape[1] - observed, torch.Generator().manual_seed(0), observed=observed)
+    return torch.cat([real[:, :observed], generated], dim=1)
+
+
 def dream_speed(model, frames: torch.Tensor, actions: torch.Tensor, repeats: int = 5) -> float:
     """Dream steps per second at batch 1: the median of ``repeats`` dreams of the whole turn script."""
     k = model.context_length
@@ -128,10 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         model, _, _ = load_engine_model(path, "cpu", args.sampling_steps)
         k = model.context_length
         observed = k if args.observe == "start" else args.turns + 1
-        generated, _ = rollout(
-            model, real, actions, horizon=2 * args.turns + 1 - observed, generator=torch.Generator().manual_seed(0), observed=observed
-        )
-        dreamed = torch.cat([real[:, :observed], generated], dim=1)
+        dreamed = dream_after_watching(model, real, actions, real, observed)
         dreams[name] = dreamed
         scores = return_scores(dreamed, real, args.turns)
         results[name] = scores | {"steps_per_second": dream_speed(model, real, actions)}
@@ -139,10 +144,8 @@ def main(argv: list[str] | None = None) -> None:
             # The ablation: the same dream, same noise, but the way out before its last K frames is
             # another room's. What changes is what the memory contributes; a frame stack is unmoved.
             misled = torch.cat([real.roll(1, dims=0)[:, : observed - k], real[:, observed - k :]], dim=1)
-            generated, _ = rollout(
-                model, misled, actions, horizon=2 * args.turns + 1 - observed, generator=torch.Generator().manual_seed(0), observed=observed
-            )
-            results[f"{name}, another room's past"] = return_scores(torch.cat([real[:, :observed], generated], dim=1), real, args.turns)
+            misled_dream = dream_after_watching(model, misled, actions, real, observed)
+            results[f"{name}, another room's past"] = return_scores(misled_dream, real, args.turns)
     # Trivial predictors beside the dreams: the last real frame seen held, and the blur of the frames seen (their mean, held).
     held = real[:, observed - 1 : observed].expand_as(real)
     results["hold last real frame"] = return_scores(torch.cat([real[:, :observed], held[:, observed:]], dim=1), real, args.turns)
