@@ -288,3 +288,16 @@ def test_a_phase_trains_onto_a_base_model_and_keeps_its_other_weights(dataset_id
     other = load_config("model", "mario", [*TINY_MODEL, "model.unet.block_channels=[8,16]"])
     with pytest.raises(Exception, match="has no denoiser of this model's config"):
         train_world_model(other, only_classifier, tmp_path / "other", progress=False)
+
+
+def test_a_mixture_denoiser_trains_saves_and_dreams(dataset_id, tmp_path):
+    model_values, train_values = tiny_train(dataset_id)
+    model_values = {**model_values, "unet": {**model_values["unet"], "mixture_candidates": 5}}  # EDM's estimate + 4 frames
+    path = train_world_model(model_values, train_values, tmp_path / "mixture", progress=False)
+    model, _, _ = load_world_model(path)
+    assert model.denoiser.network.config.mixture_candidates == 5
+    frames, actions = torch.rand(2, 4, 3, 64, 64) * 2 - 1, torch.randint(7, (2, 4))
+    next_frame, _, _ = model.predict_step(frames, actions, generator=torch.Generator().manual_seed(0))
+    assert next_frame.shape == (2, 3, 64, 64) and next_frame.abs().max() <= 1
+    with pytest.raises(WorldsimError, match="mixture_candidates is 3"):
+        WorldModelConfig.from_dict({**model_values, "unet": {**model_values["unet"], "mixture_candidates": 3}})

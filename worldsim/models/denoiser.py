@@ -5,6 +5,12 @@ formulas are ``worldsim.diffusion.edm``'s. With a ``FrameMemory`` (``worldsim.mo
 it also reads the dream's long memory: ``memory float[B, D]``, the scan's output after the last
 context frame, whose readouts join the context's channels and conditioning vector.
 
+With ``mixture_candidates`` in its network's config, the clean estimate is a per-pixel mixture
+(softmax weights from the network) of EDM's estimate and each context frame: a frame the context
+already shows, such as the view two steps back after turning away and straight back, is copied
+exactly, where the U-Net (run at 16x16 with about one frame's numbers per position) can only redraw
+it. Compositing earlier frames by predicted masks is Finn et al.'s (2016) video prediction (CDNA).
+
 A second inner network may take the low noise levels (``use_low_noise_network``; eDiff-I's
 denoisers by noise level): how an alignment adapter acts only at the sampling steps it was trained
 through (``worldsim.models.lora.apply_adapter(..., sigma_max=)``).
@@ -59,6 +65,18 @@ class FrameDenoiser(nn.Module):
         high_output = self.network(inputs, c_noise, channels, embedding)
         return torch.where(low.reshape(-1, 1, 1, 1), self.low_noise_network(inputs, c_noise, channels, embedding), high_output)
 
+    def _estimate(self, noisy, sigma, frames, actions, context_sigma, memory=None) -> torch.Tensor:
+        """The clean estimate of the target: EDM's ``c_skip * noisy + c_out * F``, or with mixture
+        candidates, its per-pixel mixture with the context frames (each as a target, see ``target``)."""
+        output = self._network_output(noisy, sigma, frames, actions, context_sigma, memory)
+        channels = noisy.shape[1]
+        estimate = self.preconditioning.precondition_outputs(noisy, output[:, :channels], sigma.reshape(-1, 1, 1, 1))
+        if output.shape[1] == channels:
+            return estimate
+        candidates = torch.stack([estimate, *(self.target(frames[:, k], frames) for k in range(frames.shape[1]))], dim=1)
+        weights = output[:, channels:].softmax(dim=1).unsqueeze(2)  # [B, candidates, 1, H, W]
+        return (weights * candidates).sum(dim=1)
+
     def use_low_noise_network(self, network: nn.Module | None, sigma_max: float = 0.0) -> None:
         """Denoise at noise levels ``<= sigma_max`` with ``network`` (the same architecture as
         ``self.network``) and above it with ``self.network``; ``None``: one network at every level."""
@@ -90,8 +108,7 @@ class FrameDenoiser(nn.Module):
         """
         if context_sigma is None:
             context_sigma = torch.zeros(noisy.shape[0], device=noisy.device)
-        output = self._network_output(noisy, sigma, frames, actions, context_sigma, memory)
-        return self.preconditioning.precondition_outputs(noisy, output, sigma.reshape(-1, 1, 1, 1))
+        return self._estimate(noisy, sigma, frames, actions, context_sigma, memory)
 
     def loss(
         self,
@@ -137,10 +154,11 @@ class FrameDenoiser(nn.Module):
         noise = noise + config.offset_noise * torch.randn((batch, target.shape[1], 1, 1), device=device, generator=generator)
         noisy = target + sigma.reshape(-1, 1, 1, 1) * noise
 
-        output = self._network_output(noisy, sigma, noisy_frames, actions, context_sigma, memory)
-        # Regress F onto the output that makes D exact: the loss on D weighted by 1 / c_out^2 (EDM).
-        c_skip, c_out = skip_and_out_scales(sigma.reshape(-1, 1, 1, 1), config.sigma_data)
-        error = (output - (target - c_skip * noisy) / c_out) ** 2
+        estimate = self._estimate(noisy, sigma, noisy_frames, actions, context_sigma, memory)
+        # EDM's loss on the clean estimate D, weighted by 1 / c_out^2: the same as regressing F onto
+        # the output that makes D exact, (F - (target - c_skip * noisy) / c_out)^2.
+        _, c_out = skip_and_out_scales(sigma.reshape(-1, 1, 1, 1), config.sigma_data)
+        error = ((estimate - target) / c_out) ** 2
         if config.changed_pixel_weight == 1.0:
             return error.mean()
         changed = (next_frame - frames[:, -1]).abs().amax(dim=1, keepdim=True) > config.changed_pixel_threshold

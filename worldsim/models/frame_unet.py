@@ -11,6 +11,10 @@ middle attention) rather than written again:
 * attention only in the middle block; the output convolution starts at zero, so an untrained
   denoiser returns its input (EDM's skip connection), not noise.
 
+``mixture_candidates > 0`` adds that many maps of logits to the output, one per candidate: the
+denoiser (``worldsim.models.denoiser``) turns them into per-pixel weights over its candidates for the
+clean frame, so that a view the context already shows can be copied, not drawn again.
+
 ``space_to_depth > 1`` folds each ``s x s`` pixel patch into channels before the U-Net and unfolds
 the output after it: the network then runs at ``H/s x W/s``, about ``s^2`` times fewer operations,
 which is what makes real-time dreaming on a CPU possible.
@@ -38,6 +42,11 @@ class FrameUNetConfig:
     attention_head_dim: int = 8
     space_to_depth: int = 1
     refine_channels: int = 0  # > 0: a full-resolution refinement after the U-Net (see FrameUNet)
+    mixture_candidates: int = 0  # > 0: per-pixel logits for that many candidates follow the frame's channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.image_channels + self.mixture_candidates
 
     @property
     def embedding_dim(self) -> int:
@@ -49,7 +58,7 @@ class FrameUNet(nn.Module):
     """``F(x, c_noise, context_channels, context_embedding)`` of EDM's preconditioned denoiser.
 
     Shapes: ``noisy float[B, C, H, W]``, ``c_noise float[B]``, ``context float[B, context_channels,
-    H, W]``, ``embedding float[B, embedding_dim]`` -> ``float[B, C, H, W]``.
+    H, W]``, ``embedding float[B, embedding_dim]`` -> ``float[B, C + mixture_candidates, H, W]``.
     """
 
     def __init__(self, config: FrameUNetConfig):
@@ -60,7 +69,7 @@ class FrameUNet(nn.Module):
         self.unet = UNet2DModel(
             sample_size=config.image_size // config.space_to_depth,
             in_channels=(config.image_channels + config.context_channels) * fold,
-            out_channels=config.image_channels * fold,
+            out_channels=config.out_channels * fold,
             block_out_channels=tuple(config.block_channels),
             layers_per_block=config.layers_per_block,
             down_block_types=("DownBlock2D",) * depth,
@@ -84,11 +93,11 @@ class FrameUNet(nn.Module):
             # noisy frame, the context and the noise level; the last starts at zero.
             width, channels = config.refine_channels, config.image_channels
             self.refine = nn.Sequential(
-                nn.Conv2d(2 * channels + config.context_channels + 1, width, 3, padding=1),
+                nn.Conv2d(config.out_channels + channels + config.context_channels + 1, width, 3, padding=1),
                 nn.SiLU(),
                 nn.Conv2d(width, width, 3, padding=1),
                 nn.SiLU(),
-                nn.Conv2d(width, channels, 3, padding=1),
+                nn.Conv2d(width, config.out_channels, 3, padding=1),
             )
             nn.init.zeros_(self.refine[-1].weight)
             nn.init.zeros_(self.refine[-1].bias)

@@ -98,6 +98,11 @@ class WorldModelConfig:
                 f"model.end_classifier.frames is {config.end_classifier.frames}: it reads the step's frame and up to the "
                 f"{config.context_length} context frames, so 2..{config.context_length + 1}"
             )
+        if config.unet.mixture_candidates not in (0, config.context_length + 1):
+            raise WorldsimError(
+                f"model.unet.mixture_candidates is {config.unet.mixture_candidates}: the denoiser mixes EDM's estimate and its "
+                f"{config.context_length} context frames, so {config.context_length + 1} (or 0 for EDM's estimate alone)"
+            )
         if config.end_classifier is not None and config.end_classifier.confirm_steps < 1:
             raise WorldsimError(
                 f"model.end_classifier.confirm_steps is {config.end_classifier.confirm_steps}: an end is called on at least 1 step"
