@@ -105,6 +105,32 @@ def test_memory_steps_frame_by_frame_as_it_scans_the_whole_sequence():
         torch.testing.assert_close(output, whole[:, t], atol=1e-5, rtol=1e-4)
 
 
+def test_view_bank_recalls_step_by_step_as_over_the_whole_window_and_keeps_its_last_frames():
+    torch.manual_seed(0)
+    config = FrameMemoryConfig(width=32, encoder_channels=(8, 8, 8), view_bank=8, key_size=16)
+    memory = FrameMemory(config, num_actions=4, image_channels=3, image_size=64, embedding_dim=16)
+    frames, actions = torch.rand(2, 7, 3, 64, 64) * 2 - 1, torch.randint(4, (2, 7))
+    whole = memory(frames, actions)
+    targets = torch.tensor([[3, 6], [5, 1]])  # recall before frame t: the bank holds frames 0..t-1
+    recalled = memory.recalled_views(whole, frames, targets)
+    state = memory.initial_state(2)
+    for t in range(6):
+        output, state = memory.step(frames[:, t], actions[:, t], state)
+        for row, column in zip(*torch.nonzero(targets == t + 1, as_tuple=True), strict=True):
+            stepped = memory.recalled_view(output, state)[row]
+            torch.testing.assert_close(stepped, recalled[row, column], atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(recalled[0, 0], recalled[0, 1])  # different banks, different views
+    # A view is a softmax mixture of the bank's frames: within their range, and exactly frame 0 when only it is filed.
+    torch.testing.assert_close(recalled[1, 1], frames[1, 0])
+    # A bank of 4 keeps the last 4 frames, the oldest overwritten first.
+    small = FrameMemory(FrameMemoryConfig(width=32, encoder_channels=(8, 8, 8), view_bank=4), 4, 3, 64, 16)
+    state = small.initial_state(2)
+    for t in range(7):
+        state = small.step(frames[:, t], actions[:, t], state)[1]
+    assert state["memory_view_count"].tolist() == [7, 7]
+    torch.testing.assert_close(state["memory_views"], frames[:, [4, 5, 6, 3]])
+
+
 def test_untrained_memory_leaves_the_frame_stack_denoiser_unchanged():
     values = load_config("model", "room-memory", TINY_ROOM)
     torch.manual_seed(0)
@@ -215,6 +241,30 @@ def test_remembering_objective_trains_memory_and_a_run_exports_a_dream(room_data
     frames = from_uint8(torch.randint(0, 256, (2, 12, 64, 64, 3), dtype=torch.uint8))
     objective(frames, torch.randint(4, (2, 12)))["denoiser"].backward()
     assert model.memory.scan.in_proj.weight.grad.abs().sum() > 0
+
+
+def test_a_dream_with_a_view_bank_recalls_what_it_watched_and_its_training_reaches_the_keys():
+    values = load_config("model", "room-memory-views", TINY_ROOM)
+    torch.manual_seed(0)
+    model = WorldModel(WorldModelConfig.from_dict(values)).eval()
+    torch.nn.init.normal_(model.denoiser.network.unet.conv_out.weight, std=0.05)  # mixture weights that vary
+    torch.manual_seed(2)
+    frames, actions = torch.rand(2, 14, 3, 64, 64) * 2 - 1, torch.randint(4, (2, 14))
+    changed = frames.clone()
+    changed[:, :6] = -changed[:, :6]  # watched, before the last 4 frames: only the memory and its bank hold them
+    first, _ = rollout(model, frames, actions, horizon=4, generator=torch.Generator().manual_seed(0), observed=10)
+    second, _ = rollout(model, changed, actions, horizon=4, generator=torch.Generator().manual_seed(0), observed=10)
+    assert not torch.equal(first, second)
+    state = model.start(frames[:, :10], actions[:, :10])
+    assert state["memory_views"].shape == (2, 64, 3, 64, 64) and state["memory_view_count"].tolist() == [9, 9]
+    # the denoising loss reaches the keys and queries through the recalled view
+    objective = DenoiserObjective(model.train(), memory_targets=3, memory_return_targets=0.5)
+    window = from_uint8(torch.randint(0, 256, (2, 12, 64, 64, 3), dtype=torch.uint8))
+    objective(window, torch.randint(4, (2, 12)))["denoiser"].backward()
+    assert model.memory.view_query.weight.grad.abs().sum() > 0 and model.memory.view_key.weight.grad.abs().sum() > 0
+    # the mixture must take the view: its candidates are EDM's estimate, 4 frames and the view
+    with pytest.raises(Exception, match="mixture_candidates is 5: with model.memory.view_bank"):
+        WorldModelConfig.from_dict({**values, "unet": {**values["unet"], "mixture_candidates": 5}})
 
 
 def test_recall_loss_trains_the_memory_to_redraw_old_frames():

@@ -3,7 +3,8 @@
 ``FrameDenoiser`` is the model the sampler calls; the noise it trains at and the preconditioning
 formulas are ``worldsim.diffusion.edm``'s. With a ``FrameMemory`` (``worldsim.models.frame_memory``)
 it also reads the dream's long memory: ``memory float[B, D]``, the scan's output after the last
-context frame, whose readouts join the context's channels and conditioning vector.
+context frame, whose readouts join the context's channels and conditioning vector; and, with the
+memory's view bank, ``view float[B, C, H, W]``, the view it recalled, one more mixture candidate.
 
 With ``mixture_candidates`` in its network's config, the clean estimate is a per-pixel mixture
 (softmax weights from the network) of EDM's estimate and each context frame: a frame the context
@@ -65,15 +66,21 @@ class FrameDenoiser(nn.Module):
         high_output = self.network(inputs, c_noise, channels, embedding)
         return torch.where(low.reshape(-1, 1, 1, 1), self.low_noise_network(inputs, c_noise, channels, embedding), high_output)
 
-    def _estimate(self, noisy, sigma, frames, actions, context_sigma, memory=None) -> torch.Tensor:
+    def _estimate(self, noisy, sigma, frames, actions, context_sigma, memory=None, view=None) -> torch.Tensor:
         """The clean estimate of the target: EDM's ``c_skip * noisy + c_out * F``, or with mixture
-        candidates, its per-pixel mixture with the context frames (each as a target, see ``target``)."""
+        candidates, its per-pixel mixture with the context frames and the recalled ``view`` (each as
+        a target, see ``target``)."""
         output = self._network_output(noisy, sigma, frames, actions, context_sigma, memory)
         channels = noisy.shape[1]
         estimate = self.preconditioning.precondition_outputs(noisy, output[:, :channels], sigma.reshape(-1, 1, 1, 1))
         if output.shape[1] == channels:
             return estimate
-        candidates = torch.stack([estimate, *(self.target(frames[:, k], frames) for k in range(frames.shape[1]))], dim=1)
+        copies = [frames[:, k] for k in range(frames.shape[1])]
+        if self.memory is not None and self.memory.config.view_bank:
+            if view is None:
+                raise ValueError("this denoiser recalls views: pass view=, the FrameMemory's recalled view")
+            copies.append(view)
+        candidates = torch.stack([estimate, *(self.target(copy, frames) for copy in copies)], dim=1)
         weights = output[:, channels:].softmax(dim=1).unsqueeze(2)  # [B, candidates, 1, H, W]
         return (weights * candidates).sum(dim=1)
 
@@ -98,17 +105,19 @@ class FrameDenoiser(nn.Module):
         actions: torch.Tensor,
         context_sigma: torch.Tensor | None = None,
         memory: torch.Tensor | None = None,
+        view: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Clean estimate ``float[B, C, H, W]`` of the target (see ``target``) from ``noisy`` at noise
         level ``sigma float[B]``.
 
         ``frames float[B, K, C, H, W]`` and ``actions int64[B, K]`` are the context;
         ``context_sigma float[B]`` the noise level the context frames carry (0 when clean);
-        ``memory float[B, D]`` the long memory's output (a denoiser with a memory needs it).
+        ``memory float[B, D]`` the long memory's output (a denoiser with a memory needs it);
+        ``view float[B, C, H, W]`` the view it recalled (with a view bank).
         """
         if context_sigma is None:
             context_sigma = torch.zeros(noisy.shape[0], device=noisy.device)
-        return self._estimate(noisy, sigma, frames, actions, context_sigma, memory)
+        return self._estimate(noisy, sigma, frames, actions, context_sigma, memory, view)
 
     def loss(
         self,
@@ -119,6 +128,7 @@ class FrameDenoiser(nn.Module):
         sampler_sigmas: torch.Tensor | None = None,
         memory: torch.Tensor | None = None,
         context_blur_max: float | None = None,
+        view: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """EDM's weighted denoising loss for one next frame per sample.
 
@@ -126,7 +136,8 @@ class FrameDenoiser(nn.Module):
         the context; ``actions int64[B, K]``, the action taken at each context frame (so
         ``actions[:, -1]`` is the one whose step produced ``next_frame``). ``sampler_sigmas``: the
         noise levels the sampler denoises at; ``sampler_levels_fraction`` of the batch is drawn there.
-        ``memory float[B, D]``: the long memory's output after the last context frame (with a memory).
+        ``memory float[B, D]``: the long memory's output after the last context frame (with a memory);
+        ``view float[B, C, H, W]``: the view it recalled then (with a view bank).
         ``context_blur_max``: this step's blur, in place of the config's (a training schedule's).
         """
         config = self.training_config
@@ -154,7 +165,7 @@ class FrameDenoiser(nn.Module):
         noise = noise + config.offset_noise * torch.randn((batch, target.shape[1], 1, 1), device=device, generator=generator)
         noisy = target + sigma.reshape(-1, 1, 1, 1) * noise
 
-        estimate = self._estimate(noisy, sigma, noisy_frames, actions, context_sigma, memory)
+        estimate = self._estimate(noisy, sigma, noisy_frames, actions, context_sigma, memory, view)
         # EDM's loss on the clean estimate D, weighted by 1 / c_out^2: the same as regressing F onto
         # the output that makes D exact, (F - (target - c_skip * noisy) / c_out)^2.
         _, c_out = skip_and_out_scales(sigma.reshape(-1, 1, 1, 1), config.sigma_data)
@@ -166,19 +177,19 @@ class FrameDenoiser(nn.Module):
         # Normalised per sample, so the loss scale does not depend on how much of a frame moved.
         return ((error * weight).mean(dim=(1, 2, 3)) / weight.mean(dim=(1, 2, 3))).mean()
 
-    def remembering(self, memory: torch.Tensor) -> RememberingDenoiser:
-        """This denoiser with its memory input fixed, in the sampler's ``Denoiser`` protocol."""
-        return RememberingDenoiser(self, memory)
+    def remembering(self, memory: torch.Tensor, view: torch.Tensor | None = None) -> RememberingDenoiser:
+        """This denoiser with its memory input (and recalled view) fixed, in the sampler's ``Denoiser`` protocol."""
+        return RememberingDenoiser(self, memory, view)
 
 
 class RememberingDenoiser:
-    """A ``FrameDenoiser`` bound to one step's memory ``float[B, D]``, as the sampler calls it."""
+    """A ``FrameDenoiser`` bound to one step's memory ``float[B, D]`` (and recalled view), as the sampler calls it."""
 
-    def __init__(self, denoiser: FrameDenoiser, memory: torch.Tensor):
-        self.denoiser, self.memory = denoiser, memory
+    def __init__(self, denoiser: FrameDenoiser, memory: torch.Tensor, view: torch.Tensor | None = None):
+        self.denoiser, self.memory, self.view = denoiser, memory, view
 
     def denoise(self, noisy: torch.Tensor, sigma: torch.Tensor, frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return self.denoiser.denoise(noisy, sigma, frames, actions, memory=self.memory)
+        return self.denoiser.denoise(noisy, sigma, frames, actions, memory=self.memory, view=self.view)
 
     def to_frame(self, denoised: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         return self.denoiser.to_frame(denoised, frames)

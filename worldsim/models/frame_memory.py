@@ -16,6 +16,16 @@ The scan's output after the last frame is read out twice for the denoiser: a coa
 (``readout_channels x readout_size^2``, upsampled to the frame) stacked with the context frames,
 and a vector added to the conditioning. Both readouts start at zero, so an untrained memory leaves
 the frame-stacking denoiser exactly as it was.
+
+With ``view_bank > 0`` the memory also keeps its last ``view_bank`` frames, each filed under a key
+projected from the scan's output after it, and recalls one view per step: the frames weighted by a
+softmax of the query (projected from the scan's output after the last context frame) against their
+keys. The scan carries where the dream has been (the turns it took); the bank carries what each
+place looked like, exactly, which a fixed-size state cannot (a 64x64 frame is 12,288 numbers, the
+scan's whole state 8,192). The recalled view is a candidate of the denoiser's mixture
+(``worldsim.models.denoiser``), so a view seen before can be copied back. Memory of the bank and a
+recall's cost grow linearly in ``view_bank``; WorldMem (Xiao et al., 2025) and Context-as-Memory
+retrieve past frames by their known camera poses, here the keys are learnt from actions and frames.
 """
 
 from __future__ import annotations
@@ -43,6 +53,8 @@ class FrameMemoryConfig:
     # each lag here (an auxiliary loss that makes the state keep old views); () for none.
     recall_lags: tuple[int, ...] = ()
     recall_size: int = 16
+    view_bank: int = 0  # frames the dream keeps to recall views from (0: none)
+    key_size: int = 32  # size of the bank's keys and queries
 
 
 class FrameMemory(nn.Module):
@@ -70,6 +82,9 @@ class FrameMemory(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         self.recall_heads = nn.ModuleList(nn.Linear(config.width, image_channels * config.recall_size**2) for _ in config.recall_lags)
+        if config.view_bank:
+            self.view_key = nn.Linear(config.width, config.key_size)
+            self.view_query = nn.Linear(config.width, config.key_size)
 
     def tokens(self, frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``float[N, C, H, W]``, ``int64[N]`` -> ``float[N, D]``."""
@@ -82,7 +97,15 @@ class FrameMemory(nn.Module):
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         state = self.scan.initial_state(batch, device)
-        return {"memory_conv": state.conv, "memory_scan": state.scan}
+        state = {"memory_conv": state.conv, "memory_scan": state.scan}
+        if self.config.view_bank:
+            size, channels = self.config.view_bank, self.encoder[0].in_channels
+            state |= {
+                "memory_views": torch.zeros(batch, size, channels, self.image_size, self.image_size, device=device),
+                "memory_view_keys": torch.zeros(batch, size, self.config.key_size, device=device),
+                "memory_view_count": torch.zeros(batch, dtype=torch.int64, device=device),
+            }
+        return state
 
     def step(
         self, frame: torch.Tensor, action: torch.Tensor, state: dict[str, torch.Tensor]
@@ -91,7 +114,43 @@ class FrameMemory(nn.Module):
         the next state); frame by frame, the same as ``forward`` on the whole sequence."""
         token = self.tokens(frame, action)
         mixed, scan_state = self.scan.step(self.norm(token), S6State(state["memory_conv"], state["memory_scan"]))
-        return token + mixed, {"memory_conv": scan_state.conv, "memory_scan": scan_state.scan}
+        memory, next_state = token + mixed, {"memory_conv": scan_state.conv, "memory_scan": scan_state.scan}
+        if self.config.view_bank:
+            # The frame goes to the oldest slot, out of place (the engine may run with gradients).
+            count = state["memory_view_count"]
+            slot = F.one_hot(count % self.config.view_bank, self.config.view_bank).to(frame.dtype)  # [B, N]
+            next_state |= {
+                "memory_views": torch.lerp(
+                    state["memory_views"], frame[:, None].expand_as(state["memory_views"]), slot[..., None, None, None]
+                ),
+                "memory_view_keys": torch.lerp(
+                    state["memory_view_keys"], self.view_key(memory)[:, None].expand_as(state["memory_view_keys"]), slot[..., None]
+                ),
+                "memory_view_count": count + 1,
+            }
+        return memory, next_state
+
+    def recalled_view(self, memory: torch.Tensor, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The view recalled from the bank in ``state`` (``step``'s, after the last context frame) by
+        ``memory float[B, D]`` (``step``'s output): ``float[B, C, H, W]``."""
+        filled = torch.arange(self.config.view_bank, device=memory.device) < state["memory_view_count"][:, None]  # [B, N]
+        return self._recall(self.view_query(memory)[:, None], state["memory_view_keys"], filled[:, None], state["memory_views"])[:, 0]
+
+    def recalled_views(self, memory: torch.Tensor, frames: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """For training, the views recalled before frames ``targets int64[B, P]`` of a window: the bank
+        holds every frame before the target (``frames float[B, L, C, H, W]``, keys from ``memory float[B,
+        L, D]``, ``forward``'s), the query is the memory after the frame before it. ``float[B, P, C, H, W]``;
+        the same as ``recalled_view`` after stepping through the window, while it fits the bank."""
+        queries = self.view_query(memory.gather(1, (targets - 1)[..., None].expand(-1, -1, memory.shape[-1])))  # [B, P, key]
+        before = torch.arange(frames.shape[1], device=frames.device) < targets[..., None]  # [B, P, L]
+        return self._recall(queries, self.view_key(memory), before, frames)
+
+    def _recall(self, queries: torch.Tensor, keys: torch.Tensor, filled: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        """Softmax attention of ``queries float[B, P, k]`` over ``views float[B, N, C, H, W]`` filed
+        under ``keys float[B, N, k]``, where ``filled bool[B, P, N]``; ``float[B, P, C, H, W]``."""
+        scores = torch.einsum("bpk,bnk->bpn", queries, keys) / self.config.key_size**0.5
+        weights = scores.masked_fill(~filled, float("-inf")).softmax(dim=-1)
+        return torch.einsum("bpn,bnchw->bpchw", weights, views)
 
     def recall_loss(self, memory: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """The auxiliary loss: from ``memory float[B, L, D]`` (entry ``s`` after frame ``s`` of ``frames

@@ -98,7 +98,13 @@ class WorldModelConfig:
                 f"model.end_classifier.frames is {config.end_classifier.frames}: it reads the step's frame and up to the "
                 f"{config.context_length} context frames, so 2..{config.context_length + 1}"
             )
-        if config.unet.mixture_candidates not in (0, config.context_length + 1):
+        recalls = config.memory is not None and config.memory.view_bank > 0
+        if recalls and config.unet.mixture_candidates != config.context_length + 2:
+            raise WorldsimError(
+                f"model.unet.mixture_candidates is {config.unet.mixture_candidates}: with model.memory.view_bank the denoiser "
+                f"mixes EDM's estimate, its {config.context_length} context frames and the recalled view, so {config.context_length + 2}"
+            )
+        if not recalls and config.unet.mixture_candidates not in (0, config.context_length + 1):
             raise WorldsimError(
                 f"model.unet.mixture_candidates is {config.unet.mixture_candidates}: the denoiser mixes EDM's estimate and its "
                 f"{config.context_length} context frames, so {config.context_length + 1} (or 0 for EDM's estimate alone)"
@@ -222,7 +228,8 @@ class WorldModel(nn.Module):
         denoiser, memory_state = self.denoiser, {}
         if self.memory is not None:
             memory, memory_state = self.memory.step(frames[:, -1], actions[:, -1], state)
-            denoiser = self.denoiser.remembering(memory)
+            view = self.memory.recalled_view(memory, memory_state) if self.memory.config.view_bank else None
+            denoiser = self.denoiser.remembering(memory, view)
         next_frame = self.sampler.sample(denoiser, frames, actions, generator=generator, grad_steps=grad_steps)
         if self.recurrent:
             outputs, state = self.end_model.step(frames[:, -1], next_frame, actions[:, -1], state)

@@ -183,6 +183,9 @@ class DenoiserObjective(nn.Module):
         offsets = torch.arange(-k, 0, device=frames.device)
         context = frames[rows[..., None], targets[..., None] + offsets]  # [B, P, K, C, H, W]
         step_actions = actions[rows[..., None], targets[..., None] + offsets + 1]  # [B, P, K]
+        views = None
+        if self.denoiser.memory.config.view_bank:  # the bank holds the frames the memory read, context noise included
+            views = self.denoiser.memory.recalled_views(memory, seen, targets).flatten(0, 1)
         losses = {
             "denoiser": self.denoiser.loss(
                 frames[rows, targets].flatten(0, 1),
@@ -191,6 +194,7 @@ class DenoiserObjective(nn.Module):
                 sampler_sigmas=self._sampler.sigmas,
                 memory=memory[rows, targets - 1].flatten(0, 1),
                 context_blur_max=self._context_blur_max,
+                view=views,
             )
         }
         if self.denoiser.memory.config.recall_lags:
@@ -388,6 +392,11 @@ def train_world_model(
                 if not 0.0 <= settings.memory_return_targets <= 1.0:
                     raise WorldsimError(
                         f"train.denoiser.memory_return_targets is {settings.memory_return_targets}: a share of the denoised frames, so 0..1"
+                    )
+                if 0 < config.memory.view_bank < length - 1:
+                    raise WorldsimError(
+                        f"model.memory.view_bank is {config.memory.view_bank}: training recalls from up to {length - 1} frames "
+                        f"(train.denoiser.memory_frames {length}, less one), so the dream's bank keeps at least as many"
                     )
             if length <= k:
                 raise WorldsimError(f"train.{phase}: windows need at least one step after the K={k} context frames")
