@@ -14,6 +14,7 @@ from _datasets import collected
 
 from worldsim.config import load_config
 from worldsim.core.frames import from_uint8
+from worldsim.errors import WorldsimError
 from worldsim.eval.fidelity import rollout
 from worldsim.models.frame_memory import FrameMemory, FrameMemoryConfig
 from worldsim.models.world_model import WorldModel, WorldModelConfig
@@ -265,6 +266,14 @@ def test_a_dream_with_a_view_bank_recalls_what_it_watched_and_its_training_reach
     # the mixture must take the view: its candidates are EDM's estimate, 4 frames and the view
     with pytest.raises(Exception, match="mixture_candidates is 5: with model.memory.view_bank"):
         WorldModelConfig.from_dict({**values, "unet": {**values["unet"], "mixture_candidates": 5}})
+
+
+def test_a_view_bank_smaller_than_the_training_window_is_refused(room_dataset, tmp_path):
+    model_values = load_config("model", "room-memory-views", [*TINY_ROOM, "model.memory.view_bank=8"])
+    overrides = [f"train.data.datasets=[{room_dataset}]", "train.data.heldout=null", "train.denoiser.memory_frames=12"]
+    with pytest.raises(WorldsimError, match="view_bank is 8: training recalls from up to 11 frames"):
+        train_world_model(model_values, load_config("train", "room", overrides), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # refused before any phase trained or wrote
 
 
 def test_recall_loss_trains_the_memory_to_redraw_old_frames():

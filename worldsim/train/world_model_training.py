@@ -358,6 +358,8 @@ def train_world_model(
         )
     phases = [phase for phase in PHASES if phase != "end_classifier" or config.end_classifier is not None]
     k, game = config.context_length, config.game
+    if "denoiser" in phases and config.memory is not None:
+        _check_memory_windows(cfg.denoiser, config)  # before any phase trains
     writer = tensorboard_writer(out) if accelerator.is_main_process else None
     data_ids = sorted(cfg.data.datasets)
     # Read once, shared by every phase's windows; with the labels the denoiser's window weights read.
@@ -384,20 +386,6 @@ def train_world_model(
             length = k + (settings.unroll_steps if phase == "denoiser" else settings.scored_steps)
             if phase == "denoiser" and config.memory is not None:
                 length = settings.memory_frames
-                if not 1 <= settings.memory_targets <= length - k:
-                    raise WorldsimError(
-                        f"train.denoiser.memory_targets is {settings.memory_targets}: windows of {length} frames have "
-                        f"{length - k} frames after the K={k} context frames to denoise, so 1..{length - k}"
-                    )
-                if not 0.0 <= settings.memory_return_targets <= 1.0:
-                    raise WorldsimError(
-                        f"train.denoiser.memory_return_targets is {settings.memory_return_targets}: a share of the denoised frames, so 0..1"
-                    )
-                if 0 < config.memory.view_bank < length - 1:
-                    raise WorldsimError(
-                        f"model.memory.view_bank is {config.memory.view_bank}: training recalls from up to {length - 1} frames "
-                        f"(train.denoiser.memory_frames {length}, less one), so the dream's bank keeps at least as many"
-                    )
             if length <= k:
                 raise WorldsimError(f"train.{phase}: windows need at least one step after the K={k} context frames")
             windows = SequenceDataset(episodes, length, label_keys if phase == "denoiser" else game.label_keys, pad_start=k - 1)
@@ -537,6 +525,25 @@ def calibrate_end_classifier(
 
 def _stored_config(folder: Path) -> dict[str, Any]:
     return {key: value for key, value in read_config(folder).items() if key not in ("format", "format_version", "checksums")}
+
+
+def _check_memory_windows(settings: DenoiserPhase, config: WorldModelConfig) -> None:
+    """The remembering denoiser's windows against its model: targets to draw, and a bank to recall from."""
+    length, k = settings.memory_frames, config.context_length
+    if not 1 <= settings.memory_targets <= length - k:
+        raise WorldsimError(
+            f"train.denoiser.memory_targets is {settings.memory_targets}: windows of {length} frames have "
+            f"{length - k} frames after the K={k} context frames to denoise, so 1..{length - k}"
+        )
+    if not 0.0 <= settings.memory_return_targets <= 1.0:
+        raise WorldsimError(
+            f"train.denoiser.memory_return_targets is {settings.memory_return_targets}: a share of the denoised frames, so 0..1"
+        )
+    if 0 < config.memory.view_bank < length - 1:
+        raise WorldsimError(
+            f"model.memory.view_bank is {config.memory.view_bank}: training recalls from up to {length - 1} frames "
+            f"(train.denoiser.memory_frames {length}, less one), so the dream's bank keeps at least as many"
+        )
 
 
 def _model_config(values: dict[str, Any], datasets) -> WorldModelConfig:
