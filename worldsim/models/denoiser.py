@@ -4,7 +4,8 @@
 formulas are ``worldsim.diffusion.edm``'s. With a ``FrameMemory`` (``worldsim.models.frame_memory``)
 it also reads the dream's long memory: ``memory float[B, D]``, the scan's output after the last
 context frame, whose readouts join the context's channels and conditioning vector; and, with the
-memory's view bank, ``view float[B, C, H, W]``, the view it recalled, one more mixture candidate.
+memory's view bank, ``view float[B, C, H, W]``, the view it recalled: stacked with the context
+frames as input, and one more mixture candidate.
 
 With ``mixture_candidates`` in its network's config, the clean estimate is a per-pixel mixture
 (softmax weights from the network) of EDM's estimate and each context frame: a frame the context
@@ -46,7 +47,7 @@ class FrameDenoiser(nn.Module):
         # Only its preconditioning formulas are used here; the sampler steps with its own instance.
         self.preconditioning = EDMEulerScheduler(sigma_data=self.training_config.sigma_data, prediction_type="epsilon")
 
-    def _network_output(self, noisy, sigma, frames, actions, context_sigma, memory=None) -> torch.Tensor:
+    def _network_output(self, noisy, sigma, frames, actions, context_sigma, memory=None, view=None) -> torch.Tensor:
         sigma = sigma.reshape(-1, 1, 1, 1)
         channels, embedding = self.context(frames, actions, context_sigma)
         if self.memory is not None:
@@ -54,6 +55,11 @@ class FrameDenoiser(nn.Module):
                 raise ValueError("this denoiser remembers: pass memory=, the FrameMemory output after the last context frame")
             memory_map, memory_vector = self.memory.readout(memory)
             channels, embedding = torch.cat([channels, memory_map], dim=1), embedding + memory_vector
+            if self.memory.config.view_bank:
+                if view is None:
+                    raise ValueError("this denoiser recalls views: pass view=, the FrameMemory's recalled view")
+                # seen beside the context frames, so the mixture weights can judge it and the estimate use it
+                channels = torch.cat([channels, view], dim=1)
         c_noise = self.preconditioning.precondition_noise(sigma.flatten())
         inputs = self.preconditioning.precondition_inputs(noisy, sigma)
         if self.low_noise_network is None:
@@ -70,15 +76,13 @@ class FrameDenoiser(nn.Module):
         """The clean estimate of the target: EDM's ``c_skip * noisy + c_out * F``, or with mixture
         candidates, its per-pixel mixture with the context frames and the recalled ``view`` (each as
         a target, see ``target``)."""
-        output = self._network_output(noisy, sigma, frames, actions, context_sigma, memory)
+        output = self._network_output(noisy, sigma, frames, actions, context_sigma, memory, view)
         channels = noisy.shape[1]
         estimate = self.preconditioning.precondition_outputs(noisy, output[:, :channels], sigma.reshape(-1, 1, 1, 1))
         if output.shape[1] == channels:
             return estimate
         copies = [frames[:, k] for k in range(frames.shape[1])]
         if self.memory is not None and self.memory.config.view_bank:
-            if view is None:
-                raise ValueError("this denoiser recalls views: pass view=, the FrameMemory's recalled view")
             copies.append(view)
         candidates = torch.stack([estimate, *(self.target(copy, frames) for copy in copies)], dim=1)
         weights = output[:, channels:].softmax(dim=1).unsqueeze(2)  # [B, candidates, 1, H, W]

@@ -82,10 +82,10 @@ class WorldModelConfig:
         unet = dict(values.get("unet") or {})
         unet.setdefault("image_size", values.get("image_size", 64))
         unet.setdefault("image_channels", values.get("image_channels", 3))
-        memory_channels = (values.get("memory") or {}).get("readout_channels", FrameMemoryConfig.readout_channels)
-        unet["context_channels"] = values.get("context_length", 4) * unet["image_channels"] + (
-            memory_channels if values.get("memory") else 0
-        )
+        memory = values.get("memory") or {}
+        memory_channels = memory.get("readout_channels", FrameMemoryConfig.readout_channels) if memory else 0
+        view_channels = unet["image_channels"] if memory.get("view_bank") else 0  # the recalled view
+        unet["context_channels"] = values.get("context_length", 4) * unet["image_channels"] + memory_channels + view_channels
         values["unet"] = unet
         if values.get("game") is None:
             legacy = {"action_meanings": values.pop("action_meanings", None), "real_env": values.pop("real_env", None)}
