@@ -22,10 +22,11 @@ projected from the scan's output after it, and recalls one view per step: the fr
 softmax of the query (projected from the scan's output after the last context frame) against their
 keys. The scan carries where the dream has been (the turns it took); the bank carries what each
 place looked like, exactly, which a fixed-size state cannot (a 64x64 frame is 12,288 numbers, the
-scan's whole state 8,192). The denoiser sees the recalled view beside its context frames and has it
-as a candidate of its mixture (``worldsim.models.denoiser``), so a view seen before can be copied back. Memory of the bank and a
-recall's cost grow linearly in ``view_bank``; WorldMem (Xiao et al., 2025) and Context-as-Memory
-retrieve past frames by their known camera poses, here the keys are learnt from actions and frames.
+scan's whole state 8,192). The denoiser sees the recalled view beside its context frames and has
+it as a candidate of its mixture (``worldsim.models.denoiser``), so a view seen before can be
+copied back. The bank's memory and a recall's cost grow linearly in ``view_bank`` (float32: 48 KiB
+a frame at 64x64). WorldMem (Xiao et al., 2025) and Context-as-Memory retrieve past frames by their
+known camera poses; here the keys are learnt from actions and frames.
 """
 
 from __future__ import annotations
