@@ -71,6 +71,10 @@ class WorldModelConfig:
                 del values[optional]
         if values.get("end_classifier", {}).get("confirm_steps") == 1:  # likewise: the default, as before it existed
             del values["end_classifier"]["confirm_steps"]
+        if values["unet"].get("mixture_candidates") == 0:  # likewise
+            del values["unet"]["mixture_candidates"]
+        if values.get("memory", {}).get("view_bank") == 0:  # likewise: no bank, no key size
+            del values["memory"]["view_bank"], values["memory"]["key_size"]
         return values
 
     @classmethod
