@@ -119,14 +119,10 @@ class FrameMemory(nn.Module):
         if self.config.view_bank:
             # The frame goes to the oldest slot, out of place (the engine may run with gradients).
             count = state["memory_view_count"]
-            slot = F.one_hot(count % self.config.view_bank, self.config.view_bank).to(frame.dtype)  # [B, N]
+            slot = F.one_hot(count % self.config.view_bank, self.config.view_bank).bool()  # [B, N]
             next_state |= {
-                "memory_views": torch.lerp(
-                    state["memory_views"], frame[:, None].expand_as(state["memory_views"]), slot[..., None, None, None]
-                ),
-                "memory_view_keys": torch.lerp(
-                    state["memory_view_keys"], self.view_key(memory)[:, None].expand_as(state["memory_view_keys"]), slot[..., None]
-                ),
+                "memory_views": torch.where(slot[..., None, None, None], frame[:, None], state["memory_views"]),
+                "memory_view_keys": torch.where(slot[..., None], self.view_key(memory)[:, None], state["memory_view_keys"]),
                 "memory_view_count": count + 1,
             }
         return memory, next_state
