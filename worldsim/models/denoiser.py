@@ -47,6 +47,11 @@ class FrameDenoiser(nn.Module):
         # Only its preconditioning formulas are used here; the sampler steps with its own instance.
         self.preconditioning = EDMEulerScheduler(sigma_data=self.training_config.sigma_data, prediction_type="epsilon")
 
+    @property
+    def recalls_views(self) -> bool:
+        """Whether this denoiser reads a recalled view (its memory keeps a view bank)."""
+        return self.memory is not None and self.memory.config.view_bank > 0
+
     def _network_output(self, noisy, sigma, frames, actions, context_sigma, memory=None, view=None) -> torch.Tensor:
         sigma = sigma.reshape(-1, 1, 1, 1)
         channels, embedding = self.context(frames, actions, context_sigma)
@@ -55,7 +60,7 @@ class FrameDenoiser(nn.Module):
                 raise ValueError("this denoiser remembers: pass memory=, the FrameMemory output after the last context frame")
             memory_map, memory_vector = self.memory.readout(memory)
             channels, embedding = torch.cat([channels, memory_map], dim=1), embedding + memory_vector
-            if self.memory.config.view_bank:
+            if self.recalls_views:
                 if view is None:
                     raise ValueError("this denoiser recalls views: pass view=, the FrameMemory's recalled view")
                 # seen beside the context frames, so the mixture weights can judge it and the estimate use it
@@ -82,7 +87,7 @@ class FrameDenoiser(nn.Module):
         if output.shape[1] == channels:
             return estimate
         copies = [frames[:, k] for k in range(frames.shape[1])]
-        if self.memory is not None and self.memory.config.view_bank:
+        if self.recalls_views:
             copies.append(view)
         candidates = torch.stack([estimate, *(self.target(copy, frames) for copy in copies)], dim=1)
         weights = output[:, channels:].softmax(dim=1).unsqueeze(2)  # [B, candidates, 1, H, W]

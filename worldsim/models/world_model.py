@@ -232,7 +232,7 @@ class WorldModel(nn.Module):
         denoiser, memory_state = self.denoiser, {}
         if self.memory is not None:
             memory, memory_state = self.memory.step(frames[:, -1], actions[:, -1], state)
-            view = self.memory.recalled_view(memory, memory_state) if self.memory.config.view_bank else None
+            view = self.memory.recalled_view(memory, memory_state) if self.denoiser.recalls_views else None
             denoiser = self.denoiser.remembering(memory, view)
         next_frame = self.sampler.sample(denoiser, frames, actions, generator=generator, grad_steps=grad_steps)
         if self.recurrent:

@@ -184,7 +184,7 @@ class DenoiserObjective(nn.Module):
         context = frames[rows[..., None], targets[..., None] + offsets]  # [B, P, K, C, H, W]
         step_actions = actions[rows[..., None], targets[..., None] + offsets + 1]  # [B, P, K]
         views = None
-        if self.denoiser.memory.config.view_bank:  # the bank holds the frames the memory read, context noise included
+        if self.denoiser.recalls_views:  # the bank holds the frames the memory read, context noise included
             views = self.denoiser.memory.recalled_views(memory, seen, targets).flatten(0, 1)
         losses = {
             "denoiser": self.denoiser.loss(
