@@ -268,6 +268,49 @@ def test_a_dream_with_a_view_bank_recalls_what_it_watched_and_its_training_reach
         WorldModelConfig.from_dict({**values, "unet": {**values["unet"], "mixture_candidates": 5}})
 
 
+def test_view_matching_teaches_the_recall_to_pick_the_returned_view_and_top1_copies_it_exactly():
+    torch.manual_seed(0)
+    views = torch.rand(6, 3, 64, 64) * 2 - 1
+    order = [0, 1, 2, 3, 4, 5, 4, 3, 2, 1, 0, 0]  # a look away and back, as the explorer's
+    frames = torch.stack([views[i] for i in order])[None].expand(2, -1, -1, -1, -1)
+    actions = torch.tensor([[1] * 5 + [2] * 7, [1] * 5 + [2] * 7])  # turn one way, then back
+    config = FrameMemoryConfig(width=32, encoder_channels=(8, 8, 8), view_bank=16, key_size=16)
+    memory = FrameMemory(config, num_actions=4, image_channels=3, image_size=64, embedding_dim=16)
+    targets = torch.tensor([[8, 9, 10]] * 2)  # views 2, 1, 0: seen at t = 2, 1, 0, beyond a 4-frame context
+    wanted = frames[:, [8, 9, 10]]
+    optimizer = torch.optim.Adam(memory.parameters(), lr=3e-3)
+    for step in range(60):
+        loss = memory.view_match_loss(memory(frames, actions), frames, targets, wanted)
+        if step == 0:
+            first = loss.item()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert first > 1.0 and loss.item() < 0.1 * first  # from a guess among 8-10 frames to the right one
+    memory.config.recall_temperature = 0.0  # top-1: the bank's frame itself, no blend of others
+    recalled = memory.recalled_views(memory(frames, actions), frames, targets)
+    torch.testing.assert_close(recalled, wanted, rtol=0, atol=0)
+    # the objective adds the loss when asked, and it reaches the keys; without a bank training refuses it
+    model = WorldModel(WorldModelConfig.from_dict(load_config("model", "room-memory-views", TINY_ROOM)))
+    objective = DenoiserObjective(model, memory_targets=3, memory_return_targets=0.5, memory_view_match=True)
+    window = from_uint8(torch.randint(0, 256, (2, 12, 64, 64, 3), dtype=torch.uint8))
+    losses = objective(window, torch.randint(4, (2, 12)))
+    assert set(losses) == {"denoiser", "memory_views"}
+    losses["memory_views"].backward()
+    assert model.memory.view_key.weight.grad.abs().sum() > 0
+    with pytest.raises(WorldsimError, match="recall_temperature is -1.0"):
+        WorldModelConfig.from_dict(load_config("model", "room-memory-views", [*TINY_ROOM, "+model.memory.recall_temperature=-1"]))
+
+
+def test_view_matching_without_a_view_bank_is_refused(room_dataset, tmp_path):
+    overrides = [f"train.data.datasets=[{room_dataset}]", "train.data.heldout=null", "train.denoiser.memory_view_match=true"]
+    with pytest.raises(WorldsimError, match="memory_view_match trains the recall from a view bank"):
+        train_world_model(
+            load_config("model", "room-memory", TINY_ROOM), load_config("train", "room", overrides), tmp_path / "run", progress=False
+        )
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_view_bank_smaller_than_the_training_window_is_refused(room_dataset, tmp_path):
     model_values = load_config("model", "room-memory-views", [*TINY_ROOM, "model.memory.view_bank=8"])
     overrides = [f"train.data.datasets=[{room_dataset}]", "train.data.heldout=null", "train.denoiser.memory_frames=12"]

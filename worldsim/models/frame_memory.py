@@ -56,6 +56,9 @@ class FrameMemoryConfig:
     recall_size: int = 16
     view_bank: int = 0  # frames the dream keeps to recall views from (0: none)
     key_size: int = 32  # size of the bank's keys and queries
+    # The recall's softmax temperature: 1 the plain attention, lower sharper, 0 the single best-matching
+    # frame (top-1: no blend of views leaks into the recall; the keys then learn from view_match_loss).
+    recall_temperature: float = 1.0
 
 
 class FrameMemory(nn.Module):
@@ -131,22 +134,49 @@ class FrameMemory(nn.Module):
         """The view recalled from the bank in ``state`` (``step``'s, after the last context frame) by
         ``memory float[B, D]`` (``step``'s output): ``float[B, C, H, W]``."""
         filled = torch.arange(self.config.view_bank, device=memory.device) < state["memory_view_count"][:, None]  # [B, N]
-        return self._recall(self.view_query(memory)[:, None], state["memory_view_keys"], filled[:, None], state["memory_views"])[:, 0]
+        scores = self._scores(self.view_query(memory)[:, None], state["memory_view_keys"], filled[:, None])
+        return self._recall(scores, state["memory_views"])[:, 0]
 
     def recalled_views(self, memory: torch.Tensor, frames: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """For training, the views recalled before frames ``targets int64[B, P]`` of a window: the bank
         holds every frame before the target (``frames float[B, L, C, H, W]``, keys from ``memory float[B,
         L, D]``, ``forward``'s), the query is the memory after the frame before it. ``float[B, P, C, H, W]``;
         the same as ``recalled_view`` after stepping through the window, while it fits the bank."""
-        queries = self.view_query(memory.gather(1, (targets - 1)[..., None].expand(-1, -1, memory.shape[-1])))  # [B, P, key]
-        before = torch.arange(frames.shape[1], device=frames.device) < targets[..., None]  # [B, P, L]
-        return self._recall(queries, self.view_key(memory), before, frames)
+        return self._recall(self._window_scores(memory, targets), frames)
 
-    def _recall(self, queries: torch.Tensor, keys: torch.Tensor, filled: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
-        """Softmax attention of ``queries float[B, P, k]`` over ``views float[B, N, C, H, W]`` filed
-        under ``keys float[B, N, k]``, where ``filled bool[B, P, N]``; ``float[B, P, C, H, W]``."""
+    def view_match_loss(self, memory: torch.Tensor, frames: torch.Tensor, targets: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+        """Training the recall directly: the cross-entropy of the recall's scores (as ``recalled_views``
+        computes them) against the bank's frames nearest, in squared error, to ``wanted float[B, P, C, H,
+        W]`` (the clean frames at ``targets``); ties (a view seen twice) share the target. On a return the
+        nearest frame is the same view, bit for bit; elsewhere it is mostly the frame before."""
+        scores = self._window_scores(memory, targets)  # [B, P, L]
+        distances = (frames[:, None] - wanted[:, :, None]).square().flatten(3).mean(-1)  # [B, P, L]
+        distances = distances.masked_fill(scores.isneginf(), float("inf"))
+        nearest = distances <= distances.amin(dim=-1, keepdim=True)
+        log_weights = scores.log_softmax(dim=-1)
+        return -log_weights.masked_fill(~nearest, float("-inf")).logsumexp(dim=-1).mean()
+
+    def _window_scores(self, memory: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The recall's scores before each of ``targets int64[B, P]`` over a window's frames, each filed
+        under the key of the memory after it: ``float[B, P, L]``, -inf at and after the target."""
+        queries = self.view_query(memory.gather(1, (targets - 1)[..., None].expand(-1, -1, memory.shape[-1])))  # [B, P, key]
+        before = torch.arange(memory.shape[1], device=memory.device) < targets[..., None]  # [B, P, L]
+        return self._scores(queries, self.view_key(memory), before)
+
+    def _scores(self, queries: torch.Tensor, keys: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+        """Scaled dot products of ``queries float[B, P, k]`` with ``keys float[B, N, k]``, -inf where
+        ``filled bool[B, P, N]`` is False: ``float[B, P, N]``."""
         scores = torch.einsum("bpk,bnk->bpn", queries, keys) / self.config.key_size**0.5
-        weights = scores.masked_fill(~filled, float("-inf")).softmax(dim=-1)
+        return scores.masked_fill(~filled, float("-inf"))
+
+    def _recall(self, scores: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        """The views ``float[B, N, C, H, W]`` weighted by the tempered softmax of ``scores float[B, P,
+        N]`` (at temperature 0: the best-scoring view alone); ``float[B, P, C, H, W]``."""
+        temperature = self.config.recall_temperature
+        if temperature > 0:
+            weights = (scores / temperature).softmax(dim=-1)
+        else:
+            weights = F.one_hot(scores.argmax(dim=-1), scores.shape[-1]).to(views.dtype)
         return torch.einsum("bpn,bnchw->bpchw", weights, views)
 
     def recall_loss(self, memory: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:

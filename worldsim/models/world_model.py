@@ -73,8 +73,8 @@ class WorldModelConfig:
             del values["end_classifier"]["confirm_steps"]
         if values["unet"].get("mixture_candidates") == 0:  # likewise
             del values["unet"]["mixture_candidates"]
-        if values.get("memory", {}).get("view_bank") == 0:  # likewise: no bank, no key size
-            del values["memory"]["view_bank"], values["memory"]["key_size"]
+        if values.get("memory", {}).get("view_bank") == 0:  # likewise: no bank, no key size or recall temperature
+            del values["memory"]["view_bank"], values["memory"]["key_size"], values["memory"]["recall_temperature"]
         return values
 
     @classmethod
@@ -107,6 +107,11 @@ class WorldModelConfig:
             raise WorldsimError(
                 f"model.unet.mixture_candidates is {config.unet.mixture_candidates}: with model.memory.view_bank the denoiser "
                 f"mixes EDM's estimate, its {config.context_length} context frames and the recalled view, so {config.context_length + 2}"
+            )
+        if recalls and not config.memory.recall_temperature >= 0:
+            raise WorldsimError(
+                f"model.memory.recall_temperature is {config.memory.recall_temperature}: 1 for the plain softmax recall, "
+                "lower for a sharper one, 0 for the best-matching view alone"
             )
         if not recalls and config.unet.mixture_candidates not in (0, config.context_length + 1):
             raise WorldsimError(

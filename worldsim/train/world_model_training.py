@@ -73,6 +73,9 @@ class DenoiserPhase(LoopConfig):
     # view older than their K-frame context (bit for bit), where only the memory knows the answer;
     # 0 draws them all uniformly (in the room explorer's windows 29% of frames are returns).
     memory_return_targets: float = 0.0
+    # With model.memory.view_bank: also train the recall directly (loss "memory_views", weighed by
+    # loss_weights): the cross-entropy of its scores against the window's frame nearest the denoised one.
+    memory_view_match: bool = False
     # The context blur (model.edm.context_blur_max) only from this step on: the denoiser first learns
     # sharp frames, then to re-sharpen blurred ones (Pong: blurred from step 0, the dream lost its
     # ball in 62% of 64 episodes; from step 3000 of 4500, in 31%; BENCHMARKS.md).
@@ -133,7 +136,12 @@ class DenoiserObjective(nn.Module):
     """
 
     def __init__(
-        self, world_model: WorldModel, memory_targets: int = 4, context_blur_from_step: int = 0, memory_return_targets: float = 0.0
+        self,
+        world_model: WorldModel,
+        memory_targets: int = 4,
+        context_blur_from_step: int = 0,
+        memory_return_targets: float = 0.0,
+        memory_view_match: bool = False,
     ):
         super().__init__()
         self.denoiser = world_model.denoiser  # the only trained weights; names match the world model's
@@ -141,6 +149,7 @@ class DenoiserObjective(nn.Module):
         self._context_length = world_model.context_length
         self._memory_targets = memory_targets
         self._memory_return_targets = memory_return_targets
+        self._memory_view_match = memory_view_match
         self._blur_from_step = context_blur_from_step
         self._step = 0  # steps taken, as the loop last told (one it never tells is at the start)
 
@@ -200,6 +209,9 @@ class DenoiserObjective(nn.Module):
         if self.denoiser.memory.config.recall_lags:
             # weighed by train.denoiser.loss_weights.memory_recall (1 by default)
             losses["memory_recall"] = self.denoiser.memory.recall_loss(memory, frames[:, :-1])
+        if self._memory_view_match:
+            # weighed by train.denoiser.loss_weights.memory_views (1 by default)
+            losses["memory_views"] = self.denoiser.memory.view_match_loss(memory, frames[:, :-1], targets, frames[rows, targets])
         return losses
 
     def _draw_targets(self, frames: torch.Tensor) -> torch.Tensor:
@@ -391,7 +403,11 @@ def train_world_model(
             windows = SequenceDataset(episodes, length, label_keys if phase == "denoiser" else game.label_keys, pad_start=k - 1)
             if phase == "denoiser":
                 objective = DenoiserObjective(
-                    world_model, settings.memory_targets, settings.context_blur_from_step, settings.memory_return_targets
+                    world_model,
+                    settings.memory_targets,
+                    settings.context_blur_from_step,
+                    settings.memory_return_targets,
+                    settings.memory_view_match,
                 )
             else:
                 objective = EndModelObjective(world_model)
@@ -539,6 +555,11 @@ def _check_memory_windows(settings: DenoiserPhase, config: WorldModelConfig) -> 
         raise WorldsimError(
             f"train.denoiser.memory_return_targets is {settings.memory_return_targets}: a share of the denoised frames, so 0..1"
         )
+    if settings.memory_view_match and not config.memory.view_bank:
+        raise WorldsimError(
+            "train.denoiser.memory_view_match trains the recall from a view bank, and model.memory.view_bank is 0: "
+            "give the model a bank (configs/model/room-memory-views.yaml) or leave memory_view_match false"
+        )
     if 0 < config.memory.view_bank < length - 1:
         raise WorldsimError(
             f"model.memory.view_bank is {config.memory.view_bank}: training recalls from up to {length - 1} frames "
@@ -619,6 +640,7 @@ def model_card(
             if cfg.denoiser.memory_return_targets
             else ""
         )
+        + ("; the recall also trained to pick the frame nearest each denoised one" if cfg.denoiser.memory_view_match else "")
         if config.memory
         else f"windows of {config.context_length} + {cfg.denoiser.unroll_steps} steps",
         "end_model": f"windows of {config.context_length} + {cfg.end_model.scored_steps} steps",
