@@ -26,7 +26,10 @@ scan's whole state 8,192). The denoiser sees the recalled view beside its contex
 it as a candidate of its mixture (``worldsim.models.denoiser``), so a view seen before can be
 copied back. The bank's memory and a recall's cost grow linearly in ``view_bank`` (float32: 48 KiB
 a frame at 64x64). WorldMem (Xiao et al., 2025) and Context-as-Memory retrieve past frames by their
-known camera poses; here the keys are learnt from actions and frames.
+known camera poses; here the keys are learnt from actions and frames: through the mixture, and
+directly by ``view_match_loss`` (which frame of the window is nearest the one to draw). A plain
+softmax recall blends views, and the blend shows as ghosts; ``recall_temperature`` 0 takes the
+best-matching frame alone.
 """
 
 from __future__ import annotations
