@@ -47,9 +47,7 @@ def main() -> None:
     recall = FrameMemory.recalled_view
 
     def recorded(memory_module, memory, state):  # the recall as the dream runs it, its pick kept
-        filled = torch.arange(memory_module.config.view_bank) < state["memory_view_count"][:, None]
-        scores = memory_module._scores(memory_module.view_query(memory)[:, None], state["memory_view_keys"], filled[:, None])
-        picks.append(scores[:, 0].argmax(-1))
+        picks.append(memory_module.recall_scores(memory, state).argmax(-1))
         views.append(recall(memory_module, memory, state))
         return views[-1]
 

@@ -136,9 +136,12 @@ class FrameMemory(nn.Module):
     def recalled_view(self, memory: torch.Tensor, state: dict[str, torch.Tensor]) -> torch.Tensor:
         """The view recalled from the bank in ``state`` (``step``'s, after the last context frame) by
         ``memory float[B, D]`` (``step``'s output): ``float[B, C, H, W]``."""
+        return self._recall(self.recall_scores(memory, state)[:, None], state["memory_views"])[:, 0]
+
+    def recall_scores(self, memory: torch.Tensor, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``recalled_view``'s scores over the bank's slots: ``float[B, N]``, -inf at empty slots."""
         filled = torch.arange(self.config.view_bank, device=memory.device) < state["memory_view_count"][:, None]  # [B, N]
-        scores = self._scores(self.view_query(memory)[:, None], state["memory_view_keys"], filled[:, None])
-        return self._recall(scores, state["memory_views"])[:, 0]
+        return self._scores(self.view_query(memory)[:, None], state["memory_view_keys"], filled[:, None])[:, 0]
 
     def recalled_views(self, memory: torch.Tensor, frames: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """For training, the views recalled before frames ``targets int64[B, P]`` of a window: the bank
