@@ -189,6 +189,7 @@ class DenoiserObjective(nn.Module):
         memory = self.denoiser.memory(seen, actions[:, 1:])  # entry s: frames 0..s, each with the action taken at it
         targets = self._draw_targets(frames)
         rows = torch.arange(batch, device=frames.device)[:, None].expand_as(targets)
+        wanted = frames[rows, targets]  # [B, P, C, H, W]: the clean frames to denoise
         offsets = torch.arange(-k, 0, device=frames.device)
         context = frames[rows[..., None], targets[..., None] + offsets]  # [B, P, K, C, H, W]
         step_actions = actions[rows[..., None], targets[..., None] + offsets + 1]  # [B, P, K]
@@ -197,7 +198,7 @@ class DenoiserObjective(nn.Module):
             views = self.denoiser.memory.recalled_views(memory, seen, targets).flatten(0, 1)
         losses = {
             "denoiser": self.denoiser.loss(
-                frames[rows, targets].flatten(0, 1),
+                wanted.flatten(0, 1),
                 context.flatten(0, 1),
                 step_actions.flatten(0, 1),
                 sampler_sigmas=self._sampler.sigmas,
@@ -211,7 +212,7 @@ class DenoiserObjective(nn.Module):
             losses["memory_recall"] = self.denoiser.memory.recall_loss(memory, frames[:, :-1])
         if self._memory_view_match:
             # weighed by train.denoiser.loss_weights.memory_views (1 by default)
-            losses["memory_views"] = self.denoiser.memory.view_match_loss(memory, frames[:, :-1], targets, frames[rows, targets])
+            losses["memory_views"] = self.denoiser.memory.view_match_loss(memory, frames[:, :-1], targets, wanted)
         return losses
 
     def _draw_targets(self, frames: torch.Tensor) -> torch.Tensor:
