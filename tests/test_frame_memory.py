@@ -106,14 +106,15 @@ def test_memory_steps_frame_by_frame_as_it_scans_the_whole_sequence():
         torch.testing.assert_close(output, whole[:, t], atol=1e-5, rtol=1e-4)
 
 
-def test_view_bank_recalls_step_by_step_as_over_the_whole_window_and_keeps_its_last_frames():
+@pytest.mark.parametrize("place_phases", [0, 8])
+def test_view_bank_recalls_step_by_step_as_over_the_whole_window_and_keeps_its_last_frames(place_phases):
     torch.manual_seed(0)
-    config = FrameMemoryConfig(width=32, encoder_channels=(8, 8, 8), view_bank=8, key_size=16)
+    config = FrameMemoryConfig(width=32, encoder_channels=(8, 8, 8), view_bank=8, key_size=16, place_phases=place_phases)
     memory = FrameMemory(config, num_actions=4, image_channels=3, image_size=64, embedding_dim=16)
     frames, actions = torch.rand(2, 7, 3, 64, 64) * 2 - 1, torch.randint(4, (2, 7))
     whole = memory(frames, actions)
     targets = torch.tensor([[3, 6], [5, 1]])  # recall before frame t: the bank holds frames 0..t-1
-    recalled = memory.recalled_views(whole, frames, targets)
+    recalled = memory.recalled_views(memory.window_scores(whole, actions, targets), frames)
     state = memory.initial_state(2)
     for t in range(6):
         output, state = memory.step(frames[:, t], actions[:, t], state)
@@ -280,7 +281,7 @@ def test_view_matching_teaches_the_recall_to_pick_the_returned_view_and_top1_cop
     wanted = frames[:, [8, 9, 10]]
     optimizer = torch.optim.Adam(memory.parameters(), lr=3e-3)
     for step in range(60):
-        loss = memory.view_match_loss(memory(frames, actions), frames, targets, wanted)
+        loss = memory.view_match_loss(memory.window_scores(memory(frames, actions), actions, targets), frames, wanted)
         if step == 0:
             first = loss.item()
         optimizer.zero_grad()
@@ -288,7 +289,7 @@ def test_view_matching_teaches_the_recall_to_pick_the_returned_view_and_top1_cop
         optimizer.step()
     assert first > 1.0 and loss.item() < 0.1 * first  # from a guess among 8-10 frames to the right one
     memory.config.recall_temperature = 0.0  # top-1: the bank's frame itself, no blend of others
-    recalled = memory.recalled_views(memory(frames, actions), frames, targets)
+    recalled = memory.recalled_views(memory.window_scores(memory(frames, actions), actions, targets), frames)
     torch.testing.assert_close(recalled, wanted, rtol=0, atol=0)
     # the objective adds the loss when asked, and it reaches the keys; without a bank training refuses it
     model = WorldModel(WorldModelConfig.from_dict(load_config("model", "room-memory-views", TINY_ROOM)))
@@ -300,6 +301,39 @@ def test_view_matching_teaches_the_recall_to_pick_the_returned_view_and_top1_cop
     assert model.memory.view_key.weight.grad.abs().sum() > 0
     with pytest.raises(WorldsimError, match="recall_temperature is -1.0"):
         WorldModelConfig.from_dict(load_config("model", "room-memory-views", [*TINY_ROOM, "+model.memory.recall_temperature=-1"]))
+
+
+def test_a_place_from_the_actions_recalls_the_returned_view_whatever_the_frames_show():
+    # Keys read from the frames cannot find a view again when the frames change (a dream's are dreamed);
+    # a place integrated from the actions alone can: trained on one room's look away and back, it
+    # picks the same view in a room of other frames, and in the dream's step form as in the window's.
+    torch.manual_seed(0)
+    order = [0, 1, 2, 3, 4, 5, 4, 3, 2, 1, 0, 0]
+    actions = torch.tensor([[1] * 5 + [2] * 7])  # turn one way (1), then back (2)
+    config = FrameMemoryConfig(width=32, encoder_channels=(8, 8, 8), view_bank=16, key_size=16, place_phases=8)
+    memory = FrameMemory(config, num_actions=4, image_channels=3, image_size=64, embedding_dim=16)
+    targets = torch.tensor([[6, 7, 8, 9, 10]])  # views 4, 3, 2, 1, 0
+    trained = [memory.place_step.weight, memory.place_weight]  # the place alone: the frame keys stay untrained
+    optimizer = torch.optim.Adam(trained, lr=3e-2)
+
+    def room() -> torch.Tensor:
+        views = torch.rand(6, 3, 64, 64) * 2 - 1
+        return torch.stack([views[i] for i in order])[None]
+
+    frames = room()
+    for _ in range(150):
+        loss = memory.view_match_loss(memory.window_scores(memory(frames, actions), actions, targets), frames, frames[:, targets[0]])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    other = room()  # new frames: the frame keys score them afresh, the place the same
+    memory.config.recall_temperature = 0.0
+    picks = memory.window_scores(memory(other, actions), actions, targets).argmax(-1)
+    assert picks.tolist() == [[4, 3, 2, 1, 0]]
+    state = memory.initial_state(1)
+    for t in range(10):
+        output, state = memory.step(other[:, t], actions[:, t], state)
+    torch.testing.assert_close(memory.recalled_view(output, state), other[:, 0], rtol=0, atol=0)  # before frame 10: view 0
 
 
 def test_view_matching_without_a_view_bank_is_refused(room_dataset, tmp_path):

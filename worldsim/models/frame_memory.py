@@ -30,10 +30,21 @@ known camera poses; here the keys are learnt from actions and frames: through th
 directly by ``view_match_loss`` (which frame of the window is nearest the one to draw). A plain
 softmax recall blends views, and the blend shows as ghosts; ``recall_temperature`` 0 takes the
 best-matching frame alone.
+
+Keys read from the scan know where the dream is only as well as its frames tell: in a long dream
+the frames are dreamed, and the scan's sense of place drifts with them. With ``place_phases > 0``
+the recall also scores by a place integrated from the actions alone, never the frames: each action
+turns ``place_phases`` learnt phases by a learnt step (the angles of a rotary embedding, driven by
+the actions instead of the time), and a bank frame's place score is ``sum_f w_f cos(phase_f(now) -
+phase_f(then))``, largest where the actions since it sum to nothing (turned 12 left and 12 right:
+the same view). Where the place is a sum of actions (the room's exact 15-degree turns) the score is
+exact however the frames were drawn; where it is not (walking, whose step depends on the heading)
+the frame keys carry the rest.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -62,6 +73,8 @@ class FrameMemoryConfig:
     # The recall's softmax temperature: 1 the plain attention, lower sharper, 0 the single best-matching
     # frame (top-1: no blend of views leaks into the recall; the keys then learn from view_match_loss).
     recall_temperature: float = 1.0
+    # Phases of a place integrated from the actions alone, scored beside the keys (0: the keys alone).
+    place_phases: int = 0
 
 
 class FrameMemory(nn.Module):
@@ -92,6 +105,9 @@ class FrameMemory(nn.Module):
         if config.view_bank:
             self.view_key = nn.Linear(config.width, config.key_size)
             self.view_query = nn.Linear(config.width, config.key_size)
+        if config.place_phases:
+            self.place_step = nn.Embedding(num_actions, config.place_phases)  # the phases each action turns
+            self.place_weight = nn.Parameter(torch.zeros(config.place_phases))  # w_f = softplus(.) >= 0: same place, best
 
     def tokens(self, frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``float[N, C, H, W]``, ``int64[N]`` -> ``float[N, D]``."""
@@ -112,6 +128,12 @@ class FrameMemory(nn.Module):
                 "memory_view_keys": torch.zeros(batch, size, self.config.key_size, device=device),
                 "memory_view_count": torch.zeros(batch, dtype=torch.int64, device=device),
             }
+            if self.config.place_phases:
+                phases = self.config.place_phases
+                state |= {
+                    "memory_place": torch.zeros(batch, phases, device=device),  # after the actions so far
+                    "memory_view_places": torch.zeros(batch, size, phases, device=device),
+                }
         return state
 
     def step(
@@ -131,59 +153,74 @@ class FrameMemory(nn.Module):
                 "memory_view_keys": torch.where(slot[..., None], self.view_key(memory)[:, None], state["memory_view_keys"]),
                 "memory_view_count": count + 1,
             }
+            if self.config.place_phases:  # the frame is filed at the place before its action, then the action moves on
+                place = state["memory_place"]
+                next_state |= {
+                    "memory_place": torch.remainder(place + self.place_step(action), 2 * math.pi),
+                    "memory_view_places": torch.where(slot[..., None], place[:, None], state["memory_view_places"]),
+                }
         return memory, next_state
 
     def recalled_view(self, memory: torch.Tensor, state: dict[str, torch.Tensor]) -> torch.Tensor:
         """The view recalled from the bank in ``state`` (``step``'s, after the last context frame) by
         ``memory float[B, D]`` (``step``'s output): ``float[B, C, H, W]``."""
-        return self._recall(self.recall_scores(memory, state)[:, None], state["memory_views"])[:, 0]
+        return self.recalled_views(self.recall_scores(memory, state)[:, None], state["memory_views"])[:, 0]
 
     def recall_scores(self, memory: torch.Tensor, state: dict[str, torch.Tensor]) -> torch.Tensor:
         """``recalled_view``'s scores over the bank's slots: ``float[B, N]``, -inf at empty slots."""
         filled = torch.arange(self.config.view_bank, device=memory.device) < state["memory_view_count"][:, None]  # [B, N]
-        return self._scores(self.view_query(memory)[:, None], state["memory_view_keys"], filled[:, None])[:, 0]
-
-    def recalled_views(self, memory: torch.Tensor, frames: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """For training, the views recalled before frames ``targets int64[B, P]`` of a window: the bank
-        holds every frame before the target (``frames float[B, L, C, H, W]``, keys from ``memory float[B,
-        L, D]``, ``forward``'s), the query is the memory after the frame before it. ``float[B, P, C, H, W]``;
-        the same as ``recalled_view`` after stepping through the window, while it fits the bank."""
-        return self._recall(self._window_scores(memory, targets), frames)
-
-    def view_match_loss(self, memory: torch.Tensor, frames: torch.Tensor, targets: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
-        """Training the recall directly: the cross-entropy of the recall's scores (as ``recalled_views``
-        computes them) against the bank's frames nearest, in squared error, to ``wanted float[B, P, C, H,
-        W]`` (the clean frames at ``targets``); ties (a view seen twice) share the target. On a return the
-        nearest frame is the same view, bit for bit; elsewhere it is mostly the frame before."""
-        scores = self._window_scores(memory, targets)  # [B, P, L]
-        distances = (frames[:, None] - wanted[:, :, None]).square().flatten(3).mean(-1)  # [B, P, L]
-        distances = distances.masked_fill(scores.isneginf(), float("inf"))
-        nearest = distances <= distances.amin(dim=-1, keepdim=True)
-        log_weights = scores.log_softmax(dim=-1)
-        return -log_weights.masked_fill(~nearest, float("-inf")).logsumexp(dim=-1).mean()
-
-    def _window_scores(self, memory: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The recall's scores before each of ``targets int64[B, P]`` over a window's frames, each filed
-        under the key of the memory after it: ``float[B, P, L]``, -inf at and after the target."""
-        queries = self.view_query(memory.gather(1, (targets - 1)[..., None].expand(-1, -1, memory.shape[-1])))  # [B, P, key]
-        before = torch.arange(memory.shape[1], device=memory.device) < targets[..., None]  # [B, P, L]
-        return self._scores(queries, self.view_key(memory), before)
-
-    def _scores(self, queries: torch.Tensor, keys: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
-        """Scaled dot products of ``queries float[B, P, k]`` with ``keys float[B, N, k]``, -inf where
-        ``filled bool[B, P, N]`` is False: ``float[B, P, N]``."""
-        scores = torch.einsum("bpk,bnk->bpn", queries, keys) / self.config.key_size**0.5
+        scores = self._key_scores(self.view_query(memory)[:, None], state["memory_view_keys"])[:, 0]
+        if self.config.place_phases:
+            scores = scores + self._place_scores(state["memory_place"][:, None] - state["memory_view_places"])
         return scores.masked_fill(~filled, float("-inf"))
 
-    def _recall(self, scores: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+    def window_scores(self, memory: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """For training, the recall's scores before frames ``targets int64[B, P]`` of a window whose
+        ``memory float[B, L, D]`` (``forward``'s) read ``actions int64[B, L]``: the bank holds every frame
+        before the target, each filed under the key of the memory after it; the query is the memory after
+        the frame before the target. ``float[B, P, L]``, -inf at and after the target; the same as
+        ``recall_scores`` after stepping through the window, while it fits the bank."""
+        before_target = (targets - 1)[..., None]
+        queries = self.view_query(memory.gather(1, before_target.expand(-1, -1, memory.shape[-1])))  # [B, P, key]
+        scores = self._key_scores(queries, self.view_key(memory))
+        if self.config.place_phases:
+            moved = self.place_step(actions).cumsum(dim=1)  # [B, L, F]: the place after each frame's action
+            places = torch.cat([torch.zeros_like(moved[:, :1]), moved[:, :-1]], dim=1)  # each frame's own place
+            now = moved.gather(1, before_target.expand(-1, -1, moved.shape[-1]))  # [B, P, F]: the target's place
+            scores = scores + self._place_scores(now[:, :, None] - places[:, None])
+        before = torch.arange(memory.shape[1], device=memory.device) < targets[..., None]  # [B, P, L]
+        return scores.masked_fill(~before, float("-inf"))
+
+    def recalled_views(self, scores: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
         """The views ``float[B, N, C, H, W]`` weighted by the tempered softmax of ``scores float[B, P,
-        N]`` (at temperature 0: the best-scoring view alone); ``float[B, P, C, H, W]``."""
+        N]`` (``window_scores``' or ``recall_scores``'; at temperature 0: the best-scoring view alone):
+        ``float[B, P, C, H, W]``."""
         temperature = self.config.recall_temperature
         if temperature > 0:
             weights = (scores / temperature).softmax(dim=-1)
         else:
             weights = F.one_hot(scores.argmax(dim=-1), scores.shape[-1]).to(views.dtype)
         return torch.einsum("bpn,bnchw->bpchw", weights, views)
+
+    def view_match_loss(self, scores: torch.Tensor, frames: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+        """Training the recall directly: the cross-entropy of ``window_scores``' ``scores float[B, P, L]``
+        over the window's ``frames float[B, L, C, H, W]`` against those nearest, in squared error, to
+        ``wanted float[B, P, C, H, W]`` (the clean frames being denoised); ties (a view seen twice) share
+        the target. On a return the nearest frame is the same view, bit for bit; elsewhere it is mostly
+        the frame before."""
+        distances = (frames[:, None] - wanted[:, :, None]).square().flatten(3).mean(-1)  # [B, P, L]
+        distances = distances.masked_fill(scores.isneginf(), float("inf"))
+        nearest = distances <= distances.amin(dim=-1, keepdim=True)
+        log_weights = scores.log_softmax(dim=-1)
+        return -log_weights.masked_fill(~nearest, float("-inf")).logsumexp(dim=-1).mean()
+
+    def _key_scores(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """Scaled dot products of ``queries float[B, P, k]`` with ``keys float[B, N, k]``: ``float[B, P, N]``."""
+        return torch.einsum("bpk,bnk->bpn", queries, keys) / self.config.key_size**0.5
+
+    def _place_scores(self, moved: torch.Tensor) -> torch.Tensor:
+        """``sum_f w_f cos(moved_f)`` of the phases ``moved float[..., F]`` turned since a frame: ``float[...]``."""
+        return torch.cos(moved) @ F.softplus(self.place_weight)
 
     def recall_loss(self, memory: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """The auxiliary loss: from ``memory float[B, L, D]`` (entry ``s`` after frame ``s`` of ``frames

@@ -75,6 +75,8 @@ class WorldModelConfig:
             del values["unet"]["mixture_candidates"]
         if values.get("memory", {}).get("view_bank") == 0:  # likewise: no bank, no key size or recall temperature
             del values["memory"]["view_bank"], values["memory"]["key_size"], values["memory"]["recall_temperature"]
+        if values.get("memory", {}).get("place_phases") == 0:  # likewise
+            del values["memory"]["place_phases"]
         return values
 
     @classmethod
@@ -112,6 +114,11 @@ class WorldModelConfig:
             raise WorldsimError(
                 f"model.memory.recall_temperature is {config.memory.recall_temperature}: 1 for the plain softmax recall, "
                 "lower for a sharper one, 0 for the best-matching view alone"
+            )
+        if config.memory is not None and config.memory.place_phases and not (recalls and config.memory.place_phases > 0):
+            raise WorldsimError(
+                f"model.memory.place_phases is {config.memory.place_phases}: the phases of a place the recall scores a view "
+                "bank's frames by, so a count >= 1 with model.memory.view_bank > 0, or 0 for none"
             )
         if not recalls and config.unet.mixture_candidates not in (0, config.context_length + 1):
             raise WorldsimError(

@@ -195,7 +195,8 @@ class DenoiserObjective(nn.Module):
         step_actions = actions[rows[..., None], targets[..., None] + offsets + 1]  # [B, P, K]
         views = None
         if self.denoiser.recalls_views:  # the bank holds the frames the memory read, context noise included
-            views = self.denoiser.memory.recalled_views(memory, seen, targets).flatten(0, 1)
+            scores = self.denoiser.memory.window_scores(memory, actions[:, 1:], targets)
+            views = self.denoiser.memory.recalled_views(scores, seen).flatten(0, 1)
         losses = {
             "denoiser": self.denoiser.loss(
                 wanted.flatten(0, 1),
@@ -212,7 +213,7 @@ class DenoiserObjective(nn.Module):
             losses["memory_recall"] = self.denoiser.memory.recall_loss(memory, frames[:, :-1])
         if self._memory_view_match:
             # weighed by train.denoiser.loss_weights.memory_views (1 by default)
-            losses["memory_views"] = self.denoiser.memory.view_match_loss(memory, frames[:, :-1], targets, wanted)
+            losses["memory_views"] = self.denoiser.memory.view_match_loss(scores, frames[:, :-1], wanted)
         return losses
 
     def _draw_targets(self, frames: torch.Tensor) -> torch.Tensor:
