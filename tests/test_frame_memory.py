@@ -336,6 +336,15 @@ def test_a_place_from_the_actions_recalls_the_returned_view_whatever_the_frames_
     torch.testing.assert_close(memory.recalled_view(output, state), other[:, 0], rtol=0, atol=0)  # before frame 10: view 0
 
 
+def test_a_place_without_a_view_bank_is_refused():
+    values = load_config("model", "room-memory", TINY_ROOM)
+    with pytest.raises(WorldsimError, match="model.memory.place_phases is 4: .* with model.memory.view_bank > 0"):
+        WorldModelConfig.from_dict({**values, "memory": {**values["memory"], "place_phases": 4}})
+    views = load_config("model", "room-memory-places", TINY_ROOM)
+    assert WorldModelConfig.from_dict(views).to_dict()["memory"]["place_phases"] == 16
+    assert "place_phases" not in WorldModelConfig.from_dict(values).to_dict()["memory"]  # configs saved before it read back unchanged
+
+
 def test_view_matching_without_a_view_bank_is_refused(room_dataset, tmp_path):
     overrides = [f"train.data.datasets=[{room_dataset}]", "train.data.heldout=null", "train.denoiser.memory_view_match=true"]
     with pytest.raises(WorldsimError, match="memory_view_match trains the recall from a view bank"):
