@@ -156,6 +156,7 @@ class FrameMemory(nn.Module):
             if self.config.place_phases:  # the frame is filed at the place before its action, then the action moves on
                 place = state["memory_place"]
                 next_state |= {
+                    # wrapped to [0, 2 pi): the cosines are unchanged, and a long dream's phases keep float32's precision
                     "memory_place": torch.remainder(place + self.place_step(action), 2 * math.pi),
                     "memory_view_places": torch.where(slot[..., None], place[:, None], state["memory_view_places"]),
                 }
